@@ -1,0 +1,631 @@
+//! [`Catalog`]: reads and commits table versions in object storage.
+//!
+//! # Commit protocol
+//! 1. Data files are written first, under fresh UUID names ([`DataFileWriter`]).
+//! 2. The manifest of version `head + 1` is published with a conditional create
+//!    ([`PutMode::Create`]: `If-None-Match: *` on S3, a no-clobber hard link on local disk).
+//!    Publishing is the commit point: before it no reader can see the files, after it the whole
+//!    version is visible. A crash at any step leaves either the old or the new version.
+//! 3. When the create fails because another writer published that version first, the commit
+//!    re-reads the new head and re-applies its change on top of it: an append or replace goes
+//!    through as the next version; a create of a table that now exists, or an append whose
+//!    schema no longer matches, fails with [`Error::TableExists`] / [`Error::SchemaMismatch`].
+//!    After [`Catalog::COMMIT_ATTEMPTS`] lost races the commit fails with [`Error::Conflict`].
+//!    [`Catalog::commit_at`] is the single-attempt form for callers that want the conflict.
+//!
+//! # Freshness
+//! There is no local state: [`Catalog::open`] rebuilds everything from storage, and every
+//! lookup of a table ([`Catalog::table`]) asks storage for manifests newer than the one it has
+//! cached (one LIST starting after the cached version). A server therefore sees versions
+//! committed by another process at the latest when it plans its next query. Listings
+//! ([`Catalog::schemas`], [`Catalog::tables`]) read storage every time.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use backon::{ExponentialBuilder, Retryable};
+use chrono::Utc;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use crate::error::{Error, Result};
+use crate::layout;
+use crate::manifest::{
+    DataFile, FORMAT_VERSION, Manifest, Operation, SourceFile, TableSchema, schema_differences,
+};
+use crate::name::{SchemaName, TableName, TableRef, Version};
+use crate::storage::StorageLocation;
+use crate::writer::{DataFileWriter, delete_best_effort, normalize_schema};
+
+/// The Flight SQL catalog name Lakehouse serves.
+pub const CATALOG_NAME: &str = "lakehouse";
+
+/// A change to commit as a table's next version. Files are the new files written for this
+/// change (by a [`DataFileWriter`]); an append keeps the previous version's files as well.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// Create the table; fails with [`Error::TableExists`] when it has a live version.
+    Create {
+        /// The table's schema.
+        schema: SchemaRef,
+        /// Its data files.
+        files: Vec<DataFile>,
+    },
+    /// Add files to a live table whose schema equals `schema` (else [`Error::SchemaMismatch`];
+    /// [`Error::TableNotFound`] when there is no live table).
+    Append {
+        /// The schema the files were written with.
+        schema: SchemaRef,
+        /// The added files.
+        files: Vec<DataFile>,
+    },
+    /// Append when the table is live (same checks as `Append`), create it otherwise.
+    CreateOrAppend {
+        /// The schema the files were written with.
+        schema: SchemaRef,
+        /// The new files.
+        files: Vec<DataFile>,
+    },
+    /// Replace all rows and the schema; creates the table when it has no live version.
+    Replace {
+        /// The new schema.
+        schema: SchemaRef,
+        /// The new files.
+        files: Vec<DataFile>,
+    },
+    /// Drop the table ([`Error::TableNotFound`] when it has no live version).
+    Drop,
+}
+
+impl Change {
+    fn new_files(&self) -> &[DataFile] {
+        match self {
+            Change::Create { files, .. }
+            | Change::Append { files, .. }
+            | Change::CreateOrAppend { files, .. }
+            | Change::Replace { files, .. } => files,
+            Change::Drop => &[],
+        }
+    }
+}
+
+/// How [`Catalog::write_stream`] treats an existing table; the modes of Flight SQL's
+/// `CommandStatementIngest.TableDefinitionOptions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Fail with [`Error::TableExists`] when the table exists.
+    Create,
+    /// Fail with [`Error::TableNotFound`] when it does not.
+    Append,
+    /// Append when it exists, create it otherwise.
+    CreateOrAppend,
+    /// Replace its rows and schema when it exists, create it otherwise.
+    Replace,
+}
+
+/// What [`Catalog::cleanup`] found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Data files examined.
+    pub files_scanned: usize,
+    /// Unreferenced files deleted (or that would be, with `dry_run`), as object paths.
+    pub deleted: Vec<String>,
+    /// Bytes in `deleted`.
+    pub bytes_deleted: u64,
+    /// Unreferenced files kept because they are younger than the grace period (they may belong
+    /// to a commit in progress).
+    pub kept_recent: usize,
+}
+
+/// The catalog: the one authority on which tables and versions exist.
+///
+/// Cheap to share (`Arc<Catalog>`); all methods take `&self`.
+#[derive(Debug)]
+pub struct Catalog {
+    location: StorageLocation,
+    /// Newest manifest seen per table (including drop versions).
+    heads: RwLock<HashMap<TableRef, Arc<Manifest>>>,
+}
+
+impl Catalog {
+    /// Lost races a commit retries before failing with [`Error::Conflict`].
+    pub const COMMIT_ATTEMPTS: usize = 10;
+
+    /// Opens the catalog at `location`, rebuilding its state from storage alone: writes the
+    /// catalog marker on an empty root, then reads the newest manifest of every table.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when storage is unreachable; [`Error::InvalidManifest`] for an
+    /// unreadable manifest.
+    pub async fn open(location: StorageLocation) -> Result<Self> {
+        let catalog = Self {
+            location,
+            heads: RwLock::new(HashMap::new()),
+        };
+        let marker = serde_json::json!({"format_version": FORMAT_VERSION, "name": CATALOG_NAME});
+        let put = catalog
+            .store()
+            .put_opts(
+                &layout::catalog_marker(),
+                PutPayload::from(serde_json::to_vec_pretty(&marker).expect("json")),
+                PutOptions::from(PutMode::Create),
+            )
+            .await;
+        match put {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let mut tables = 0;
+        for schema in catalog.schemas().await? {
+            tables += catalog.tables(&schema).await?.len();
+        }
+        tracing::info!(root = %catalog.location.url, tables, "catalog opened");
+        Ok(catalog)
+    }
+
+    /// The storage root.
+    pub fn location(&self) -> &StorageLocation {
+        &self.location
+    }
+
+    /// The object store scoped to the storage root; manifest `files[].path` are relative to it.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.location.store
+    }
+
+    /// Every schema: `public`, schemas created with a marker, and schemas holding tables; sorted.
+    ///
+    /// # Errors
+    /// [`Error::Storage`].
+    pub async fn schemas(&self) -> Result<Vec<SchemaName>> {
+        let mut names = HashSet::from([SchemaName::default_schema()]);
+        let markers = self
+            .store()
+            .list_with_delimiter(Some(&layout::schemas_prefix()))
+            .await?;
+        for object in markers.objects {
+            if let Some(name) = object
+                .location
+                .filename()
+                .and_then(|f| f.strip_suffix(".json"))
+                && let Ok(name) = SchemaName::new(name)
+            {
+                names.insert(name);
+            }
+        }
+        let dirs = self
+            .store()
+            .list_with_delimiter(Some(&layout::tables_prefix()))
+            .await?;
+        for prefix in dirs.common_prefixes {
+            if let Some(name) = prefix.filename()
+                && let Ok(name) = SchemaName::new(name)
+            {
+                names.insert(name);
+            }
+        }
+        let mut names: Vec<_> = names.into_iter().collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Newest live version of every table in `schema`, sorted by table name.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::InvalidManifest`].
+    pub async fn tables(&self, schema: &SchemaName) -> Result<Vec<Arc<Manifest>>> {
+        let listing = self
+            .store()
+            .list_with_delimiter(Some(&layout::schema_tables_prefix(schema)))
+            .await?;
+        let refs: Vec<TableRef> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename())
+            .filter_map(|name| match TableName::new(name) {
+                Ok(table) => Some(TableRef {
+                    schema: schema.clone(),
+                    table,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring object-store folder that is not a table");
+                    None
+                }
+            })
+            .collect();
+        let mut heads: Vec<Arc<Manifest>> = futures::stream::iter(refs)
+            .map(|t| async move { self.latest(&t).await })
+            .buffer_unordered(16)
+            .try_filter_map(|m| async move { Ok(m.filter(|m| !m.dropped)) })
+            .try_collect()
+            .await?;
+        heads.sort_by(|a, b| a.table.cmp(&b.table));
+        Ok(heads)
+    }
+
+    /// The newest live version of `table`, checking storage for newer versions first.
+    ///
+    /// # Errors
+    /// [`Error::TableNotFound`] when the table was never created or is dropped;
+    /// [`Error::Storage`], [`Error::InvalidManifest`].
+    pub async fn table(&self, table: &TableRef) -> Result<Arc<Manifest>> {
+        match self.latest(table).await? {
+            Some(m) if !m.dropped => Ok(m),
+            _ => Err(Error::TableNotFound(table.clone())),
+        }
+    }
+
+    /// A specific version of `table` (as pinned in a query ticket).
+    ///
+    /// # Errors
+    /// [`Error::VersionNotFound`] when that version does not exist; [`Error::TableNotFound`]
+    /// when that version is a drop; [`Error::Storage`], [`Error::InvalidManifest`].
+    pub async fn table_version(&self, table: &TableRef, version: Version) -> Result<Arc<Manifest>> {
+        let cached = self.cached(table).filter(|m| m.version == version);
+        let manifest = match cached {
+            Some(m) => m,
+            None => match self.read_manifest(table, version).await {
+                Err(Error::Storage(object_store::Error::NotFound { .. })) => {
+                    return Err(Error::VersionNotFound {
+                        table: table.clone(),
+                        version,
+                    });
+                }
+                other => Arc::new(other?),
+            },
+        };
+        if manifest.dropped {
+            return Err(Error::TableNotFound(table.clone()));
+        }
+        Ok(manifest)
+    }
+
+    fn cached(&self, table: &TableRef) -> Option<Arc<Manifest>> {
+        self.heads.read().expect("lock").get(table).cloned()
+    }
+
+    /// Newest manifest of `table` including drop versions; `None` when it never existed.
+    async fn latest(&self, table: &TableRef) -> Result<Option<Arc<Manifest>>> {
+        let cached = self.cached(table);
+        let prefix = layout::manifests_prefix(table);
+        let listing = match &cached {
+            Some(m) => self
+                .store()
+                .list_with_offset(Some(&prefix), &layout::manifest_path(table, m.version)),
+            None => self.store().list(Some(&prefix)),
+        };
+        let newest = listing
+            .try_filter_map(
+                |meta| async move { Ok(layout::parse_manifest_version(&meta.location)) },
+            )
+            .try_fold(None, |max: Option<Version>, v| async move {
+                Ok(max.max(Some(v)))
+            })
+            .await?;
+        let Some(newest) = newest.filter(|v| cached.as_ref().is_none_or(|m| *v > m.version)) else {
+            return Ok(cached);
+        };
+        let manifest = Arc::new(self.read_manifest(table, newest).await?);
+        let mut heads = self.heads.write().expect("lock");
+        let entry = heads
+            .entry(table.clone())
+            .or_insert_with(|| Arc::clone(&manifest));
+        if entry.version < manifest.version {
+            *entry = Arc::clone(&manifest);
+        }
+        Ok(Some(Arc::clone(entry)))
+    }
+
+    async fn read_manifest(&self, table: &TableRef, version: Version) -> Result<Manifest> {
+        let path = layout::manifest_path(table, version);
+        let bytes = self.store().get(&path).await?.bytes().await?;
+        let manifest = Manifest::from_json(path.as_ref(), &bytes)?;
+        if &manifest.table != table || manifest.version != version {
+            return Err(Error::InvalidManifest {
+                path: path.to_string(),
+                message: format!(
+                    "it describes {} version {}, not {table} version {version}",
+                    manifest.table, manifest.version
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// A writer for the data files of a change to `table`; `schema` is the schema the files get
+    /// (normalised with [`normalize_schema`] by [`Catalog::write_stream`]). `source` is recorded
+    /// in the manifest for file ingests.
+    pub fn data_writer(
+        &self,
+        table: &TableRef,
+        schema: SchemaRef,
+        source: Option<SourceFile>,
+    ) -> DataFileWriter {
+        DataFileWriter::new(Arc::clone(self.store()), table.clone(), schema, source)
+    }
+
+    /// Commits `change` as the next version of `table`, re-applying it on the new head when
+    /// another writer wins the race (see the module docs). On failure the change's new files
+    /// are deleted, since no manifest references them.
+    ///
+    /// # Errors
+    /// [`Error::TableExists`], [`Error::TableNotFound`], [`Error::SchemaMismatch`] as the change
+    /// demands; [`Error::Conflict`] after [`Self::COMMIT_ATTEMPTS`] lost races; storage errors.
+    pub async fn commit(&self, table: &TableRef, change: Change) -> Result<Arc<Manifest>> {
+        let attempt = || async {
+            let base = self.latest(table).await?.map(|m| m.version);
+            self.try_commit(table, base, &change).await
+        };
+        let result = attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(5))
+                    .with_max_delay(Duration::from_millis(500))
+                    .with_max_times(Self::COMMIT_ATTEMPTS - 1)
+                    .with_jitter(),
+            )
+            .when(|e| matches!(e, Error::Conflict { .. }))
+            .notify(|e, delay| tracing::debug!(error = %e, ?delay, "commit lost a race; retrying"))
+            .await;
+        if result.is_err() {
+            self.discard(&change).await;
+        }
+        result
+    }
+
+    /// Commits `change` as version `base + 1` (version 1 when `base` is `None`), in one attempt.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when that version already exists (another writer won); otherwise as
+    /// [`Catalog::commit`]. The change's files are kept on error, so the caller may retry.
+    pub async fn commit_at(
+        &self,
+        table: &TableRef,
+        base: Option<Version>,
+        change: Change,
+    ) -> Result<Arc<Manifest>> {
+        self.try_commit(table, base, &change).await
+    }
+
+    async fn discard(&self, change: &Change) {
+        delete_best_effort(
+            self.store(),
+            change
+                .new_files()
+                .iter()
+                .map(|f| Path::from(f.path.as_str())),
+        )
+        .await;
+    }
+
+    async fn try_commit(
+        &self,
+        table: &TableRef,
+        base: Option<Version>,
+        change: &Change,
+    ) -> Result<Arc<Manifest>> {
+        let head = match base {
+            Some(v) => Some(match self.cached(table).filter(|m| m.version == v) {
+                Some(m) => m,
+                None => Arc::new(self.read_manifest(table, v).await?),
+            }),
+            None => None,
+        };
+        let live = head.as_deref().filter(|m| !m.dropped);
+        let check_append = |schema: &SchemaRef, live: &Manifest| {
+            let diffs = schema_differences(&live.arrow_schema(), schema);
+            if diffs.is_empty() && live.arrow_schema().fields() == schema.fields() {
+                Ok(())
+            } else {
+                Err(Error::SchemaMismatch {
+                    table: table.clone(),
+                    differences: if diffs.is_empty() {
+                        vec!["column order or nullability differs from the table".into()]
+                    } else {
+                        diffs
+                    },
+                })
+            }
+        };
+        let (operation, schema, files, dropped) = match (change, live) {
+            (Change::Create { .. }, Some(_)) => return Err(Error::TableExists(table.clone())),
+            (Change::Append { .. } | Change::Drop, None) => {
+                return Err(Error::TableNotFound(table.clone()));
+            }
+            (Change::Create { schema, files } | Change::CreateOrAppend { schema, files }, None)
+            | (Change::Replace { schema, files }, None) => {
+                (Operation::Create, schema.clone(), files.clone(), false)
+            }
+            (
+                Change::Append { schema, files } | Change::CreateOrAppend { schema, files },
+                Some(live),
+            ) => {
+                check_append(schema, live)?;
+                let mut all = live.files.clone();
+                all.extend(files.iter().cloned());
+                (Operation::Append, live.arrow_schema(), all, false)
+            }
+            (Change::Replace { schema, files }, Some(_)) => {
+                (Operation::Replace, schema.clone(), files.clone(), false)
+            }
+            (Change::Drop, Some(live)) => (Operation::Drop, live.arrow_schema(), vec![], true),
+        };
+        let version = base.map_or(Version(1), Version::next);
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            table: table.clone(),
+            version,
+            created_at: Utc::now(),
+            operation,
+            dropped,
+            schema: TableSchema::new(schema),
+            total_rows: files.iter().map(|f| f.rows).sum(),
+            total_bytes: files.iter().map(|f| f.size_bytes).sum(),
+            files,
+        };
+        let path = layout::manifest_path(table, version);
+        let put = self
+            .store()
+            .put_opts(
+                &path,
+                PutPayload::from(manifest.to_json()),
+                PutOptions::from(PutMode::Create),
+            )
+            .await;
+        match put {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                return Err(Error::Conflict {
+                    table: table.clone(),
+                    version,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let manifest = Arc::new(manifest);
+        let mut heads = self.heads.write().expect("lock");
+        let entry = heads
+            .entry(table.clone())
+            .or_insert_with(|| Arc::clone(&manifest));
+        if entry.version < version {
+            *entry = Arc::clone(&manifest);
+        }
+        tracing::info!(%table, %version, ?operation, rows = manifest.total_rows, "committed");
+        Ok(manifest)
+    }
+
+    /// Writes a stream of record batches to `table` and commits it as one new version.
+    ///
+    /// `input_schema` is the schema of the stream; it is normalised ([`normalize_schema`]: no
+    /// view types). The mode is checked against the current head *before* anything is written:
+    /// `Create` of an existing table, `Append` to a missing one, or an append whose columns
+    /// differ from the table's fail at once. A batch that does not conform (e.g. a null in a
+    /// NOT NULL column), or an error in the stream, aborts the write and deletes what was written.
+    ///
+    /// # Errors
+    /// As [`Catalog::commit`], plus [`Error::InvalidData`] for non-conforming batches and
+    /// whatever error the stream yields.
+    pub async fn write_stream<S>(
+        &self,
+        table: &TableRef,
+        mode: WriteMode,
+        input_schema: &SchemaRef,
+        source: Option<SourceFile>,
+        mut batches: S,
+    ) -> Result<Arc<Manifest>>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Unpin,
+    {
+        let normalized: SchemaRef = Arc::new(normalize_schema(input_schema));
+        let live = match self.table(table).await {
+            Ok(m) => Some(m),
+            Err(Error::TableNotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let schema = match (mode, &live) {
+            (WriteMode::Create, Some(_)) => return Err(Error::TableExists(table.clone())),
+            (WriteMode::Append, None) => return Err(Error::TableNotFound(table.clone())),
+            (WriteMode::Append | WriteMode::CreateOrAppend, Some(live)) => {
+                let diffs = schema_differences(&live.arrow_schema(), &normalized);
+                if !diffs.is_empty() {
+                    return Err(Error::SchemaMismatch {
+                        table: table.clone(),
+                        differences: diffs,
+                    });
+                }
+                live.arrow_schema()
+            }
+            _ => Arc::clone(&normalized),
+        };
+        let mut writer = self.data_writer(table, Arc::clone(&schema), source);
+        while let Some(batch) = batches.next().await {
+            let written = match batch {
+                Ok(batch) => writer.write(&batch).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                writer.abort().await;
+                return Err(e);
+            }
+        }
+        let files = writer.finish().await?;
+        let change = match mode {
+            WriteMode::Create => Change::Create { schema, files },
+            WriteMode::Append => Change::Append { schema, files },
+            WriteMode::CreateOrAppend => Change::CreateOrAppend { schema, files },
+            WriteMode::Replace => Change::Replace { schema, files },
+        };
+        self.commit(table, change).await
+    }
+
+    /// Deletes data files that no manifest references and that are older than `grace` — files
+    /// left by failed or crashed commits. Younger unreferenced files are kept: they may belong
+    /// to a commit still in progress. Files of every version (not only the newest) count as
+    /// referenced. With `dry_run` nothing is deleted.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::InvalidManifest`]; nothing is deleted from a table whose
+    /// manifests cannot all be read.
+    pub async fn cleanup(&self, grace: Duration, dry_run: bool) -> Result<CleanupReport> {
+        let mut report = CleanupReport::default();
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        for schema in self.schemas().await? {
+            let listing = self
+                .store()
+                .list_with_delimiter(Some(&layout::schema_tables_prefix(&schema)))
+                .await?;
+            for prefix in listing.common_prefixes {
+                let Some(table) = prefix.filename().and_then(|n| TableName::new(n).ok()) else {
+                    continue;
+                };
+                let table = TableRef {
+                    schema: schema.clone(),
+                    table,
+                };
+                let mut referenced = HashSet::new();
+                let manifests: Vec<_> = self
+                    .store()
+                    .list(Some(&layout::manifests_prefix(&table)))
+                    .try_filter_map(
+                        |m| async move { Ok(layout::parse_manifest_version(&m.location)) },
+                    )
+                    .try_collect()
+                    .await?;
+                for version in manifests {
+                    let manifest = self.read_manifest(&table, version).await?;
+                    referenced.extend(manifest.files.into_iter().map(|f| f.path));
+                }
+                let data: Vec<_> = self
+                    .store()
+                    .list(Some(&layout::data_prefix(&table)))
+                    .try_collect()
+                    .await?;
+                for object in data {
+                    report.files_scanned += 1;
+                    if referenced.contains(object.location.as_ref()) {
+                        continue;
+                    }
+                    if object.last_modified > cutoff {
+                        report.kept_recent += 1;
+                        continue;
+                    }
+                    if !dry_run {
+                        match self.store().delete(&object.location).await {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    tracing::info!(path = %object.location, bytes = object.size, dry_run, "removing unreferenced data file");
+                    report.bytes_deleted += object.size;
+                    report.deleted.push(object.location.to_string());
+                }
+            }
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,24 @@
+//! The Lakehouse catalog: the sole metadata authority, kept only in object storage.
+//!
+//! A catalog (Flight SQL catalog name [`CATALOG_NAME`]) holds schemas; a schema holds tables;
+//! each table is a sequence of immutable, numbered versions. A version is defined by one JSON
+//! [`Manifest`] listing its Parquet data files, Arrow schema, schema fingerprint, row and byte
+//! totals, creation time and the [`Operation`] that made it. The on-storage layout is in
+//! [`layout`] and `docs/storage-layout.md`; the commit protocol in [`Catalog`].
+//!
+//! This crate knows no SQL engine: the DataFusion adapter lives in the server.
+
+pub mod catalog;
+pub mod error;
+pub mod layout;
+pub mod manifest;
+pub mod name;
+pub mod storage;
+pub mod writer;
+
+pub use catalog::{CATALOG_NAME, Catalog, Change, CleanupReport, WriteMode};
+pub use error::{Error, Result};
+pub use manifest::{DataFile, Manifest, Operation, SourceFile, TableSchema};
+pub use name::{DEFAULT_SCHEMA, SchemaName, TableName, TableRef, Version};
+pub use storage::StorageLocation;
+pub use writer::{DataFileWriter, normalize_schema};

@@ -1,0 +1,377 @@
+//! Version manifests: the JSON documents that define each table version.
+//!
+//! A manifest is immutable once published. It lists every Parquet data file of the version (not
+//! a delta), so a reader needs exactly one object to plan a scan. See `docs/storage-layout.md`
+//! for the format, which carries [`FORMAT_VERSION`].
+
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::convert::try_schema_from_ipc_buffer;
+use arrow::ipc::writer::StreamWriter;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::name::{TableRef, Version};
+
+/// Version of the manifest format written by this code. Readers refuse manifests with a newer
+/// major format version than they know.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One version of one table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version, [`FORMAT_VERSION`] when written by this code.
+    pub format_version: u32,
+    /// The table this version belongs to.
+    pub table: TableRef,
+    /// This version's number (1 for the first commit).
+    pub version: Version,
+    /// When the version was committed (UTC, by the committing process's clock).
+    pub created_at: DateTime<Utc>,
+    /// What produced this version.
+    pub operation: Operation,
+    /// True when this version drops the table: it then has no files and the table is not listed.
+    #[serde(default)]
+    pub dropped: bool,
+    /// The table's Arrow schema at this version.
+    pub schema: TableSchema,
+    /// Every data file of this version.
+    pub files: Vec<DataFile>,
+    /// Sum of `files[].rows`.
+    pub total_rows: u64,
+    /// Sum of `files[].size_bytes`.
+    pub total_bytes: u64,
+}
+
+impl Manifest {
+    /// The Arrow schema of this version.
+    pub fn arrow_schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema.arrow)
+    }
+
+    /// True when some data file of this version came from a source whose SHA-256 (lowercase hex)
+    /// is `sha256` — used to make re-ingesting an identical file a no-op.
+    pub fn has_source(&self, sha256: &str) -> bool {
+        self.files
+            .iter()
+            .any(|f| f.source.as_ref().is_some_and(|s| s.sha256 == sha256))
+    }
+
+    /// Serializes to pretty JSON bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("a manifest always serializes")
+    }
+
+    /// Parses a manifest read from `path`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidManifest`] when the JSON does not parse, the format version is newer than
+    /// [`FORMAT_VERSION`], or the embedded schema does not decode.
+    pub fn from_json(path: &str, bytes: &[u8]) -> Result<Self> {
+        let invalid = |message: String| Error::InvalidManifest {
+            path: path.to_string(),
+            message,
+        };
+        let probe: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+        let format = probe
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| invalid("missing format_version".into()))?;
+        if format > u64::from(FORMAT_VERSION) {
+            return Err(invalid(format!(
+                "format version {format} is newer than this Lakehouse understands ({FORMAT_VERSION})"
+            )));
+        }
+        serde_json::from_value(probe).map_err(|e| invalid(e.to_string()))
+    }
+}
+
+/// The operation that produced a version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// First version of a table (or first after a drop).
+    Create,
+    /// Files added to the previous version's files.
+    Append,
+    /// All rows (and possibly the schema) replaced.
+    Replace,
+    /// The table was dropped.
+    Drop,
+}
+
+/// A Parquet data file of a version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// Object path relative to the storage root, e.g. `tables/public/t/data/<uuid>.parquet`.
+    pub path: String,
+    /// Size of the file in bytes.
+    pub size_bytes: u64,
+    /// Number of rows in the file.
+    pub rows: u64,
+    /// SHA-256 of the file's bytes, lowercase hex.
+    pub sha256: String,
+    /// The input this file was ingested from, when it came from a file ingest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceFile>,
+}
+
+/// An ingested source file, recorded so that re-ingesting identical content is detected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceFile {
+    /// The file name as given to the ingest.
+    pub name: String,
+    /// SHA-256 of the source file's bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// A table's Arrow schema as stored in a manifest.
+///
+/// Serialized as `{"fingerprint", "fields", "arrow_ipc"}`: `arrow_ipc` is the base64 of an Arrow
+/// IPC stream holding only the schema (the schema message, then end-of-stream), the
+/// authoritative, language-neutral form (`pyarrow.ipc.open_stream(buf).schema` reads it);
+/// `fields` is a readable summary (name, type, nullable) that readers may ignore.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSchema {
+    /// The schema.
+    pub arrow: SchemaRef,
+}
+
+impl TableSchema {
+    /// Wraps an Arrow schema.
+    pub fn new(arrow: SchemaRef) -> Self {
+        Self { arrow }
+    }
+
+    /// The schema's fingerprint: `sha256:` + hex SHA-256 over one line per field,
+    /// `name\ttype\tnullable`, with the type in Arrow's `Debug` form (nested fields included).
+    /// Equal fingerprints mean equal column names, types and nullability; field metadata is not
+    /// part of it.
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = Sha256::new();
+        for field in self.arrow.fields() {
+            hasher.update(format!(
+                "{}\t{:?}\t{}\n",
+                field.name(),
+                field.data_type(),
+                field.is_nullable()
+            ));
+        }
+        format!("sha256:{}", hex::encode(hasher.finalize()))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct TableSchemaJson {
+    fingerprint: String,
+    fields: Vec<FieldJson>,
+    arrow_ipc: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FieldJson {
+    name: String,
+    data_type: String,
+    nullable: bool,
+}
+
+impl Serialize for TableSchema {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error as _;
+        let ipc = StreamWriter::try_new(Vec::new(), &self.arrow)
+            .and_then(|w| w.into_inner())
+            .map_err(S::Error::custom)?;
+        TableSchemaJson {
+            fingerprint: self.fingerprint(),
+            fields: self
+                .arrow
+                .fields()
+                .iter()
+                .map(|f| FieldJson {
+                    name: f.name().clone(),
+                    data_type: f.data_type().to_string(),
+                    nullable: f.is_nullable(),
+                })
+                .collect(),
+            arrow_ipc: BASE64.encode(ipc),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TableSchema {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let json = TableSchemaJson::deserialize(d)?;
+        let bytes = BASE64.decode(json.arrow_ipc).map_err(D::Error::custom)?;
+        let schema = try_schema_from_ipc_buffer(&bytes).map_err(D::Error::custom)?;
+        Ok(Self::new(Arc::new(schema)))
+    }
+}
+
+/// Compares the schema of incoming data with a table's schema for an append.
+///
+/// Columns are matched by name; order may differ (the writer reorders). Returns one entry per
+/// difference: a column missing from the data, a column the table lacks, a type difference. A
+/// nullable data column is accepted for a non-nullable table column (rows with nulls are then
+/// rejected when written).
+pub fn schema_differences(table: &Schema, data: &Schema) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for tf in table.fields() {
+        match data.field_with_name(tf.name()) {
+            Err(_) => diffs.push(format!(
+                "column `{}` ({}) is missing from the data",
+                tf.name(),
+                tf.data_type()
+            )),
+            Ok(df) if !types_match(tf.data_type(), df.data_type()) => diffs.push(format!(
+                "column `{}`: table has {}, data has {}",
+                tf.name(),
+                tf.data_type(),
+                df.data_type()
+            )),
+            Ok(_) => {}
+        }
+    }
+    for df in data.fields() {
+        if table.field_with_name(df.name()).is_err() {
+            diffs.push(format!(
+                "column `{}` ({}) is not in the table",
+                df.name(),
+                df.data_type()
+            ));
+        }
+    }
+    diffs
+}
+
+/// Type equality that ignores nested field names, nullability and metadata (e.g. a list's item
+/// field called "item" vs "element"), which differ between Arrow writers but not in meaning.
+fn types_match(a: &DataType, b: &DataType) -> bool {
+    a.equals_datatype(b) || a == b || {
+        let strip = |f: &Field| f.data_type().clone();
+        match (a, b) {
+            (DataType::List(x), DataType::List(y))
+            | (DataType::LargeList(x), DataType::LargeList(y)) => types_match(&strip(x), &strip(y)),
+            (DataType::FixedSizeList(x, n), DataType::FixedSizeList(y, m)) => {
+                n == m && types_match(&strip(x), &strip(y))
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::TimeUnit;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new(
+                "ts",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                true,
+            ),
+            Field::new(
+                "tags",
+                DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+                true,
+            ),
+        ]))
+    }
+
+    #[test]
+    fn manifest_json_round_trip() {
+        let m = Manifest {
+            format_version: FORMAT_VERSION,
+            table: TableRef::new("public", "t").unwrap(),
+            version: Version(3),
+            created_at: Utc::now(),
+            operation: Operation::Append,
+            dropped: false,
+            schema: TableSchema::new(schema()),
+            files: vec![DataFile {
+                path: "tables/public/t/data/x.parquet".into(),
+                size_bytes: 10,
+                rows: 2,
+                sha256: "ab".into(),
+                source: Some(SourceFile {
+                    name: "a.csv".into(),
+                    sha256: "cd".into(),
+                }),
+            }],
+            total_rows: 2,
+            total_bytes: 10,
+        };
+        let json = m.to_json();
+        let back = Manifest::from_json("m.json", &json).unwrap();
+        assert_eq!(back, m);
+        assert!(back.has_source("cd"));
+        let text = String::from_utf8(json).unwrap();
+        assert!(text.contains("\"fingerprint\": \"sha256:"), "{text}");
+        assert!(text.contains("\"operation\": \"append\""), "{text}");
+    }
+
+    #[test]
+    fn newer_format_and_garbage_are_rejected() {
+        let err = Manifest::from_json("m.json", br#"{"format_version": 99}"#).unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+        let err = Manifest::from_json("m.json", b"not json").unwrap_err();
+        assert!(matches!(err, Error::InvalidManifest { .. }), "{err}");
+    }
+
+    #[test]
+    fn fingerprint_tracks_names_types_nullability_only() {
+        let a = TableSchema::new(schema());
+        let mut fields: Vec<Field> = schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields[1] = fields[1]
+            .clone()
+            .with_metadata([("k".into(), "v".into())].into());
+        assert_eq!(
+            a.fingerprint(),
+            TableSchema::new(Arc::new(Schema::new(fields.clone()))).fingerprint()
+        );
+        fields[1] = Field::new("name", DataType::Utf8, false);
+        assert_ne!(
+            a.fingerprint(),
+            TableSchema::new(Arc::new(Schema::new(fields))).fingerprint()
+        );
+    }
+
+    #[test]
+    fn differences_name_each_column() {
+        let table = schema();
+        let data = Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("extra", DataType::Int32, true),
+            Field::new(
+                "tags",
+                DataType::List(Arc::new(Field::new("element", DataType::Utf8, false))),
+                true,
+            ),
+        ]);
+        let d = schema_differences(&table, &data);
+        assert_eq!(
+            d,
+            vec![
+                "column `id`: table has Int64, data has Utf8",
+                "column `ts` (Timestamp(µs, \"UTC\")) is missing from the data",
+                "column `extra` (Int32) is not in the table",
+            ]
+        );
+    }
+}

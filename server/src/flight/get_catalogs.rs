@@ -1,0 +1,29 @@
+//! `CommandGetCatalogs`: one row, the catalog `lakehouse`.
+
+use arrow_flight::sql::{CommandGetCatalogs, ProstMessageExt};
+use arrow_flight::{FlightData, FlightDescriptor, FlightInfo};
+use lakehouse_catalog::CATALOG_NAME;
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use super::{BoxStream, encode_batch, flight_info};
+use crate::error::Error;
+
+pub(super) fn get_flight_info(
+    query: CommandGetCatalogs,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    let schema = query.into_builder().schema();
+    let info = flight_info(
+        &schema,
+        query.as_any().encode_to_vec(),
+        request.into_inner(),
+    )?;
+    Ok(Response::new(info))
+}
+
+pub(super) fn do_get(query: CommandGetCatalogs) -> Result<Response<BoxStream<FlightData>>, Status> {
+    let mut builder = query.into_builder();
+    builder.append(CATALOG_NAME);
+    Ok(encode_batch(builder.build().map_err(Error::from)?))
+}

@@ -1,0 +1,364 @@
+//! The Flight SQL surface: [`LakehouseFlightSql`] implements arrow-flight's `FlightSqlService`
+//! and dispatches each command to its own module; [`LakehouseFlightService`] is the
+//! `FlightService` actually served, delegating to it and answering GetSchema itself (the blanket
+//! impl answers UNIMPLEMENTED there).
+
+pub mod column_metadata;
+mod get_catalogs;
+mod get_db_schemas;
+mod get_sql_info;
+mod get_table_types;
+mod get_tables;
+mod handshake;
+mod prepared_statement;
+mod statement_query;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::SqlInfoData;
+use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandStatementQuery, SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
+    HandshakeRequest, HandshakeResponse, PollInfo, SchemaResult, Ticket,
+};
+use datafusion::execution::SendableRecordBatchStream;
+use futures::{Stream, TryStreamExt};
+use lakehouse_catalog::{Catalog, SchemaName};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::Error;
+use crate::query::QueryEngine;
+
+/// Largest FlightData message the server sends, in bytes. gRPC clients reject messages over
+/// 4 MiB by default; the encoder splits batches to stay under this (a single huge value can
+/// still exceed it).
+pub const MAX_FLIGHT_DATA_BYTES: usize = 2 * 1024 * 1024;
+
+/// Largest message the server accepts (DoPut batches), in bytes.
+pub const MAX_DECODING_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Shared state of the Flight SQL service.
+pub struct LakehouseFlightSql {
+    engine: QueryEngine,
+    sql_info: SqlInfoData,
+}
+
+impl LakehouseFlightSql {
+    /// A service over `engine`.
+    ///
+    /// # Errors
+    /// Arrow errors while building the SqlInfo table.
+    pub fn new(engine: QueryEngine) -> crate::error::Result<Self> {
+        let sql_info = get_sql_info::build()?;
+        Ok(Self { engine, sql_info })
+    }
+
+    fn catalog(&self) -> &Arc<Catalog> {
+        self.engine.catalog()
+    }
+
+    /// The schema unqualified names resolve in for this request.
+    fn default_schema<T>(&self, _request: &Request<T>) -> SchemaName {
+        SchemaName::default_schema()
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// A FlightInfo with one endpoint whose ticket is `ticket`, for a result of `schema`.
+fn flight_info(
+    schema: &SchemaRef,
+    ticket: Vec<u8>,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    let info = FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Error::from(e).into_status())?
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+        .with_descriptor(descriptor)
+        .with_ordered(true);
+    Ok(info)
+}
+
+/// Encodes a record-batch stream as FlightData, schema first (even for zero batches), batches
+/// split to at most [`MAX_FLIGHT_DATA_BYTES`]; errors become statuses through the one mapping.
+fn encode_stream(schema: SchemaRef, batches: SendableRecordBatchStream) -> BoxStream<FlightData> {
+    let batches = batches.map_err(|e| FlightError::Tonic(Box::new(Error::from(e).into_status())));
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .with_max_flight_data_size(MAX_FLIGHT_DATA_BYTES)
+        .build(batches)
+        .map_err(|e| match e {
+            FlightError::Tonic(status) => *status,
+            other => Error::from(other).into_status(),
+        });
+    Box::pin(stream)
+}
+
+/// Encodes one in-memory batch (metadata answers).
+fn encode_batch(batch: RecordBatch) -> Response<BoxStream<FlightData>> {
+    let schema = batch.schema();
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .with_max_flight_data_size(MAX_FLIGHT_DATA_BYTES)
+        .build(futures::stream::once(async move { Ok(batch) }))
+        .map_err(|e| Error::from(e).into_status());
+    Response::new(Box::pin(stream))
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for LakehouseFlightSql {
+    type FlightService = LakehouseFlightSql;
+
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<BoxStream<HandshakeResponse>>, Status> {
+        handshake::handshake(self, request).await
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        statement_query::get_flight_info(self, query, request).await
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        statement_query::do_get(self, ticket).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        prepared_statement::create(self, query, request).await
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        prepared_statement::close(query)
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        prepared_statement::get_flight_info(self, query, request).await
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        prepared_statement::do_get(self, query, request).await
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        get_catalogs::get_flight_info(query, request)
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        get_catalogs::do_get(query)
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        get_db_schemas::get_flight_info(query, request)
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        get_db_schemas::do_get(self, query).await
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        get_tables::get_flight_info(query, request)
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        get_tables::do_get(self, query).await
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        get_table_types::get_flight_info(query, request)
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        get_table_types::do_get(query)
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        get_sql_info::get_flight_info(self, query, request)
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        get_sql_info::do_get(self, query)
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+/// The `FlightService` Lakehouse serves: every call goes to [`LakehouseFlightSql`] through
+/// arrow-flight's Flight SQL dispatch, except GetSchema, answered here from the same planning
+/// GetFlightInfo does (so both report the same schema).
+pub struct LakehouseFlightService {
+    inner: Arc<LakehouseFlightSql>,
+}
+
+impl LakehouseFlightService {
+    /// Wraps the Flight SQL service.
+    pub fn new(inner: Arc<LakehouseFlightSql>) -> Self {
+        Self { inner }
+    }
+}
+
+type Inner = LakehouseFlightSql;
+
+#[tonic::async_trait]
+impl FlightService for LakehouseFlightService {
+    type HandshakeStream = <Inner as FlightService>::HandshakeStream;
+    type ListFlightsStream = <Inner as FlightService>::ListFlightsStream;
+    type DoGetStream = <Inner as FlightService>::DoGetStream;
+    type DoPutStream = <Inner as FlightService>::DoPutStream;
+    type DoActionStream = <Inner as FlightService>::DoActionStream;
+    type ListActionsStream = <Inner as FlightService>::ListActionsStream;
+    type DoExchangeStream = <Inner as FlightService>::DoExchangeStream;
+
+    async fn handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        FlightService::handshake(&*self.inner, request).await
+    }
+
+    async fn list_flights(
+        &self,
+        request: Request<Criteria>,
+    ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        FlightService::list_flights(&*self.inner, request).await
+    }
+
+    async fn get_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        FlightService::get_flight_info(&*self.inner, request).await
+    }
+
+    async fn poll_flight_info(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<PollInfo>, Status> {
+        FlightService::poll_flight_info(&*self.inner, request).await
+    }
+
+    /// The schema GetFlightInfo would report for the same descriptor, without executing.
+    async fn get_schema(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<SchemaResult>, Status> {
+        let info = FlightService::get_flight_info(&*self.inner, request)
+            .await?
+            .into_inner();
+        Ok(Response::new(SchemaResult {
+            schema: info.schema,
+        }))
+    }
+
+    async fn do_get(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<Self::DoGetStream>, Status> {
+        FlightService::do_get(&*self.inner, request).await
+    }
+
+    async fn do_put(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoPutStream>, Status> {
+        FlightService::do_put(&*self.inner, request).await
+    }
+
+    async fn do_action(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<Self::DoActionStream>, Status> {
+        FlightService::do_action(&*self.inner, request).await
+    }
+
+    async fn list_actions(
+        &self,
+        request: Request<Empty>,
+    ) -> Result<Response<Self::ListActionsStream>, Status> {
+        FlightService::list_actions(&*self.inner, request).await
+    }
+
+    async fn do_exchange(
+        &self,
+        request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        FlightService::do_exchange(&*self.inner, request).await
+    }
+}

@@ -1,0 +1,82 @@
+//! `CommandStatementQuery`: plan in GetFlightInfo, stream in DoGet.
+//!
+//! The ticket is a `TicketStatementQuery` whose handle is a [`StatementTicket`]: the SQL, the
+//! default schema and the table versions the plan read. DoGet re-plans with those versions
+//! pinned, so a commit between the two calls does not change the answer, and any replica can
+//! serve the ticket.
+
+use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
+use arrow_flight::{FlightData, FlightDescriptor, FlightInfo};
+use lakehouse_catalog::{SchemaName, TableRef, Version};
+use lakehouse_proto::{StatementTicket, TableVersionPin};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use super::{BoxStream, LakehouseFlightSql, encode_stream, flight_info};
+use crate::error::Error;
+use crate::query::Pins;
+
+pub(super) async fn get_flight_info(
+    service: &LakehouseFlightSql,
+    query: CommandStatementQuery,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    let schema = service.default_schema(&request);
+    let info = plan_flight_info(service, query.query, schema, request.into_inner()).await?;
+    Ok(Response::new(info))
+}
+
+/// Plans `sql` and returns a FlightInfo whose ticket pins the versions the plan read.
+pub(super) async fn plan_flight_info(
+    service: &LakehouseFlightSql,
+    sql: String,
+    default_schema: SchemaName,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    let planned = service
+        .engine
+        .plan(&sql, &default_schema, Pins::default())
+        .await?;
+    let ticket = StatementTicket {
+        sql,
+        default_schema: default_schema.to_string(),
+        pins: planned
+            .pins
+            .iter()
+            .map(|(table, version)| TableVersionPin {
+                schema: table.schema.to_string(),
+                table: table.table.to_string(),
+                version: version.0,
+            })
+            .collect(),
+    };
+    let ticket = TicketStatementQuery {
+        statement_handle: ticket.encode_to_vec().into(),
+    };
+    flight_info(
+        &planned.schema(),
+        ticket.as_any().encode_to_vec(),
+        descriptor,
+    )
+}
+
+pub(super) async fn do_get(
+    service: &LakehouseFlightSql,
+    ticket: TicketStatementQuery,
+) -> Result<Response<BoxStream<FlightData>>, Status> {
+    let ticket = StatementTicket::decode(ticket.statement_handle.as_ref())
+        .map_err(|e| Error::invalid(format!("invalid statement ticket: {e}")))?;
+    let default_schema = SchemaName::new(ticket.default_schema).map_err(Error::from)?;
+    let pins = ticket
+        .pins
+        .into_iter()
+        .map(|p| Ok((TableRef::new(p.schema, p.table)?, Version(p.version))))
+        .collect::<lakehouse_catalog::Result<Vec<_>>>()
+        .map_err(Error::from)?;
+    let planned = service
+        .engine
+        .plan(&ticket.sql, &default_schema, Pins::fixed(pins))
+        .await?;
+    let stream = planned.execute()?;
+    Ok(Response::new(encode_stream(planned.schema(), stream)))
+}

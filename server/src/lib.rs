@@ -1,0 +1,20 @@
+//! The Lakehouse server: an Arrow Flight SQL service over DataFusion and the Lakehouse catalog.
+//!
+//! - [`cli`]: the `lakehouse` command line ([`cli::run`] is all `main` calls);
+//! - [`config`]: `serve` configuration (flags > `LAKEHOUSE_*` env > TOML file > defaults);
+//! - [`server`]: [`Server`], which serves on an already-bound listener;
+//! - [`query`]: the DataFusion session over the catalog;
+//! - [`flight`]: the Flight SQL commands, one module each;
+//! - [`error`]: the one mapping from errors to gRPC statuses.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod flight;
+pub mod query;
+pub mod sample;
+pub mod server;
+
+pub use config::{ServeArgs, ServeConfig};
+pub use error::{Error, Result};
+pub use server::Server;

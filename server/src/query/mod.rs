@@ -1,0 +1,300 @@
+//! The SQL engine: one DataFusion session per request over the catalog adapter.
+//!
+//! [`QueryEngine::plan`] parses, plans and optimises a query without running it (GetFlightInfo
+//! and GetSchema use it); [`PlannedQuery::execute`] streams the result (DoGet). Planning records
+//! the table versions it resolved ([`Pins`]); re-planning with those pins in DoGet reads exactly
+//! the same versions.
+
+pub mod catalog_adapter;
+pub mod table;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
+use datafusion::common::Column;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use lakehouse_catalog::writer::normalize_type;
+use lakehouse_catalog::{CATALOG_NAME, Catalog, SchemaName, TableRef, Version};
+use serde::{Deserialize, Serialize};
+
+pub use catalog_adapter::Pins;
+
+use crate::error::{Error, Result};
+
+/// Where the catalog's object store is registered in every session's runtime; manifest file
+/// paths resolve against it.
+pub const STORE_URL: &str = "lakehouse://root";
+
+/// Query settings (the `[query]` table of the config file).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryOptions {
+    /// Partitions each query runs on; default: the number of CPU cores.
+    pub target_partitions: Option<usize>,
+    /// Rows per record batch inside the engine; default 8192.
+    pub batch_size: Option<usize>,
+    /// Any DataFusion option by its key, e.g. `"datafusion.optimizer.max_passes" = "5"`;
+    /// applied last.
+    pub datafusion: BTreeMap<String, String>,
+}
+
+/// A planned query, ready to stream.
+pub struct PlannedQuery {
+    ctx: SessionContext,
+    plan: Arc<dyn ExecutionPlan>,
+    /// Table versions the plan reads.
+    pub pins: Vec<(TableRef, Version)>,
+}
+
+impl PlannedQuery {
+    /// The exact schema of the result stream (no view or dictionary types).
+    pub fn schema(&self) -> SchemaRef {
+        self.plan.schema()
+    }
+
+    /// Starts executing; batches are produced as the stream is polled.
+    ///
+    /// # Errors
+    /// DataFusion errors raised when the execution starts.
+    pub fn execute(&self) -> Result<SendableRecordBatchStream> {
+        Ok(datafusion::physical_plan::execute_stream(
+            Arc::clone(&self.plan),
+            self.ctx.task_ctx(),
+        )?)
+    }
+}
+
+/// Builds sessions over the catalog. Cheap to share.
+pub struct QueryEngine {
+    catalog: Arc<Catalog>,
+    template: SessionState,
+    store_url: ObjectStoreUrl,
+}
+
+impl QueryEngine {
+    /// An engine over `catalog` with `options`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unknown or invalid DataFusion option.
+    pub fn new(catalog: Arc<Catalog>, options: &QueryOptions) -> Result<Self> {
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG_NAME, lakehouse_catalog::DEFAULT_SCHEMA);
+        if let Some(n) = options.target_partitions {
+            config = config.with_target_partitions(n);
+        }
+        if let Some(n) = options.batch_size {
+            config = config.with_batch_size(n);
+        }
+        // No view types on the wire: the JDBC driver cannot read them.
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
+        config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+        for (key, value) in &options.datafusion {
+            config
+                .options_mut()
+                .set(key, value)
+                .map_err(|e| Error::Config(format!("query.datafusion.{key}: {e}")))?;
+        }
+        let runtime: Arc<RuntimeEnv> = RuntimeEnvBuilder::new()
+            .build_arc()
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let store_url = ObjectStoreUrl::parse(STORE_URL).expect("valid url");
+        runtime.register_object_store(store_url.as_ref(), Arc::clone(catalog.store()));
+        let template = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .build();
+        Ok(Self {
+            catalog,
+            template,
+            store_url,
+        })
+    }
+
+    /// The catalog this engine reads.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// A session whose unqualified names resolve in `default_schema`. With `listing`, the
+    /// synchronous name lists (information_schema) are read from storage first.
+    ///
+    /// # Errors
+    /// Catalog errors while listing.
+    pub async fn session(
+        &self,
+        default_schema: &SchemaName,
+        pins: Pins,
+        listing: bool,
+    ) -> Result<SessionContext> {
+        let (schemas, tables) = if listing {
+            let schemas = self.catalog.schemas().await?;
+            let mut tables = HashMap::new();
+            for schema in &schemas {
+                let names = self.catalog.tables(schema).await?;
+                tables.insert(
+                    schema.clone(),
+                    names.iter().map(|m| m.table.table.to_string()).collect(),
+                );
+            }
+            (schemas, tables)
+        } else {
+            (vec![default_schema.clone()], HashMap::new())
+        };
+        let provider = catalog_adapter::LakehouseCatalogProvider::new(
+            Arc::clone(&self.catalog),
+            schemas,
+            tables,
+            pins,
+            self.store_url.clone(),
+        );
+        let catalogs = MemoryCatalogProviderList::new();
+        catalogs.register_catalog(CATALOG_NAME.to_string(), Arc::new(provider));
+        let mut config = self.template.config().clone();
+        config.options_mut().catalog.default_schema = default_schema.to_string();
+        let state = SessionStateBuilder::new_from_existing(self.template.clone())
+            .with_config(config)
+            .with_catalog_list(Arc::new(catalogs) as Arc<dyn CatalogProviderList>)
+            .build();
+        Ok(SessionContext::new_with_state(state))
+    }
+
+    /// Plans `sql` (a query, `EXPLAIN`, or `SHOW`) without running it.
+    ///
+    /// Statements that change anything (DDL, DML, `SET`) are refused here. The plan's output is
+    /// made wire-compatible: view types become their plain forms and dictionaries their value
+    /// types, so the result schema is what every Flight SQL client can read.
+    ///
+    /// # Errors
+    /// [`Error::DataFusion`] for SQL that does not parse or plan (mapped to `InvalidArgument`),
+    /// a missing table (`NotFound`), or a refused statement kind.
+    pub async fn plan(
+        &self,
+        sql: &str,
+        default_schema: &SchemaName,
+        pins: Pins,
+    ) -> Result<PlannedQuery> {
+        let dialect = self.template.config().options().sql_parser.dialect;
+        let statement = self.template.sql_to_statement(sql, &dialect)?;
+        ensure_query(&statement)?;
+        let references = self.template.resolve_table_references(&statement)?;
+        let listing = references
+            .iter()
+            .any(|r| r.schema() == Some("information_schema"));
+        let ctx = self.session(default_schema, pins.clone(), listing).await?;
+        let state = ctx.state();
+        let logical = match state.statement_to_plan(statement).await {
+            Ok(plan) => plan,
+            // DataFusion reports a table it could not resolve as a planning error; the catalog
+            // adapter recorded which lookups found nothing, so the client gets NotFound.
+            Err(e) => match (e.find_root(), pins.missing().into_iter().next()) {
+                (DataFusionError::Plan(_), Some(table)) => {
+                    return Err(lakehouse_catalog::Error::TableNotFound(table).into());
+                }
+                _ => return Err(e.into()),
+            },
+        };
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&logical)?;
+        let logical = wire_compatible(logical)?;
+        let plan = state.create_physical_plan(&logical).await?;
+        Ok(PlannedQuery {
+            ctx,
+            plan,
+            pins: pins.used(),
+        })
+    }
+}
+
+/// Refuses statements that are not queries before anything is resolved: this path only reads.
+fn ensure_query(statement: &DFStatement) -> Result<()> {
+    fn allowed(statement: &SqlStatement) -> bool {
+        match statement {
+            SqlStatement::Query(_)
+            | SqlStatement::ExplainTable { .. }
+            | SqlStatement::ShowTables { .. }
+            | SqlStatement::ShowColumns { .. }
+            | SqlStatement::ShowFunctions { .. }
+            | SqlStatement::ShowVariable { .. } => true,
+            SqlStatement::Explain { statement, .. } => allowed(statement),
+            _ => false,
+        }
+    }
+    let ok = match statement {
+        DFStatement::Statement(s) => allowed(s),
+        DFStatement::Explain(explain) => match explain.statement.as_ref() {
+            DFStatement::Statement(s) => allowed(s),
+            _ => false,
+        },
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        let text = statement.to_string();
+        let head: String = text
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        Err(Error::invalid(format!(
+            "only queries (SELECT, WITH, VALUES, EXPLAIN, SHOW) can run as a Flight SQL query; \
+             got `{head} ...`"
+        )))
+    }
+}
+
+/// The type a column is sent as: no view types ([`normalize_type`]) and dictionaries hydrated
+/// to their value type.
+pub fn wire_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Dictionary(_, value) => wire_type(value),
+        other => normalize_type(other),
+    }
+}
+
+/// Adds a projection casting every column whose type is not [`wire_type`]; returns the plan
+/// unchanged when there is none.
+fn wire_compatible(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let schema = Arc::clone(plan.schema());
+    if schema
+        .fields()
+        .iter()
+        .all(|f| &wire_type(f.data_type()) == f.data_type())
+    {
+        return Ok(plan);
+    }
+    let exprs: Vec<Expr> = schema
+        .iter()
+        .map(|(qualifier, field)| {
+            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            let target = wire_type(field.data_type());
+            if &target == field.data_type() {
+                column
+            } else {
+                cast(column, target).alias_qualified(qualifier.cloned(), field.name())
+            }
+        })
+        .collect();
+    Ok(LogicalPlanBuilder::from(plan).project(exprs)?.build()?)
+}

@@ -1,0 +1,78 @@
+//! [`Server`]: the catalog, the query engine and the Flight SQL service, served on a listener
+//! the caller has already bound (tests bind `127.0.0.1:0`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use lakehouse_catalog::{Catalog, StorageLocation};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::ServeConfig;
+use crate::error::Result;
+use crate::flight::{LakehouseFlightService, LakehouseFlightSql, MAX_DECODING_MESSAGE_BYTES};
+use crate::query::QueryEngine;
+use crate::sample;
+
+/// A ready-to-serve Lakehouse: storage opened, catalog rebuilt, sample data loaded.
+pub struct Server {
+    catalog: Arc<Catalog>,
+    service: Arc<LakehouseFlightSql>,
+}
+
+impl Server {
+    /// Opens storage, rebuilds the catalog from it, optionally removes files of failed commits
+    /// and creates the sample data, and prepares the Flight SQL service.
+    ///
+    /// # Errors
+    /// Storage, catalog or configuration errors.
+    pub async fn new(config: &ServeConfig) -> Result<Self> {
+        let location = StorageLocation::open(&config.storage)?;
+        let catalog = Arc::new(Catalog::open(location).await?);
+        if config.cleanup_on_start {
+            let report = catalog
+                .cleanup(Duration::from_secs(config.cleanup_grace_secs), false)
+                .await?;
+            tracing::info!(
+                deleted = report.deleted.len(),
+                bytes = report.bytes_deleted,
+                "removed files of failed commits"
+            );
+        }
+        if let Some(sample) = config.sample {
+            sample::load(&catalog, sample).await?;
+        }
+        let engine = QueryEngine::new(Arc::clone(&catalog), &config.query)?;
+        let service = Arc::new(LakehouseFlightSql::new(engine)?);
+        Ok(Self { catalog, service })
+    }
+
+    /// The catalog the server serves.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Serves Flight SQL on `listener` until `shutdown` completes, then stops accepting and
+    /// returns once in-flight requests have finished.
+    ///
+    /// # Errors
+    /// [`crate::Error::Transport`] when the transport fails.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
+        let addr = listener.local_addr().ok();
+        let service = FlightServiceServer::new(LakehouseFlightService::new(self.service))
+            .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
+        tracing::info!(?addr, "serving Flight SQL");
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await?;
+        tracing::info!("server stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,239 @@
+//! Test fixture: a real Lakehouse server on `127.0.0.1:0` over a temporary storage directory,
+//! and real Flight SQL clients connected to it.
+//!
+//! ```ignore
+//! let server = TestServer::start().await;
+//! let mut client = server.client().await;
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::{FlightInfo, Ticket};
+use futures::TryStreamExt;
+use lakehouse_server::{ServeConfig, Server};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+
+/// Longest any fixture step (start, connect, stop) may take.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A running server; stopped when dropped.
+pub struct TestServer {
+    addr: SocketAddr,
+    storage: Arc<TempDir>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<lakehouse_server::Result<()>>>,
+}
+
+impl TestServer {
+    /// A server over fresh, empty storage with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A server over fresh storage, with `configure` applied to the default config.
+    pub async fn start_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        let storage = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start_on(storage, configure).await
+    }
+
+    /// A server over existing `storage` (to restart on the same data).
+    pub async fn start_on(storage: Arc<TempDir>, configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        let mut config = ServeConfig {
+            storage: storage.path().to_str().expect("utf-8 path").to_string(),
+            listen: "127.0.0.1:0".to_string(),
+            ..ServeConfig::default()
+        };
+        configure(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let server = tokio::time::timeout(TIMEOUT, Server::new(&config))
+            .await
+            .expect("server start timed out")
+            .expect("server start failed");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.serve(listener, async {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            storage,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// `grpc://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("grpc://{}", self.addr)
+    }
+
+    /// The storage directory (shared, so a restarted server can use it).
+    pub fn storage(&self) -> Arc<TempDir> {
+        Arc::clone(&self.storage)
+    }
+
+    /// A channel to the server.
+    pub async fn channel(&self) -> Channel {
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr)).expect("uri");
+        tokio::time::timeout(TIMEOUT, endpoint.connect())
+            .await
+            .expect("connect timed out")
+            .expect("connect failed")
+    }
+
+    /// arrow-flight's Flight SQL client, connected.
+    pub async fn client(&self) -> FlightSqlServiceClient<Channel> {
+        FlightSqlServiceClient::new(self.channel().await)
+    }
+
+    /// Lakehouse's own Rust client, connected.
+    pub async fn lakehouse_client(&self) -> lakehouse_client::Client {
+        lakehouse_client::Client::from_channel(self.channel().await)
+    }
+
+    /// Stops the server and waits until it has shut down.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(TIMEOUT, task)
+                .await
+                .expect("shutdown timed out")
+                .expect("server task panicked")
+                .expect("server failed");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Fetches every endpoint of `info` and collects the batches.
+pub async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> Result<Vec<RecordBatch>, FlightError> {
+    let mut batches = Vec::new();
+    for endpoint in info.endpoint {
+        let ticket: Ticket = endpoint.ticket.expect("endpoint has a ticket");
+        let stream = client.do_get(ticket).await?;
+        batches.extend(stream.try_collect::<Vec<_>>().await?);
+    }
+    Ok(batches)
+}
+
+/// Fetches the first endpoint of `info`; returns the stream's schema (present even when there
+/// are no rows) and its batches.
+pub async fn fetch_with_schema(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> Result<(arrow::datatypes::SchemaRef, Vec<RecordBatch>), FlightError> {
+    let ticket = info.endpoint[0]
+        .ticket
+        .clone()
+        .expect("endpoint has a ticket");
+    let mut stream = client.do_get(ticket).await?;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.try_next().await? {
+        batches.push(batch);
+    }
+    let schema = stream.schema().cloned().expect("stream has a schema");
+    Ok((schema, batches))
+}
+
+/// Runs `sql` as a CommandStatementQuery and collects the result.
+pub async fn query(
+    client: &mut FlightSqlServiceClient<Channel>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, FlightError> {
+    let info = client.execute(sql.to_string(), None).await?;
+    fetch(client, info).await
+}
+
+/// The gRPC code of a failed call (panics when the error carries no status).
+pub fn code(error: &FlightError) -> tonic::Code {
+    match error {
+        FlightError::Tonic(status) => status.code(),
+        other => panic!("expected a gRPC status, got {other:?}"),
+    }
+}
+
+/// The single Int64 (or UInt64) value of a one-row, one-column result.
+pub fn scalar_i64(batches: &[RecordBatch]) -> i64 {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int64Type, UInt64Type};
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!(rows, 1, "expected one row, got {rows}");
+    let batch = batches.iter().find(|b| b.num_rows() == 1).expect("row");
+    let column = batch.column(0);
+    assert!(!column.is_null(0));
+    match column.data_type() {
+        arrow::datatypes::DataType::Int64 => column.as_primitive::<Int64Type>().value(0),
+        arrow::datatypes::DataType::UInt64 => column.as_primitive::<UInt64Type>().value(0) as i64,
+        other => panic!("expected an integer, got {other}"),
+    }
+}
+
+/// Opens the catalog on `dir` directly, as another process (a CLI, a second server) would.
+pub async fn open_catalog(dir: &TempDir) -> lakehouse_catalog::Catalog {
+    let location = lakehouse_catalog::StorageLocation::open(dir.path().to_str().expect("utf-8"))
+        .expect("storage");
+    lakehouse_catalog::Catalog::open(location)
+        .await
+        .expect("catalog")
+}
+
+/// A batch `id: Int64 (not null), name: Utf8` with ids `ids` and names `"n{id}"`.
+pub fn people(ids: std::ops::Range<i64>) -> RecordBatch {
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let names: Vec<String> = ids.clone().map(|i| format!("n{i}")).collect();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids)),
+            Arc::new(StringArray::from(names)),
+        ],
+    )
+    .expect("batch")
+}
+
+/// Writes `batch` to `public.<table>` through `catalog` with `mode`; returns the new version.
+pub async fn write(
+    catalog: &lakehouse_catalog::Catalog,
+    table: &str,
+    mode: lakehouse_catalog::WriteMode,
+    batch: RecordBatch,
+) -> lakehouse_catalog::Result<u64> {
+    let table = lakehouse_catalog::TableRef::new("public", table)?;
+    let schema = batch.schema();
+    let manifest = catalog
+        .write_stream(
+            &table,
+            mode,
+            &schema,
+            None,
+            futures::stream::iter([Ok(batch)]),
+        )
+        .await?;
+    Ok(manifest.version.0)
+}

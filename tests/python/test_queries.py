@@ -1,0 +1,120 @@
+"""Read paths through real clients: ADBC (DB-API and the ADBC metadata calls) and raw pyarrow.flight."""
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pytest
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
+
+TPCH_COUNTS = {
+    "region": 5,
+    "nation": 25,
+    "supplier": 100,
+    "customer": 1_500,
+    "part": 2_000,
+    "partsupp": 8_000,
+    "orders": 15_000,
+    "lineitem": 60_175,
+}
+
+
+def test_cursor_execute_and_fetch_arrow_table(conn):
+    with conn.cursor() as cur:
+        for table, count in TPCH_COUNTS.items():
+            cur.execute(f"SELECT count(*) AS n FROM {table}")
+            assert cur.fetch_arrow_table().column("n").to_pylist() == [count]
+        cur.execute(
+            "SELECT l_returnflag, l_linestatus, count(*) AS n FROM lineitem "
+            "GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        t = cur.fetch_arrow_table()
+        assert t.column("l_returnflag").to_pylist() == ["A", "N", "N", "R"]
+        assert sum(t.column("n").to_pylist()) == TPCH_COUNTS["lineitem"]
+        assert t.schema.field("l_returnflag").type == pa.string()
+
+
+def test_errors_surface_with_their_status(conn):
+    import adbc_driver_manager
+
+    with conn.cursor() as cur:
+        with pytest.raises(adbc_driver_manager.ProgrammingError) as e:
+            cur.execute("SELECT * FROM no_such_table")
+        assert "no_such_table" in str(e.value)
+        assert "NOT_FOUND" in str(e.value) or "NotFound" in str(e.value)
+        with pytest.raises(adbc_driver_manager.ProgrammingError) as e:
+            cur.execute("SELEC 1")
+        assert "INVALID_ARGUMENT" in str(e.value) or "InvalidArgument" in str(e.value)
+        cur.execute("SELECT 1 AS ok")
+        assert cur.fetch_arrow_table().column("ok").to_pylist() == [1]
+
+
+def test_adbc_get_info(conn):
+    info = conn.adbc_get_info()
+    assert info["vendor_name"] == "Lakehouse"
+    assert info["vendor_version"]
+
+
+def test_adbc_get_table_types(conn):
+    assert conn.adbc_get_table_types() == ["TABLE"]
+
+
+def test_adbc_get_table_schema(conn):
+    schema = conn.adbc_get_table_schema("orders")
+    assert schema.names == [
+        "o_orderkey", "o_custkey", "o_orderstatus", "o_totalprice", "o_orderdate",
+        "o_orderpriority", "o_clerk", "o_shippriority", "o_comment",
+    ]
+    assert schema.field("o_totalprice").type == pa.decimal128(15, 2)
+    assert schema.field("o_orderdate").type == pa.date32()
+    assert schema.field("o_orderkey").metadata[b"ARROW:FLIGHT:SQL:TYPE_NAME"] == b"BIGINT"
+
+
+def test_adbc_get_objects_at_full_depth(conn):
+    objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+    assert [c["catalog_name"] for c in objects] == ["lakehouse"]
+    schemas = {s["db_schema_name"]: s for s in objects[0]["catalog_db_schemas"]}
+    assert "public" in schemas
+    tables = {t["table_name"]: t for t in schemas["public"]["db_schema_tables"]}
+    assert set(TPCH_COUNTS) <= set(tables)
+    assert tables["region"]["table_type"] == "TABLE"
+    columns = [c["column_name"] for c in tables["region"]["table_columns"]]
+    assert columns == ["r_regionkey", "r_name", "r_comment"]
+    # Filtered by table name pattern.
+    objects = conn.adbc_get_objects(depth="tables", table_name_filter="line%").read_all().to_pylist()
+    names = [t["table_name"] for t in objects[0]["catalog_db_schemas"][0]["db_schema_tables"]]
+    assert names == ["lineitem"]
+
+
+def _command_statement_query(sql: str) -> bytes:
+    """A Flight SQL CommandStatementQuery packed in google.protobuf.Any, encoded by the protobuf
+    library from a descriptor written after FlightSql.proto (package arrow.flight.protocol.sql,
+    `string query = 1`)."""
+    file = descriptor_pb2.FileDescriptorProto(
+        name="flight_sql_subset.proto", package="arrow.flight.protocol.sql", syntax="proto3"
+    )
+    msg = file.message_type.add(name="CommandStatementQuery")
+    msg.field.add(name="query", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                  label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    cls = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("arrow.flight.protocol.sql.CommandStatementQuery")
+    )
+    packed = any_pb2.Any()
+    packed.Pack(cls(query=sql))
+    return packed.SerializeToString()
+
+
+def test_raw_pyarrow_flight_statement_query(tpch_server):
+    client = flight.FlightClient(tpch_server.url)
+    descriptor = flight.FlightDescriptor.for_command(
+        _command_statement_query("SELECT n_name, n_regionkey FROM nation ORDER BY n_nationkey")
+    )
+    info = client.get_flight_info(descriptor)
+    assert len(info.endpoints) == 1
+    table = client.do_get(info.endpoints[0].ticket).read_all()
+    assert table.schema == info.schema
+    assert table.num_rows == 25
+    assert table.column("n_name")[0].as_py() == "ALGERIA"
+    # GetSchema on the same descriptor answers the same schema without running the query.
+    assert client.get_schema(descriptor).schema == info.schema
+    client.close()
