@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lakehouse/target}"
+. scripts/cargo-env.sh
 exec cargo run --locked --bin lakehouse -- serve --sample tpch:0.1 "$@"

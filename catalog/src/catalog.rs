@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use backon::{ExponentialBuilder, Retryable};
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -356,21 +356,29 @@ impl Catalog {
     /// [`Error::TableExists`], [`Error::TableNotFound`], [`Error::SchemaMismatch`] as the change
     /// demands; [`Error::Conflict`] after [`Self::COMMIT_ATTEMPTS`] lost races; storage errors.
     pub async fn commit(&self, table: &TableRef, change: Change) -> Result<Arc<Manifest>> {
-        let attempt = || async {
-            let base = self.latest(table).await?.map(|m| m.version);
-            self.try_commit(table, base, &change).await
+        // Backoff policy (exponential with jitter) from backon; each lost race re-reads the head.
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(5))
+            .with_max_delay(Duration::from_millis(500))
+            .with_max_times(Self::COMMIT_ATTEMPTS - 1)
+            .with_jitter()
+            .build();
+        let result = loop {
+            let base = match self.latest(table).await {
+                Ok(head) => head.map(|m| m.version),
+                Err(e) => break Err(e),
+            };
+            match self.try_commit(table, base, &change).await {
+                Err(e @ Error::Conflict { .. }) => match delays.next() {
+                    Some(delay) => {
+                        tracing::debug!(error = %e, ?delay, "commit lost a race; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => break Err(e),
+                },
+                other => break other,
+            }
         };
-        let result = attempt
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(5))
-                    .with_max_delay(Duration::from_millis(500))
-                    .with_max_times(Self::COMMIT_ATTEMPTS - 1)
-                    .with_jitter(),
-            )
-            .when(|e| matches!(e, Error::Conflict { .. }))
-            .notify(|e, delay| tracing::debug!(error = %e, ?delay, "commit lost a race; retrying"))
-            .await;
         if result.is_err() {
             self.discard(&change).await;
         }
@@ -392,14 +400,12 @@ impl Catalog {
     }
 
     async fn discard(&self, change: &Change) {
-        delete_best_effort(
-            self.store(),
-            change
-                .new_files()
-                .iter()
-                .map(|f| Path::from(f.path.as_str())),
-        )
-        .await;
+        let paths: Vec<Path> = change
+            .new_files()
+            .iter()
+            .map(|f| Path::from(f.path.as_str()))
+            .collect();
+        delete_best_effort(self.store(), paths).await;
     }
 
     async fn try_commit(
@@ -627,5 +633,20 @@ impl Catalog {
             }
         }
         Ok(report)
+    }
+}
+
+/// The server awaits these futures inside `Send` gRPC handlers; this fails to compile if one of
+/// them stops being `Send`.
+#[cfg(test)]
+mod send_guard {
+    use super::*;
+    fn is_send<T: Send>(_: T) {}
+    #[allow(dead_code)]
+    fn futures_are_send(c: &Catalog, t: &TableRef, s: &SchemaRef) {
+        is_send(c.table(t));
+        is_send(c.latest(t));
+        is_send(c.commit(t, Change::Drop));
+        is_send(c.write_stream(t, WriteMode::Create, s, None, futures::stream::empty()));
     }
 }

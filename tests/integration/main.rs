@@ -2,5 +2,6 @@
 //! Flight SQL clients. One test binary, one module per area.
 
 mod catalog;
+mod ingest;
 mod metadata;
 mod query;

@@ -11,6 +11,7 @@ mod get_table_types;
 mod get_tables;
 mod handshake;
 mod prepared_statement;
+mod statement_ingest;
 mod statement_query;
 
 use std::pin::Pin;
@@ -22,12 +23,12 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::metadata::SqlInfoData;
-use arrow_flight::sql::server::FlightSqlService;
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandStatementQuery, SqlInfo, TicketStatementQuery,
+    CommandStatementIngest, CommandStatementQuery, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
@@ -255,6 +256,14 @@ impl FlightSqlService for LakehouseFlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
         get_sql_info::do_get(self, query)
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        cmd: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        statement_ingest::do_put(self, cmd, request).await
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

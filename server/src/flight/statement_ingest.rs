@@ -1,0 +1,115 @@
+//! `CommandStatementIngest` (ADBC `adbc_ingest`): a DoPut stream of record batches committed as
+//! one new table version.
+//!
+//! Modes follow `TableDefinitionOptions` as ADBC sends them: `create` (create; fail if it
+//! exists), `append` (fail if missing), `replace` (create or replace), `create_append`. Unset
+//! options mean `create`. The mode and, for appends, the column-level schema check are decided
+//! before anything is written; the batches stream straight into Parquet files (never collected);
+//! the answer is the number of rows ingested.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow::array::RecordBatch;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::server::PeekableFlightDataStream;
+use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExistOption};
+use futures::{StreamExt, TryStreamExt};
+use lakehouse_catalog::{CATALOG_NAME, Error as CatalogError, SchemaName, TableRef, WriteMode};
+use tonic::{Request, Status};
+
+use super::LakehouseFlightSql;
+use crate::error::Error;
+
+/// The write mode for ADBC's table-definition options.
+fn write_mode(cmd: &CommandStatementIngest) -> Result<(WriteMode, bool), Error> {
+    let options = cmd.table_definition_options.unwrap_or_default();
+    let not_exist = TableNotExistOption::try_from(options.if_not_exist).map_err(|_| {
+        Error::invalid(format!(
+            "unknown if_not_exist option {}",
+            options.if_not_exist
+        ))
+    })?;
+    let exists = TableExistsOption::try_from(options.if_exists)
+        .map_err(|_| Error::invalid(format!("unknown if_exists option {}", options.if_exists)))?;
+    use TableExistsOption as E;
+    use TableNotExistOption as N;
+    // The bool says whether the table must already exist.
+    Ok(match (not_exist, exists) {
+        (N::Create | N::Unspecified, E::Fail | E::Unspecified) => (WriteMode::Create, false),
+        (N::Create | N::Unspecified, E::Append) => (WriteMode::CreateOrAppend, false),
+        (N::Create | N::Unspecified, E::Replace) => (WriteMode::Replace, false),
+        (N::Fail, E::Append) => (WriteMode::Append, true),
+        (N::Fail, E::Replace) => (WriteMode::Replace, true),
+        (N::Fail, E::Fail | E::Unspecified) => {
+            return Err(Error::invalid(
+                "ingest options say to fail whether or not the table exists",
+            ));
+        }
+    })
+}
+
+pub(super) async fn do_put(
+    service: &LakehouseFlightSql,
+    cmd: CommandStatementIngest,
+    request: Request<PeekableFlightDataStream>,
+) -> Result<i64, Status> {
+    if cmd.temporary {
+        return Err(Error::invalid("temporary tables are not supported").into());
+    }
+    if cmd.transaction_id.is_some() {
+        return Err(Error::invalid("transactions are not supported; ingest autocommits").into());
+    }
+    if let Some(catalog) = cmd.catalog.as_deref().filter(|c| !c.is_empty())
+        && catalog != CATALOG_NAME
+    {
+        return Err(Error::invalid(format!(
+            "unknown catalog {catalog:?}; the catalog is {CATALOG_NAME:?}"
+        ))
+        .into());
+    }
+    let schema = match cmd.schema.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => SchemaName::new(s).map_err(Error::from)?,
+        None => service.default_schema(&request),
+    };
+    let table = TableRef {
+        schema,
+        table: lakehouse_catalog::TableName::new(cmd.table.clone()).map_err(Error::from)?,
+    };
+    let (mode, must_exist) = write_mode(&cmd)?;
+    let catalog = service.catalog();
+    if must_exist {
+        catalog.table(&table).await.map_err(Error::from)?;
+    }
+
+    let location = format!("ingest into {table}");
+    let flight_data = request.into_inner().map_err(FlightError::from);
+    let mut batches = FlightRecordBatchStream::new_from_flight_data(flight_data);
+    let first = batches.next().await.transpose().map_err(Error::from)?;
+    let input_schema = batches
+        .schema()
+        .cloned()
+        .ok_or_else(|| Error::invalid(format!("{location}: the stream has no schema message")))?;
+    let rows = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&rows);
+    let stream = futures::stream::iter(first.map(Ok)).chain(batches).map(
+        move |batch: Result<RecordBatch, FlightError>| match batch {
+            Ok(batch) => {
+                counted.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                Ok(batch)
+            }
+            Err(e) => Err(CatalogError::InvalidData {
+                location: location.clone(),
+                message: e.to_string(),
+            }),
+        },
+    );
+    let manifest = catalog
+        .write_stream(&table, mode, &input_schema, None, Box::pin(stream))
+        .await
+        .map_err(Error::from)?;
+    let rows = rows.load(Ordering::Relaxed);
+    tracing::info!(%table, version = %manifest.version, rows, ?mode, "ingested");
+    Ok(rows as i64)
+}
