@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod error;
+pub mod ingest;
 pub mod layout;
 pub mod manifest;
 pub mod name;
@@ -18,6 +19,7 @@ pub mod writer;
 
 pub use catalog::{CATALOG_NAME, Catalog, Change, CleanupReport, WriteMode};
 pub use error::{Error, Result};
+pub use ingest::{FileFormat, FileIngest, IngestOutcome, parse_schema_overrides};
 pub use manifest::{DataFile, Manifest, Operation, SourceFile, TableSchema};
 pub use name::{DEFAULT_SCHEMA, SchemaName, TableName, TableRef, Version};
 pub use storage::StorageLocation;

@@ -50,8 +50,79 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the Flight SQL server (connect with ADBC, JDBC/DBeaver or pyarrow.flight).
     Serve(ServeArgs),
+    /// Ingest CSV, NDJSON or Parquet files into a table through a running server; each file is
+    /// parsed on the server and committed as one new version.
+    Ingest(IngestArgs),
     /// Delete data files that no table version references (left by failed or crashed commits).
     Cleanup(CleanupArgs),
+}
+
+/// Flags of `lakehouse ingest`.
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// The Lakehouse server.
+    #[arg(
+        long,
+        env = "LAKEHOUSE_SERVER",
+        default_value = "grpc://127.0.0.1:50051",
+        value_name = "URL"
+    )]
+    pub server: String,
+
+    /// Target table: NAME or SCHEMA.NAME.
+    #[arg(long)]
+    pub table: String,
+
+    /// What to do with the table.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub mode: IngestModeArg,
+
+    /// Input format [default: from each file's extension: .csv .tsv .json .ndjson .jsonl
+    /// .parquet].
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+
+    /// Column types that override inference: NAME=TYPE,... with Arrow type names, e.g.
+    /// 'zip=Utf8,price=Decimal128(10, 2),ts=Timestamp(Microsecond, None)'.
+    #[arg(long, value_name = "COLUMNS")]
+    pub schema: Option<String>,
+
+    /// CSV files have no header line (columns become column_1, column_2, ...).
+    #[arg(long)]
+    pub no_header: bool,
+
+    /// CSV field delimiter [default: ',' (tab for .tsv)].
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<char>,
+
+    /// Files to ingest, each committed as its own version. A file whose content is already in
+    /// the table is skipped (reported as unchanged).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// `--mode` of `lakehouse ingest`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum IngestModeArg {
+    /// Create the table, or append when it exists.
+    Auto,
+    /// Create the table; fail when it exists.
+    Create,
+    /// Append; fail when the table does not exist.
+    Append,
+    /// Replace the table's rows and schema (creating it when missing).
+    Replace,
+}
+
+/// `--format` of `lakehouse ingest`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    /// Comma-separated values with a header line.
+    Csv,
+    /// Newline-delimited JSON objects; nested objects become parent.child columns.
+    Ndjson,
+    /// Apache Parquet.
+    Parquet,
 }
 
 /// Flags of `lakehouse cleanup`.
@@ -112,8 +183,88 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 async fn execute(command: Command) -> Result<()> {
     match command {
         Command::Serve(args) => serve(args).await,
+        Command::Ingest(args) => ingest(args).await,
         Command::Cleanup(args) => cleanup(args).await,
     }
+}
+
+/// Files larger than this get a progress bar (bytes).
+const PROGRESS_BAR_BYTES: u64 = 4 * 1024 * 1024;
+
+async fn ingest(args: IngestArgs) -> Result<()> {
+    use lakehouse_client::{FileFormat, IngestFileOptions, IngestMode};
+    let mut client = lakehouse_client::Client::connect(&args.server)
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let options = IngestFileOptions {
+        table: args.table.clone(),
+        mode: match args.mode {
+            IngestModeArg::Auto => IngestMode::Unspecified,
+            IngestModeArg::Create => IngestMode::Create,
+            IngestModeArg::Append => IngestMode::Append,
+            IngestModeArg::Replace => IngestMode::Replace,
+        },
+        format: match args.format {
+            None => FileFormat::Unspecified,
+            Some(FormatArg::Csv) => FileFormat::Csv,
+            Some(FormatArg::Ndjson) => FileFormat::Ndjson,
+            Some(FormatArg::Parquet) => FileFormat::Parquet,
+        },
+        schema_overrides: args.schema.clone().unwrap_or_default(),
+        csv_has_header: args.no_header.then_some(false),
+        csv_delimiter: args.delimiter,
+    };
+    let mut failed = 0;
+    for path in &args.files {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let bar = if size > PROGRESS_BAR_BYTES {
+            let bar = indicatif::ProgressBar::new(size);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_message(format!("{} uploading", path.display()));
+            Some(bar)
+        } else {
+            None
+        };
+        let progress = {
+            let bar = bar.clone();
+            move |sent: u64| {
+                if let Some(bar) = &bar {
+                    bar.set_position(sent);
+                    if sent >= size {
+                        bar.set_message("parsing and committing");
+                    }
+                }
+            }
+        };
+        let result = client.ingest_file(path, &options, progress).await;
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        match result {
+            Ok(result) => println!("{}", result.message),
+            Err(e) => {
+                failed += 1;
+                let message = e
+                    .status()
+                    .map(|s| s.message().to_string())
+                    .unwrap_or_else(|| e.to_string());
+                eprintln!("error: {}: {message}", path.display());
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(Error::invalid(format!(
+            "{failed} of {} files were not ingested",
+            args.files.len()
+        )));
+    }
+    Ok(())
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {

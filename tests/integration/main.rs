@@ -3,5 +3,6 @@
 
 mod catalog;
 mod ingest;
+mod ingest_file;
 mod metadata;
 mod query;

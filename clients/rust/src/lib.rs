@@ -39,6 +39,17 @@ pub enum Error {
     /// A Flight call failed; `status()` gives the gRPC status when the server sent one.
     #[error(transparent)]
     Flight(#[from] FlightError),
+    /// A local file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server's answer could not be decoded.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
 }
 
 impl Error {
@@ -49,6 +60,28 @@ impl Error {
             _ => None,
         }
     }
+}
+
+pub use lakehouse_proto::{FileFormat, IngestFileResult, IngestMode};
+
+/// Size of the chunks [`Client::ingest_file`] sends, in bytes.
+pub const INGEST_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Options of [`Client::ingest_file`].
+#[derive(Debug, Clone, Default)]
+pub struct IngestFileOptions {
+    /// Target table: `name` or `schema.name`.
+    pub table: String,
+    /// What to do when the table exists or not (default: create, or append when it exists).
+    pub mode: IngestMode,
+    /// The file's format; `Unspecified` lets the server go by the file name's extension.
+    pub format: FileFormat,
+    /// Column type overrides, `name=Type,...` (Arrow type names); empty for none.
+    pub schema_overrides: String,
+    /// CSV: whether the first line is a header (server default: true).
+    pub csv_has_header: Option<bool>,
+    /// CSV: the field delimiter (server default: `,`, tab for `.tsv`).
+    pub csv_delimiter: Option<char>,
 }
 
 /// The client's result type.
@@ -132,6 +165,92 @@ impl Client {
             .map_err(Error::from)
             .try_flatten();
         Ok(stream.boxed())
+    }
+
+    /// Sends the file at `path` to the server, which parses it and commits it as one new
+    /// version of `options.table` (the `lakehouse.v1.CommandIngestFile` DoPut command). The
+    /// file is streamed in [`INGEST_CHUNK_BYTES`] chunks; `progress` is called with the bytes
+    /// sent so far after each one.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read; [`Error::Flight`] with the server's status
+    /// (`InvalidArgument` naming file, line and column for malformed input, `AlreadyExists`,
+    /// `NotFound`, ...).
+    pub async fn ingest_file(
+        &mut self,
+        path: &std::path::Path,
+        options: &IngestFileOptions,
+        mut progress: impl FnMut(u64) + Send + 'static,
+    ) -> Result<IngestFileResult> {
+        use prost::Message;
+        let io = |source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = tokio::fs::File::open(path).await.map_err(io)?;
+        let size_bytes = file.metadata().await.map_err(io)?.len();
+        let (schema, table) = match options.table.split_once('.') {
+            Some((schema, table)) => (schema.to_string(), table.to_string()),
+            None => (String::new(), options.table.clone()),
+        };
+        let command = lakehouse_proto::CommandIngestFile {
+            table,
+            schema,
+            file_name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            format: options.format as i32,
+            mode: options.mode as i32,
+            schema_overrides: options.schema_overrides.clone(),
+            csv_has_header: options.csv_has_header,
+            csv_delimiter: options.csv_delimiter.map(String::from).unwrap_or_default(),
+            size_bytes,
+        };
+        let descriptor =
+            arrow_flight::FlightDescriptor::new_cmd(lakehouse_proto::pack_any(&command));
+        let first = arrow_flight::FlightData {
+            flight_descriptor: Some(descriptor),
+            ..Default::default()
+        };
+        // A read error ends the upload early; the server then reports the size mismatch and
+        // the local error is returned instead.
+        let read_error = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let seen = std::sync::Arc::clone(&read_error);
+        let mut sent = 0u64;
+        let chunks = tokio_util::io::ReaderStream::with_capacity(file, INGEST_CHUNK_BYTES)
+            .take_while(move |chunk| {
+                if let Err(e) = chunk {
+                    *seen.lock().expect("lock") =
+                        Some(std::io::Error::new(e.kind(), e.to_string()));
+                }
+                std::future::ready(chunk.is_ok())
+            })
+            .map(move |chunk| {
+                let data_body = chunk.expect("errors end the stream");
+                sent += data_body.len() as u64;
+                progress(sent);
+                arrow_flight::FlightData {
+                    data_body,
+                    ..Default::default()
+                }
+            });
+        let upload = futures::stream::once(async move { first }).chain(chunks);
+        let outcome = async {
+            let mut answers = self.sql.do_put(upload).await?;
+            let answer = answers
+                .message()
+                .await
+                .map_err(|s| Error::Flight(FlightError::Tonic(Box::new(s))))?
+                .ok_or_else(|| Error::Protocol("no result for the ingest".into()))?;
+            IngestFileResult::decode(answer.app_metadata.as_ref())
+                .map_err(|e| Error::Protocol(e.to_string()))
+        }
+        .await;
+        if let Some(e) = read_error.lock().expect("lock").take() {
+            return Err(io(e));
+        }
+        outcome
     }
 
     /// Runs `sql` and collects every batch.

@@ -10,6 +10,7 @@ mod get_sql_info;
 mod get_table_types;
 mod get_tables;
 mod handshake;
+mod ingest_file;
 mod prepared_statement;
 mod statement_ingest;
 mod statement_query;
@@ -37,6 +38,7 @@ use arrow_flight::{
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{Stream, TryStreamExt};
 use lakehouse_catalog::{Catalog, SchemaName};
+use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::Error;
@@ -264,6 +266,21 @@ impl FlightSqlService for LakehouseFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         statement_ingest::do_put(self, cmd, request).await
+    }
+
+    /// Lakehouse's own DoPut commands: `lakehouse.v1.CommandIngestFile`.
+    async fn do_put_fallback(
+        &self,
+        request: Request<PeekableFlightDataStream>,
+        message: arrow_flight::sql::Any,
+    ) -> Result<Response<BoxStream<arrow_flight::PutResult>>, Status> {
+        use prost::Name;
+        if message.type_url == lakehouse_proto::CommandIngestFile::type_url() {
+            let cmd = lakehouse_proto::CommandIngestFile::decode(message.value.as_ref())
+                .map_err(|e| Error::invalid(format!("invalid CommandIngestFile: {e}")))?;
+            return ingest_file::do_put(self, cmd, request).await;
+        }
+        Err(Error::invalid(format!("unknown DoPut command {}", message.type_url)).into())
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

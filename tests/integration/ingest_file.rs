@@ -1,0 +1,313 @@
+//! `lakehouse ingest` through the Rust client: CSV, NDJSON and Parquet files parsed on the
+//! server, content-hash no-ops, and malformed input rejected with nothing written.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch, StringViewArray};
+use arrow::datatypes::{DataType, Float64Type, Int64Type};
+use lakehouse_client::{FileFormat, IngestFileOptions, IngestMode};
+use lakehouse_tests::{TestServer, query, scalar_i64};
+use tonic::Code;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn options(table: &str) -> IngestFileOptions {
+    IngestFileOptions {
+        table: table.to_string(),
+        ..Default::default()
+    }
+}
+
+fn status(err: &lakehouse_client::Error) -> (Code, String) {
+    let s = err.status().unwrap_or_else(|| panic!("no status: {err}"));
+    (s.code(), s.message().to_string())
+}
+
+fn data_file_count(server: &TestServer, table: &str) -> usize {
+    std::fs::read_dir(
+        server
+            .storage()
+            .path()
+            .join("tables/public")
+            .join(table)
+            .join("data"),
+    )
+    .map(|d| d.count())
+    .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn csv_ingest_infers_types_and_identical_files_are_no_ops() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = write(
+        dir.path(),
+        "orders.csv",
+        "id,zip,price,shipped,day\n1,02139,9.5,true,2024-01-02\n2,10001,20,false,2024-02-03\n",
+    );
+    let mut client = server.lakehouse_client().await;
+    let result = client
+        .ingest_file(&first, &options("orders"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!((result.version, result.rows, result.no_op), (1, 2, false));
+    assert_eq!(result.content_sha256.len(), 64);
+
+    let mut sql = server.client().await;
+    let batches = query(&mut sql, "SELECT * FROM orders ORDER BY id")
+        .await
+        .unwrap();
+    let schema = batches[0].schema();
+    let types: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            DataType::Int64,
+            DataType::Utf8,
+            DataType::Float64,
+            DataType::Boolean,
+            DataType::Date32
+        ]
+    );
+    assert_eq!(batches[0].column(1).as_string::<i32>().value(0), "02139");
+    assert_eq!(
+        batches[0].column(2).as_primitive::<Float64Type>().value(1),
+        20.0
+    );
+
+    // The same content again: reported, nothing written.
+    let again = client
+        .ingest_file(&first, &options("orders"), |_| {})
+        .await
+        .unwrap();
+    assert!(again.no_op, "{again:?}");
+    assert_eq!(again.version, 1);
+    assert!(again.message.contains("unchanged"), "{}", again.message);
+    assert_eq!(data_file_count(&server, "orders"), 1);
+
+    // A different file appends as the next version.
+    let second = write(
+        dir.path(),
+        "more.csv",
+        "id,zip,price,shipped,day\n3,00501,1.25,true,2024-03-04\n",
+    );
+    let result = client
+        .ingest_file(&second, &options("orders"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!((result.version, result.rows), (2, 1));
+    assert_eq!(
+        scalar_i64(
+            &query(&mut sql, "SELECT count(*) FROM orders")
+                .await
+                .unwrap()
+        ),
+        3
+    );
+
+    // Overrides win over inference; progress reports the bytes sent.
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen = Arc::clone(&sent);
+    let opts = IngestFileOptions {
+        schema_overrides: "id=Utf8".into(),
+        ..options("typed")
+    };
+    client
+        .ingest_file(&second, &opts, move |n| {
+            seen.store(n, std::sync::atomic::Ordering::Relaxed)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sent.load(std::sync::atomic::Ordering::Relaxed),
+        std::fs::metadata(&second).unwrap().len()
+    );
+    let typed = query(&mut sql, "SELECT id FROM typed").await.unwrap();
+    assert_eq!(typed[0].schema().field(0).data_type(), &DataType::Utf8);
+}
+
+#[tokio::test]
+async fn ndjson_is_flattened_and_parquet_view_types_are_normalised() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let json = write(
+        dir.path(),
+        "events.ndjson",
+        "{\"id\": 1, \"user\": {\"name\": \"ann\", \"geo\": {\"lat\": 1.5}}}\n\n{\"id\": 2, \"user\": {\"name\": \"bob\"}}\n",
+    );
+    let mut client = server.lakehouse_client().await;
+    let result = client
+        .ingest_file(&json, &options("events"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(result.rows, 2);
+    let mut sql = server.client().await;
+    let rows = query(
+        &mut sql,
+        "SELECT \"user.name\" FROM events WHERE \"user.geo.lat\" IS NULL",
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows[0].column(0).as_string::<i32>().value(0), "bob");
+
+    // Parquet written with view types in its embedded Arrow schema (as DataFusion, Polars and
+    // tpchgen-cli write it).
+    let batch = RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+        (
+            "s",
+            Arc::new(StringViewArray::from(vec!["a", "b", "c"])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let path = dir.path().join("views.parquet");
+    let mut writer = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    let result = client
+        .ingest_file(&path, &options("views"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(result.rows, 3);
+    let rows = query(&mut sql, "SELECT s, id FROM views ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(rows[0].schema().field(0).data_type(), &DataType::Utf8);
+    assert_eq!(rows[0].column(1).as_primitive::<Int64Type>().value(2), 3);
+}
+
+#[tokio::test]
+async fn malformed_files_are_rejected_whole_with_file_line_and_column() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = server.lakehouse_client().await;
+    let good = write(dir.path(), "good.csv", "a,b\n1,x\n2,y\n");
+    client
+        .ingest_file(&good, &options("t"), |_| {})
+        .await
+        .unwrap();
+    let files = data_file_count(&server, "t");
+
+    // Wrong number of fields on line 4 (after many good rows): whole file rejected.
+    let mut text = String::from("a,b\n1,x\n2,y\n3\n");
+    for i in 0..20_000 {
+        text.push_str(&format!("{i},z\n"));
+    }
+    let bad = write(dir.path(), "bad.csv", &text);
+    let err = client
+        .ingest_file(&bad, &options("t"), |_| {})
+        .await
+        .unwrap_err();
+    let (code, message) = status(&err);
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(message.starts_with("bad.csv line 4"), "{message}");
+
+    // A value that does not parse as the column's (overridden) type names line and column.
+    let typed = write(dir.path(), "typed.csv", "a,b\n1,x\n2,y\nthree,z\n");
+    let opts = IngestFileOptions {
+        schema_overrides: "a=Int64".into(),
+        ..options("t")
+    };
+    let (code, message) = status(&client.ingest_file(&typed, &opts, |_| {}).await.unwrap_err());
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(
+        message.starts_with("typed.csv line 4, column `a`"),
+        "{message}"
+    );
+
+    let json = write(dir.path(), "bad.json", "{\"a\": 1}\n{\"a\": 2\n");
+    let (code, message) = status(
+        &client
+            .ingest_file(&json, &options("j"), |_| {})
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(message.starts_with("bad.json line 2, column"), "{message}");
+
+    let opts = IngestFileOptions {
+        schema_overrides: "nope=Int64".into(),
+        ..options("t")
+    };
+    let (_, message) = status(&client.ingest_file(&good, &opts, |_| {}).await.unwrap_err());
+    assert!(
+        message.contains("`nope`, which is not in the file (columns: a, b)"),
+        "{message}"
+    );
+
+    let weird = write(dir.path(), "data.xlsx", "a\n1\n");
+    let (code, message) = status(
+        &client
+            .ingest_file(&weird, &options("t"), |_| {})
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(message.contains("cannot tell the format"), "{message}");
+
+    let empty = write(dir.path(), "empty.csv", "");
+    let (_, message) = status(
+        &client
+            .ingest_file(&empty, &options("t"), |_| {})
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        message.contains("empty.csv: the file is empty"),
+        "{message}"
+    );
+
+    let not_parquet = write(dir.path(), "fake.parquet", "not parquet at all");
+    let (_, message) = status(
+        &client
+            .ingest_file(&not_parquet, &options("t"), |_| {})
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        message.starts_with("fake.parquet: not a readable Parquet file"),
+        "{message}"
+    );
+
+    // Modes.
+    let opts = IngestFileOptions {
+        mode: IngestMode::Create,
+        ..options("t")
+    };
+    let (code, _) = status(&client.ingest_file(&typed, &opts, |_| {}).await.unwrap_err());
+    assert_eq!(code, Code::AlreadyExists);
+    let opts = IngestFileOptions {
+        mode: IngestMode::Append,
+        format: FileFormat::Csv,
+        ..options("missing")
+    };
+    let (code, _) = status(&client.ingest_file(&good, &opts, |_| {}).await.unwrap_err());
+    assert_eq!(code, Code::NotFound);
+
+    // Nothing of the rejected files was written or committed.
+    assert_eq!(data_file_count(&server, "t"), files);
+    let mut sql = server.client().await;
+    assert_eq!(
+        scalar_i64(&query(&mut sql, "SELECT count(*) FROM t").await.unwrap()),
+        2
+    );
+    let err = client
+        .ingest_file(&dir.path().join("absent.csv"), &options("t"), |_| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, lakehouse_client::Error::Io { .. }), "{err}");
+}
