@@ -318,3 +318,49 @@ async fn sample_tpch_is_created_once_and_queryable() {
         .unwrap();
     assert_eq!(scalar_i64(&result), 60_175);
 }
+
+/// Regression: DataFusion 54's `substr` yields `Utf8View`; casting it for the wire used to be a
+/// projection above the plan, under which the optimizer dropped the ORDER BY of queries with a
+/// scalar subquery (TPC-H Q22). The wire cast now happens on the stream.
+#[tokio::test]
+async fn order_by_survives_the_wire_cast() {
+    let server = TestServer::start().await;
+    let catalog = open_catalog(&server.storage()).await;
+    let ids: Vec<i64> = (0..5_000).map(|i| (i * 7919) % 5_000).collect();
+    let batch = people(0..1);
+    let names: Vec<String> = ids.iter().map(|i| format!("{:03}x", i % 997)).collect();
+    let batch = RecordBatch::try_new(
+        batch.schema(),
+        vec![
+            std::sync::Arc::new(arrow::array::Int64Array::from(ids)),
+            std::sync::Arc::new(arrow::array::StringArray::from(names)),
+        ],
+    )
+    .unwrap();
+    write(&catalog, "people", WriteMode::Create, batch)
+        .await
+        .unwrap();
+    let mut client = server.client().await;
+    let batches = query(
+        &mut client,
+        "SELECT substr(name, 1, 3) AS prefix, count(*) AS n FROM people \
+         WHERE id > (SELECT min(id) FROM people) GROUP BY 1 ORDER BY prefix",
+    )
+    .await
+    .unwrap();
+    assert_eq!(batches[0].schema().field(0).data_type(), &DataType::Utf8);
+    let prefixes: Vec<String> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(prefixes.len(), 997);
+    let mut sorted = prefixes.clone();
+    sorted.sort();
+    assert_eq!(prefixes, sorted);
+}

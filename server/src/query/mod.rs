@@ -11,19 +11,20 @@ pub mod table;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
-use datafusion::common::Column;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use futures::StreamExt;
 use lakehouse_catalog::writer::normalize_type;
 use lakehouse_catalog::{CATALOG_NAME, Catalog, SchemaName, TableRef, Version};
 use serde::{Deserialize, Serialize};
@@ -53,14 +54,24 @@ pub struct QueryOptions {
 pub struct PlannedQuery {
     ctx: SessionContext,
     plan: Arc<dyn ExecutionPlan>,
+    /// The plan's schema with every type replaced by its [`wire_type`]; `None` when equal.
+    wire_schema: Option<SchemaRef>,
     /// Table versions the plan reads.
     pub pins: Vec<(TableRef, Version)>,
 }
 
 impl PlannedQuery {
-    /// The exact schema of the result stream (no view or dictionary types).
+    /// The exact schema of the result stream: the plan's schema with no view or dictionary
+    /// types ([`wire_type`]); names, nullability and metadata unchanged.
     pub fn schema(&self) -> SchemaRef {
-        self.plan.schema()
+        self.wire_schema
+            .clone()
+            .unwrap_or_else(|| self.plan.schema())
+    }
+
+    /// The physical plan that [`PlannedQuery::execute`] runs.
+    pub fn physical_plan(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.plan
     }
 
     /// Starts executing; batches are produced as the stream is polled.
@@ -68,10 +79,31 @@ impl PlannedQuery {
     /// # Errors
     /// DataFusion errors raised when the execution starts.
     pub fn execute(&self) -> Result<SendableRecordBatchStream> {
-        Ok(datafusion::physical_plan::execute_stream(
-            Arc::clone(&self.plan),
-            self.ctx.task_ctx(),
-        )?)
+        let stream =
+            datafusion::physical_plan::execute_stream(Arc::clone(&self.plan), self.ctx.task_ctx())?;
+        let Some(wire) = self.wire_schema.clone() else {
+            return Ok(stream);
+        };
+        // Cast at the wire, batch by batch, rather than adding a projection to the plan: the
+        // plan stays exactly what DataFusion's optimizer produced.
+        let target = Arc::clone(&wire);
+        let cast = stream.map(move |batch| {
+            let batch = batch?;
+            let columns = batch
+                .columns()
+                .iter()
+                .zip(target.fields())
+                .map(|(column, field)| {
+                    if column.data_type() == field.data_type() {
+                        Ok(Arc::clone(column))
+                    } else {
+                        datafusion::arrow::compute::cast(column, field.data_type())
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(RecordBatch::try_new(Arc::clone(&target), columns)?)
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(wire, cast)))
     }
 }
 
@@ -178,9 +210,9 @@ impl QueryEngine {
 
     /// Plans `sql` (a query, `EXPLAIN`, or `SHOW`) without running it.
     ///
-    /// Statements that change anything (DDL, DML, `SET`) are refused here. The plan's output is
-    /// made wire-compatible: view types become their plain forms and dictionaries their value
-    /// types, so the result schema is what every Flight SQL client can read.
+    /// Statements that change anything (DDL, DML, `SET`) are refused here. The result is
+    /// wire-compatible: view types are sent as their plain forms and dictionaries as their value
+    /// types ([`PlannedQuery::schema`]), so every Flight SQL client can read it.
     ///
     /// # Errors
     /// [`Error::DataFusion`] for SQL that does not parse or plan (mapped to `InvalidArgument`),
@@ -216,11 +248,12 @@ impl QueryEngine {
             .with_allow_dml(false)
             .with_allow_statements(false)
             .verify_plan(&logical)?;
-        let logical = wire_compatible(logical)?;
         let plan = state.create_physical_plan(&logical).await?;
+        let wire_schema = wire_schema(&plan.schema());
         Ok(PlannedQuery {
             ctx,
             plan,
+            wire_schema,
             pins: pins.used(),
         })
     }
@@ -273,28 +306,22 @@ pub fn wire_type(data_type: &DataType) -> DataType {
     }
 }
 
-/// Adds a projection casting every column whose type is not [`wire_type`]; returns the plan
-/// unchanged when there is none.
-fn wire_compatible(plan: LogicalPlan) -> Result<LogicalPlan> {
-    let schema = Arc::clone(plan.schema());
+/// `schema` with every field's type replaced by its [`wire_type`]; `None` when nothing changes.
+fn wire_schema(schema: &SchemaRef) -> Option<SchemaRef> {
     if schema
         .fields()
         .iter()
         .all(|f| &wire_type(f.data_type()) == f.data_type())
     {
-        return Ok(plan);
+        return None;
     }
-    let exprs: Vec<Expr> = schema
+    let fields: Vec<_> = schema
+        .fields()
         .iter()
-        .map(|(qualifier, field)| {
-            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
-            let target = wire_type(field.data_type());
-            if &target == field.data_type() {
-                column
-            } else {
-                cast(column, target).alias_qualified(qualifier.cloned(), field.name())
-            }
-        })
+        .map(|f| f.as_ref().clone().with_data_type(wire_type(f.data_type())))
         .collect();
-    Ok(LogicalPlanBuilder::from(plan).project(exprs)?.build()?)
+    Some(Arc::new(Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
 }
