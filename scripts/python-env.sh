@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Creates (or reuses) the Python virtualenv for the client tests and prints its path.
-# The venv lives outside the clone (default ~/.cache/lakehouse/venv, override with
-# LAKEHOUSE_VENV) and is rebuilt only when tests/python/requirements.txt changes.
+# Creates (or reuses) a Python virtualenv and prints its path.
+#   scripts/python-env.sh [REQUIREMENTS [VENV]]
+# Defaults: tests/python/requirements.txt into ~/.cache/lakehouse/venv (LAKEHOUSE_VENV overrides
+# the default venv). The venv lives outside the clone and is rebuilt only when the requirements
+# file changes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-venv=${LAKEHOUSE_VENV:-$HOME/.cache/lakehouse/venv}
-req="$root/tests/python/requirements.txt"
+req=${1:-$root/tests/python/requirements.txt}
+venv=${2:-${LAKEHOUSE_VENV:-$HOME/.cache/lakehouse/venv}}
 want=$(sha256sum "$req" | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.requirements-sha256" 2>/dev/null)" != "$want" ]; then
   echo "setting up Python venv in $venv" >&2

@@ -269,13 +269,25 @@ async fn ingest(args: IngestArgs) -> Result<()> {
 
 async fn serve(args: ServeArgs) -> Result<()> {
     let config = args.resolve()?;
+    // Signals are caught from the start: a stop during start-up (e.g. while the sample data is
+    // generated) ends the process cleanly; commits are atomic, so nothing is left half-done.
+    let signal = shutdown_signal()?;
+    tokio::pin!(signal);
+    // Storage, catalog and sample data first: once the port accepts connections, the server
+    // is ready to answer.
+    let server = tokio::select! {
+        server = Server::new(&config) => server?,
+        signal = &mut signal => {
+            tracing::info!(signal, "stopped during start-up");
+            return Ok(());
+        }
+    };
     let listener = TcpListener::bind(&config.listen)
         .await
         .map_err(|source| Error::Io {
             context: format!("cannot listen on {}", config.listen),
             source,
         })?;
-    let server = Server::new(&config).await?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = server.serve(listener, async {
         let _ = stop_rx.await;
@@ -283,7 +295,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     tokio::pin!(serving);
     tokio::select! {
         result = &mut serving => return result,
-        signal = shutdown_signal() => {
+        signal = &mut signal => {
             tracing::info!(signal, timeout_secs = config.shutdown_timeout_secs,
                 "shutting down: no new requests; in-flight requests may finish");
             let _ = stop_tx.send(());
@@ -298,13 +310,21 @@ async fn serve(args: ServeArgs) -> Result<()> {
     }
 }
 
-async fn shutdown_signal() -> &'static str {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
+/// Registers SIGINT and SIGTERM handlers now; the future completes with the signal's name.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let io = |source| Error::Io {
+        context: "installing signal handlers".into(),
+        source,
+    };
+    let mut int = signal(SignalKind::interrupt()).map_err(io)?;
+    let mut term = signal(SignalKind::terminate()).map_err(io)?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    })
 }
 
 async fn cleanup(args: CleanupArgs) -> Result<()> {

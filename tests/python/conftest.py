@@ -24,7 +24,7 @@ def free_port() -> int:
 class LakehouseServer:
     """A `lakehouse serve` process over `storage`."""
 
-    def __init__(self, storage, *args, log_path):
+    def __init__(self, storage, *args, log_path, env=None):
         if not BIN or not os.path.exists(BIN):
             raise RuntimeError("set LAKEHOUSE_BIN to the lakehouse binary (scripts/test.sh does)")
         self.port = free_port()
@@ -35,6 +35,7 @@ class LakehouseServer:
             [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--storage", str(storage), *args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
