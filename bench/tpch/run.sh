@@ -17,6 +17,8 @@ if [ ! -f "$work/parquet/lineitem.parquet" ]; then
   mkdir -p "$work/parquet"
   "$venv/bin/tpchgen-cli" parquet -s "$scale" --output-dir "$work/parquet"
 fi
+# Fresh Lakehouse storage each run, so the ingest is measured too.
+rm -rf "$work/lakehouse"
 exec "$venv/bin/python" bench/tpch/bench.py --scale "$scale" --data "$work/parquet" \
   --storage "$work/lakehouse" --bin "$CARGO_TARGET_DIR/release/lakehouse" \
   --out "bench/tpch/results-sf$scale.md"
