@@ -364,3 +364,35 @@ async fn order_by_survives_the_wire_cast() {
     sorted.sort();
     assert_eq!(prefixes, sorted);
 }
+
+/// Graceful shutdown: a stream in flight when the server is told to stop is delivered whole,
+/// the server then stops, and new connections are refused.
+#[tokio::test]
+async fn shutdown_lets_in_flight_streams_finish() {
+    let server = TestServer::start().await;
+    let catalog = open_catalog(&server.storage()).await;
+    write(&catalog, "people", WriteMode::Create, people(0..200_000))
+        .await
+        .unwrap();
+    let mut client = server.client().await;
+    let info = client
+        .execute("SELECT * FROM people".into(), None)
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = client.do_get(ticket).await.unwrap();
+    let first = stream.try_next().await.unwrap().expect("a first batch");
+    let url = server.url();
+
+    let stopping = tokio::spawn(server.stop());
+    let mut rows = first.num_rows();
+    while let Some(batch) = stream.try_next().await.unwrap() {
+        rows += batch.num_rows();
+    }
+    assert_eq!(rows, 200_000);
+    tokio::time::timeout(std::time::Duration::from_secs(30), stopping)
+        .await
+        .expect("server stopped after the stream ended")
+        .unwrap();
+    assert!(lakehouse_client::Client::connect(&url).await.is_err());
+}
