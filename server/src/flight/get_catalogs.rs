@@ -1,12 +1,11 @@
 //! `CommandGetCatalogs`: one row, the catalog `lakehouse`.
 
-use arrow_flight::sql::{CommandGetCatalogs, ProstMessageExt};
+use arrow_flight::sql::CommandGetCatalogs;
 use arrow_flight::{FlightData, FlightDescriptor, FlightInfo};
 use lakehouse_catalog::CATALOG_NAME;
-use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::{BoxStream, encode_batch, flight_info};
+use super::{BoxStream, command_flight_info, encode_batch};
 use crate::error::Error;
 
 pub(super) fn get_flight_info(
@@ -14,12 +13,7 @@ pub(super) fn get_flight_info(
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
     let schema = query.into_builder().schema();
-    let info = flight_info(
-        &schema,
-        query.as_any().encode_to_vec(),
-        request.into_inner(),
-    )?;
-    Ok(Response::new(info))
+    command_flight_info(&schema, &query, request)
 }
 
 pub(super) fn do_get(query: CommandGetCatalogs) -> Result<Response<BoxStream<FlightData>>, Status> {

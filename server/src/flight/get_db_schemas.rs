@@ -1,13 +1,12 @@
 //! `CommandGetDbSchemas`: every schema of the catalog, filtered by the request's catalog and
 //! schema pattern (SQL `LIKE` syntax) by arrow-flight's builder.
 
-use arrow_flight::sql::{CommandGetDbSchemas, ProstMessageExt};
+use arrow_flight::sql::CommandGetDbSchemas;
 use arrow_flight::{FlightData, FlightDescriptor, FlightInfo};
 use lakehouse_catalog::CATALOG_NAME;
-use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::{BoxStream, LakehouseFlightSql, encode_batch, flight_info};
+use super::{BoxStream, LakehouseFlightSql, command_flight_info, encode_batch};
 use crate::error::Error;
 
 pub(super) fn get_flight_info(
@@ -15,12 +14,7 @@ pub(super) fn get_flight_info(
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
     let schema = query.clone().into_builder().schema();
-    let info = flight_info(
-        &schema,
-        query.as_any().encode_to_vec(),
-        request.into_inner(),
-    )?;
-    Ok(Response::new(info))
+    command_flight_info(&schema, &query, request)
 }
 
 pub(super) async fn do_get(

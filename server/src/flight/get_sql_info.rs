@@ -4,17 +4,16 @@
 
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::{
-    CommandGetSqlInfo, ProstMessageExt, SqlInfo, SqlNullOrdering, SqlOuterJoinsSupportLevel,
+    CommandGetSqlInfo, SqlInfo, SqlNullOrdering, SqlOuterJoinsSupportLevel,
     SqlSupportedCaseSensitivity, SqlSupportedTransaction, SqlTransactionIsolationLevel,
     SupportedSqlGrammar,
 };
 use arrow_flight::{FlightData, FlightDescriptor, FlightInfo};
 use datafusion::logical_expr::ScalarUDF;
-use prost::Message;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-use super::{BoxStream, LakehouseFlightSql, encode_batch, flight_info};
+use super::{BoxStream, LakehouseFlightSql, command_flight_info, encode_batch};
 use crate::error::Error;
 
 /// Server name reported as `FLIGHT_SQL_SERVER_NAME`.
@@ -133,12 +132,7 @@ pub(super) fn get_flight_info(
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
     let schema = query.clone().into_builder(&service.sql_info).schema();
-    let info = flight_info(
-        &schema,
-        query.as_any().encode_to_vec(),
-        request.into_inner(),
-    )?;
-    Ok(Response::new(info))
+    command_flight_info(&schema, &query, request)
 }
 
 pub(super) fn do_get(

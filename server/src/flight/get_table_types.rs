@@ -1,12 +1,11 @@
 //! `CommandGetTableTypes`: the table types that exist here — `TABLE`.
 
-use arrow_flight::sql::{CommandGetTableTypes, ProstMessageExt};
+use arrow_flight::sql::CommandGetTableTypes;
 use arrow_flight::{FlightData, FlightDescriptor, FlightInfo};
-use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::get_tables::TABLE_TYPE;
-use super::{BoxStream, encode_batch, flight_info};
+use super::{BoxStream, command_flight_info, encode_batch};
 use crate::error::Error;
 
 pub(super) fn get_flight_info(
@@ -14,12 +13,7 @@ pub(super) fn get_flight_info(
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
     let schema = query.into_builder().schema();
-    let info = flight_info(
-        &schema,
-        query.as_any().encode_to_vec(),
-        request.into_inner(),
-    )?;
-    Ok(Response::new(info))
+    command_flight_info(&schema, &query, request)
 }
 
 pub(super) fn do_get(

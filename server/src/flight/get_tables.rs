@@ -3,13 +3,12 @@
 //! each table's IPC-encoded Arrow schema with the `ARROW:FLIGHT:SQL:*` field metadata JDBC's
 //! `getColumns` reads ([`super::column_metadata`]).
 
-use arrow_flight::sql::{CommandGetTables, ProstMessageExt};
+use arrow_flight::sql::CommandGetTables;
 use arrow_flight::{FlightData, FlightDescriptor, FlightInfo};
 use lakehouse_catalog::CATALOG_NAME;
-use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::{BoxStream, LakehouseFlightSql, column_metadata, encode_batch, flight_info};
+use super::{BoxStream, LakehouseFlightSql, column_metadata, command_flight_info, encode_batch};
 use crate::error::Error;
 
 /// The table type Lakehouse tables are reported with.
@@ -20,12 +19,7 @@ pub(super) fn get_flight_info(
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
     let schema = query.clone().into_builder().schema();
-    let info = flight_info(
-        &schema,
-        query.as_any().encode_to_vec(),
-        request.into_inner(),
-    )?;
-    Ok(Response::new(info))
+    command_flight_info(&schema, &query, request)
 }
 
 pub(super) async fn do_get(

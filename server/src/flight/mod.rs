@@ -23,6 +23,7 @@ use arrow::datatypes::SchemaRef;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::ProstMessageExt;
 use arrow_flight::sql::metadata::SqlInfoData;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
@@ -93,6 +94,21 @@ fn flight_info(
         .with_descriptor(descriptor)
         .with_ordered(true);
     Ok(info)
+}
+
+/// The FlightInfo of a metadata command: the command's result schema, and the command itself,
+/// packed in `Any`, as the ticket (so DoGet dispatches it back to the same command).
+fn command_flight_info<C: ProstMessageExt>(
+    schema: &SchemaRef,
+    command: &C,
+    request: Request<FlightDescriptor>,
+) -> Result<Response<FlightInfo>, Status> {
+    let info = flight_info(
+        schema,
+        command.as_any().encode_to_vec(),
+        request.into_inner(),
+    )?;
+    Ok(Response::new(info))
 }
 
 /// Encodes a record-batch stream as FlightData, schema first (even for zero batches), batches
