@@ -4,5 +4,6 @@
 mod catalog;
 mod ingest;
 mod ingest_file;
+mod jdbc;
 mod metadata;
 mod query;

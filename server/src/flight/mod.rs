@@ -6,9 +6,11 @@
 pub mod column_metadata;
 mod get_catalogs;
 mod get_db_schemas;
+mod get_keys;
 mod get_sql_info;
 mod get_table_types;
 mod get_tables;
+mod get_xdbc_type_info;
 mod handshake;
 mod ingest_file;
 mod prepared_statement;
@@ -24,13 +26,15 @@ use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::ProstMessageExt;
-use arrow_flight::sql::metadata::SqlInfoData;
+use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandStatementIngest, CommandStatementQuery, SqlInfo, TicketStatementQuery,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetCrossReference,
+    CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandStatementIngest, CommandStatementQuery, SqlInfo,
+    TicketStatementQuery,
 };
 use arrow_flight::{
     Action, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
@@ -57,6 +61,7 @@ pub const MAX_DECODING_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 pub struct LakehouseFlightSql {
     engine: QueryEngine,
     sql_info: SqlInfoData,
+    xdbc_types: XdbcTypeInfoData,
 }
 
 impl LakehouseFlightSql {
@@ -66,7 +71,12 @@ impl LakehouseFlightSql {
     /// Arrow errors while building the SqlInfo table.
     pub fn new(engine: QueryEngine) -> crate::error::Result<Self> {
         let sql_info = get_sql_info::build()?;
-        Ok(Self { engine, sql_info })
+        let xdbc_types = get_xdbc_type_info::build()?;
+        Ok(Self {
+            engine,
+            sql_info,
+            xdbc_types,
+        })
     }
 
     fn catalog(&self) -> &Arc<Catalog> {
@@ -282,6 +292,86 @@ impl FlightSqlService for LakehouseFlightSql {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         statement_ingest::do_put(self, cmd, request).await
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        get_xdbc_type_info::get_flight_info(self, query, request)
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        get_xdbc_type_info::do_get(self, query)
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        get_keys::get_flight_info(&get_keys::PRIMARY_KEYS_SCHEMA, query, request)
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        get_keys::do_get(&get_keys::PRIMARY_KEYS_SCHEMA)
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        get_keys::get_flight_info(&get_keys::FOREIGN_KEYS_SCHEMA, query, request)
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        get_keys::do_get(&get_keys::FOREIGN_KEYS_SCHEMA)
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        get_keys::get_flight_info(&get_keys::FOREIGN_KEYS_SCHEMA, query, request)
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        get_keys::do_get(&get_keys::FOREIGN_KEYS_SCHEMA)
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        get_keys::get_flight_info(&get_keys::FOREIGN_KEYS_SCHEMA, query, request)
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        _request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<FlightData>>, Status> {
+        get_keys::do_get(&get_keys::FOREIGN_KEYS_SCHEMA)
     }
 
     /// Lakehouse's own DoPut commands: `lakehouse.v1.CommandIngestFile`.
