@@ -6,4 +6,5 @@ mod ingest;
 mod ingest_file;
 mod jdbc;
 mod metadata;
+mod params;
 mod query;

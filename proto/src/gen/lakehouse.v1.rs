@@ -31,6 +31,9 @@ pub struct StatementTicket {
     pub default_schema: ::prost::alloc::string::String,
     #[prost(message, repeated, tag = "3")]
     pub pins: ::prost::alloc::vec::Vec<TableVersionPin>,
+    /// Bound parameter values: an Arrow IPC stream with one one-row batch (empty: none).
+    #[prost(bytes = "vec", tag = "4")]
+    pub parameters: ::prost::alloc::vec::Vec<u8>,
 }
 impl ::prost::Name for StatementTicket {
     const NAME: &'static str = "StatementTicket";
@@ -50,6 +53,9 @@ pub struct PreparedStatementHandle {
     pub sql: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub default_schema: ::prost::alloc::string::String,
+    /// Values bound by DoPut: an Arrow IPC stream with one one-row batch (empty: none yet).
+    #[prost(bytes = "vec", tag = "3")]
+    pub parameters: ::prost::alloc::vec::Vec<u8>,
 }
 impl ::prost::Name for PreparedStatementHandle {
     const NAME: &'static str = "PreparedStatementHandle";

@@ -182,6 +182,14 @@ impl FlightSqlService for LakehouseFlightSql {
         prepared_statement::create(self, query, request).await
     }
 
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<arrow_flight::sql::DoPutPreparedStatementResult, Status> {
+        prepared_statement::bind(query, request).await
+    }
+
     async fn do_action_close_prepared_statement(
         &self,
         query: ActionClosePreparedStatementRequest,

@@ -5,6 +5,7 @@
 //! pinned, so a commit between the two calls does not change the answer, and any replica can
 //! serve the ticket.
 
+use arrow::array::RecordBatch;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
 use arrow_flight::{FlightData, FlightDescriptor, FlightInfo};
 use lakehouse_catalog::{SchemaName, TableRef, Version};
@@ -14,7 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::{BoxStream, LakehouseFlightSql, encode_stream, flight_info};
 use crate::error::Error;
-use crate::query::Pins;
+use crate::query::{Pins, params};
 
 pub(super) async fn get_flight_info(
     service: &LakehouseFlightSql,
@@ -22,23 +23,30 @@ pub(super) async fn get_flight_info(
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
     let schema = service.default_schema(&request);
-    let info = plan_flight_info(service, query.query, schema, request.into_inner()).await?;
+    let info = plan_flight_info(service, query.query, schema, None, request.into_inner()).await?;
     Ok(Response::new(info))
 }
 
-/// Plans `sql` and returns a FlightInfo whose ticket pins the versions the plan read.
+/// Plans `sql` with `parameters` bound and returns a FlightInfo whose ticket pins the versions
+/// the plan read and carries the parameters.
 pub(super) async fn plan_flight_info(
     service: &LakehouseFlightSql,
     sql: String,
     default_schema: SchemaName,
+    parameters: Option<RecordBatch>,
     descriptor: FlightDescriptor,
 ) -> Result<FlightInfo, Status> {
     let planned = service
         .engine
-        .plan(&sql, &default_schema, Pins::default())
+        .plan(&sql, &default_schema, Pins::default(), parameters.as_ref())
         .await?;
+    let parameters = match &parameters {
+        Some(batch) => params::encode_parameters(batch)?,
+        None => Vec::new(),
+    };
     let ticket = StatementTicket {
         sql,
+        parameters,
         default_schema: default_schema.to_string(),
         pins: planned
             .pins
@@ -73,9 +81,15 @@ pub(super) async fn do_get(
         .map(|p| Ok((TableRef::new(p.schema, p.table)?, Version(p.version))))
         .collect::<lakehouse_catalog::Result<Vec<_>>>()
         .map_err(Error::from)?;
+    let parameters = params::decode_parameters(&ticket.parameters)?;
     let planned = service
         .engine
-        .plan(&ticket.sql, &default_schema, Pins::fixed(pins))
+        .plan(
+            &ticket.sql,
+            &default_schema,
+            Pins::fixed(pins),
+            parameters.as_ref(),
+        )
         .await?;
     let stream = planned.execute()?;
     Ok(Response::new(encode_stream(planned.schema(), stream)))

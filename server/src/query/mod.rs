@@ -6,6 +6,7 @@
 //! the same versions.
 
 pub mod catalog_adapter;
+pub mod params;
 pub mod table;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,6 +20,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -208,23 +210,21 @@ impl QueryEngine {
         Ok(SessionContext::new_with_state(state))
     }
 
-    /// Plans `sql` (a query, `EXPLAIN`, or `SHOW`) without running it.
-    ///
-    /// Statements that change anything (DDL, DML, `SET`) are refused here. The result is
-    /// wire-compatible: view types are sent as their plain forms and dictionaries as their value
-    /// types ([`PlannedQuery::schema`]), so every Flight SQL client can read it.
-    ///
-    /// # Errors
-    /// [`Error::DataFusion`] for SQL that does not parse or plan (mapped to `InvalidArgument`),
-    /// a missing table (`NotFound`), or a refused statement kind.
-    pub async fn plan(
+    /// Parses and plans `sql` to a logical plan in a fresh session (see [`QueryEngine::plan`]).
+    async fn logical(
         &self,
         sql: &str,
         default_schema: &SchemaName,
-        pins: Pins,
-    ) -> Result<PlannedQuery> {
+        pins: &Pins,
+    ) -> Result<(SessionContext, LogicalPlan)> {
         let dialect = self.template.config().options().sql_parser.dialect;
-        let statement = self.template.sql_to_statement(sql, &dialect)?;
+        let sql = {
+            // Not `Send`: dropped before the first await.
+            let parser_dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(dialect)
+                .ok_or_else(|| Error::Config(format!("unsupported SQL dialect {dialect}")))?;
+            params::number_placeholders(sql, parser_dialect.as_ref())?
+        };
+        let statement = self.template.sql_to_statement(&sql, &dialect)?;
         ensure_query(&statement)?;
         let references = self.template.resolve_table_references(&statement)?;
         let listing = references
@@ -248,7 +248,45 @@ impl QueryEngine {
             .with_allow_dml(false)
             .with_allow_statements(false)
             .verify_plan(&logical)?;
-        let plan = state.create_physical_plan(&logical).await?;
+        Ok((ctx, logical))
+    }
+
+    /// Plans `sql` (a query, `EXPLAIN`, or `SHOW`) without running it, with `parameters` (a
+    /// one-row batch, see [`params`]) bound to its `?`/`$n` placeholders.
+    ///
+    /// Statements that change anything (DDL, DML, `SET`) are refused here. The result is
+    /// wire-compatible: view types are sent as their plain forms and dictionaries as their value
+    /// types ([`PlannedQuery::schema`]), so every Flight SQL client can read it.
+    ///
+    /// # Errors
+    /// [`Error::DataFusion`] for SQL that does not parse or plan (mapped to `InvalidArgument`),
+    /// a missing table (`NotFound`), or a refused statement kind; [`Error::InvalidArgument`]
+    /// for parameters that are missing, surplus or of an unusable type.
+    pub async fn plan(
+        &self,
+        sql: &str,
+        default_schema: &SchemaName,
+        pins: Pins,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<PlannedQuery> {
+        let (ctx, mut logical) = self.logical(sql, default_schema, &pins).await?;
+        match parameters {
+            Some(batch) => {
+                let values = params::param_values(batch, &logical)?;
+                logical = logical.with_param_values(values)?;
+            }
+            None => {
+                let unbound = params::unbound(&logical)?;
+                if !unbound.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "the statement has parameters ({}); bind their values (DoPut on the \
+                         prepared statement) before executing it",
+                        unbound.join(", ")
+                    )));
+                }
+            }
+        }
+        let plan = ctx.state().create_physical_plan(&logical).await?;
         let wire_schema = wire_schema(&plan.schema());
         Ok(PlannedQuery {
             ctx,
@@ -257,6 +295,38 @@ impl QueryEngine {
             pins: pins.used(),
         })
     }
+
+    /// The result schema and parameter schema of `sql`, for a prepared statement. With no
+    /// parameters the result schema is exactly what execution streams; with parameters it is
+    /// the logical plan's schema in wire types (nullability may differ from execution).
+    ///
+    /// # Errors
+    /// As [`QueryEngine::plan`].
+    pub async fn describe(&self, sql: &str, default_schema: &SchemaName) -> Result<Described> {
+        let (_, logical) = self.logical(sql, default_schema, &Pins::default()).await?;
+        let parameter_schema = params::parameter_schema(&logical)?;
+        let dataset_schema = if parameter_schema.fields().is_empty() {
+            self.plan(sql, default_schema, Pins::default(), None)
+                .await?
+                .schema()
+        } else {
+            let schema: SchemaRef = Arc::new(logical.schema().as_arrow().clone());
+            wire_schema(&schema).unwrap_or(schema)
+        };
+        Ok(Described {
+            dataset_schema,
+            parameter_schema,
+        })
+    }
+}
+
+/// What [`QueryEngine::describe`] reports for a prepared statement.
+#[derive(Debug, Clone)]
+pub struct Described {
+    /// Schema of the result.
+    pub dataset_schema: SchemaRef,
+    /// Parameters `$1..$n` with their inferred types ([`params::parameter_schema`]).
+    pub parameter_schema: SchemaRef,
 }
 
 /// Refuses statements that are not queries before anything is resolved: this path only reads.

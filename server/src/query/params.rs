@@ -1,0 +1,198 @@
+//! Bind parameters: `?` numbering, parameter schemas, and bound values.
+//!
+//! DataFusion parses every `?` as the same placeholder, so [`number_placeholders`] renames them
+//! `$1..$n` from left to right (by token, so `?` inside strings and comments is left alone)
+//! before planning. Bound values arrive as a one-row Arrow batch (Flight SQL DoPut on the
+//! prepared statement), travel inside stateless handles and tickets as Arrow IPC
+//! ([`encode_parameters`]), and are cast to the types DataFusion inferred for each parameter.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::dialect::Dialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::error::{Error, Result};
+
+/// `sql` with each `?` placeholder replaced by `$1`, `$2`, ... in order of appearance.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the SQL does not tokenize (unterminated string, ...).
+pub fn number_placeholders(sql: &str, dialect: &dyn Dialect) -> Result<String> {
+    if !sql.contains('?') {
+        return Ok(sql.to_string());
+    }
+    let tokens = Tokenizer::new(dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::invalid(e.to_string()))?;
+    // Byte offset of each line start; token locations are 1-based (line, column in chars).
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    let mut offsets = Vec::new();
+    for token in &tokens {
+        if token.token == Token::Placeholder("?".to_string()) {
+            let start = token.span.start;
+            let line = line_starts[(start.line as usize).saturating_sub(1)];
+            let offset = sql[line..]
+                .char_indices()
+                .nth((start.column as usize).saturating_sub(1))
+                .map(|(i, _)| line + i)
+                .ok_or_else(|| Error::invalid("cannot locate a `?` placeholder"))?;
+            offsets.push(offset);
+        }
+    }
+    let mut out = String::with_capacity(sql.len() + offsets.len() * 2);
+    let mut last = 0;
+    for (n, offset) in offsets.iter().enumerate() {
+        out.push_str(&sql[last..*offset]);
+        out.push_str(&format!("${}", n + 1));
+        last = offset + 1;
+    }
+    out.push_str(&sql[last..]);
+    Ok(out)
+}
+
+/// The parameters `$1..$n` of `plan` with the types DataFusion inferred (`Null` when it could
+/// not infer one), as an Arrow schema with fields named `$1`, `$2`, ... in order.
+///
+/// # Errors
+/// DataFusion errors, or parameters that are not positional (`$name`).
+pub fn parameter_schema(plan: &LogicalPlan) -> Result<SchemaRef> {
+    let types = plan.get_parameter_types()?;
+    let mut params: Vec<(usize, Option<DataType>)> = types
+        .into_iter()
+        .map(|(name, data_type)| {
+            let n = name
+                .strip_prefix('$')
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    Error::invalid(format!("unsupported parameter {name}; use ? or $1"))
+                })?;
+            Ok((n, data_type))
+        })
+        .collect::<Result<_>>()?;
+    params.sort_by_key(|(n, _)| *n);
+    let fields: Vec<Field> = params
+        .into_iter()
+        .map(|(n, t)| Field::new(format!("${n}"), t.unwrap_or(DataType::Null), true))
+        .collect();
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// The values of a one-row parameter batch for `plan`, each cast to the type inferred for its
+/// parameter. Columns bind to `$1..$n` by position.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the batch has other than one row, a different number of
+/// columns than the statement has parameters, or a value that cannot be cast.
+pub fn param_values(batch: &RecordBatch, plan: &LogicalPlan) -> Result<ParamValues> {
+    let expected = parameter_schema(plan)?;
+    if batch.num_rows() != 1 {
+        return Err(Error::invalid(format!(
+            "a query binds one row of parameters, got {} rows",
+            batch.num_rows()
+        )));
+    }
+    if batch.num_columns() != expected.fields().len() {
+        return Err(Error::invalid(format!(
+            "the statement has {} parameter(s), {} value(s) were bound",
+            expected.fields().len(),
+            batch.num_columns()
+        )));
+    }
+    let values = batch
+        .columns()
+        .iter()
+        .zip(expected.fields())
+        .map(|(column, field)| {
+            let value = ScalarValue::try_from_array(column, 0)?;
+            match field.data_type() {
+                DataType::Null => Ok(value),
+                target if value.data_type() == *target => Ok(value),
+                target => value.cast_to(target).map_err(|e| {
+                    Error::invalid(format!(
+                        "parameter {}: cannot use {} value {value} as {target}: {e}",
+                        field.name(),
+                        value.data_type()
+                    ))
+                }),
+            }
+        })
+        .collect::<Result<Vec<ScalarValue>>>()?;
+    Ok(ParamValues::from(values))
+}
+
+/// A parameter batch as Arrow IPC stream bytes (for handles and tickets).
+///
+/// # Errors
+/// Arrow errors while encoding.
+pub fn encode_parameters(batch: &RecordBatch) -> Result<Vec<u8>> {
+    let mut writer = StreamWriter::try_new(Vec::new(), &batch.schema())?;
+    writer.write(batch)?;
+    Ok(writer.into_inner()?)
+}
+
+/// The parameter batch encoded by [`encode_parameters`]; `None` for empty bytes.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when the bytes are not such a stream.
+pub fn decode_parameters(bytes: &[u8]) -> Result<Option<RecordBatch>> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    let invalid = |e: datafusion::arrow::error::ArrowError| {
+        Error::invalid(format!("invalid parameters in handle: {e}"))
+    };
+    let reader = StreamReader::try_new(bytes, None).map_err(invalid)?;
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(invalid)?;
+    Ok(batches.into_iter().next())
+}
+
+/// Placeholder names used by `plan` that have no value (for a clear error before execution).
+pub fn unbound(plan: &LogicalPlan) -> Result<Vec<String>> {
+    let types: HashMap<String, Option<DataType>> = plan.get_parameter_types()?;
+    let mut names: Vec<String> = types.into_keys().collect();
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+    #[test]
+    fn question_marks_are_numbered_outside_strings_and_comments() {
+        let d = GenericDialect {};
+        let sql = "SELECT '?', x FROM t -- what?\nWHERE a = ? AND b = 'it''s ?' AND c IN (?, ?)";
+        assert_eq!(
+            number_placeholders(sql, &d).unwrap(),
+            "SELECT '?', x FROM t -- what?\nWHERE a = $1 AND b = 'it''s ?' AND c IN ($2, $3)"
+        );
+        assert_eq!(number_placeholders("SELECT 1", &d).unwrap(), "SELECT 1");
+        assert_eq!(
+            number_placeholders("SELECT 'é', ?", &d).unwrap(),
+            "SELECT 'é', $1"
+        );
+    }
+
+    #[test]
+    fn parameters_round_trip_through_ipc() {
+        let batch = RecordBatch::try_from_iter(vec![(
+            "a",
+            Arc::new(datafusion::arrow::array::Int64Array::from(vec![5])) as _,
+        )])
+        .unwrap();
+        let bytes = encode_parameters(&batch).unwrap();
+        assert_eq!(decode_parameters(&bytes).unwrap(), Some(batch));
+        assert_eq!(decode_parameters(&[]).unwrap(), None);
+        assert!(decode_parameters(b"junk").is_err());
+    }
+}
