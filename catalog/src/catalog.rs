@@ -204,6 +204,8 @@ impl Catalog {
         for prefix in dirs.common_prefixes {
             if let Some(name) = prefix.filename()
                 && let Ok(name) = SchemaName::new(name)
+                && !names.contains(&name)
+                && !self.tables(&name).await?.is_empty()
             {
                 names.insert(name);
             }
@@ -211,6 +213,82 @@ impl Catalog {
         let mut names: Vec<_> = names.into_iter().collect();
         names.sort();
         Ok(names)
+    }
+
+    /// Creates `schema` (its marker object, by conditional create). Returns false, changing
+    /// nothing, when it exists and `if_not_exists` is set.
+    ///
+    /// # Errors
+    /// [`Error::SchemaExists`] when it exists (a marker or tables) and `if_not_exists` is not set.
+    pub async fn create_schema(&self, schema: &SchemaName, if_not_exists: bool) -> Result<bool> {
+        let exists = self.schemas().await?.contains(schema);
+        let created = !exists
+            && match self
+                .store()
+                .put_opts(
+                    &layout::schema_marker(schema),
+                    PutPayload::from(
+                        serde_json::to_vec_pretty(&serde_json::json!({
+                            "format_version": FORMAT_VERSION,
+                            "name": schema,
+                            "created_at": Utc::now(),
+                        }))
+                        .expect("json"),
+                    ),
+                    PutOptions::from(PutMode::Create),
+                )
+                .await
+            {
+                Ok(_) => true,
+                Err(object_store::Error::AlreadyExists { .. }) => false,
+                Err(e) => return Err(e.into()),
+            };
+        if !created && !if_not_exists {
+            return Err(Error::SchemaExists(schema.to_string()));
+        }
+        Ok(created)
+    }
+
+    /// Drops `schema`: with `cascade` its tables are dropped first (each a drop version), then
+    /// its marker is removed. Returns false when it did not exist and `if_exists` is set.
+    ///
+    /// # Errors
+    /// [`Error::SchemaNotFound`]; [`Error::SchemaNotDroppable`] for `public` or a schema with
+    /// tables and no `cascade`.
+    pub async fn drop_schema(
+        &self,
+        schema: &SchemaName,
+        if_exists: bool,
+        cascade: bool,
+    ) -> Result<bool> {
+        if schema.as_str() == crate::name::DEFAULT_SCHEMA {
+            return Err(Error::SchemaNotDroppable {
+                schema: schema.to_string(),
+                reason: "it is the default schema".into(),
+            });
+        }
+        if !self.schemas().await?.contains(schema) {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(Error::SchemaNotFound(schema.to_string()))
+            };
+        }
+        let tables = self.tables(schema).await?;
+        if !tables.is_empty() && !cascade {
+            let names: Vec<_> = tables.iter().map(|m| m.table.table.to_string()).collect();
+            return Err(Error::SchemaNotDroppable {
+                schema: schema.to_string(),
+                reason: format!("it holds tables {}; use CASCADE", names.join(", ")),
+            });
+        }
+        for manifest in tables {
+            self.commit(&manifest.table, Change::Drop).await?;
+        }
+        match self.store().delete(&layout::schema_marker(schema)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Newest live version of every table in `schema`, sorted by table name.

@@ -34,6 +34,19 @@ pub enum Error {
         version: Version,
     },
 
+    /// `CREATE SCHEMA` of a schema that exists.
+    #[error("schema {0:?} already exists")]
+    SchemaExists(String),
+
+    /// `DROP SCHEMA` without `CASCADE` of a schema that holds tables, or of `public`.
+    #[error("schema {schema:?} cannot be dropped: {reason}")]
+    SchemaNotDroppable {
+        /// The schema.
+        schema: String,
+        /// Why ("it holds tables a, b; use CASCADE", "it is the default schema").
+        reason: String,
+    },
+
     /// Create of a table that already has a live version.
     #[error("table {0} already exists")]
     TableExists(TableRef),

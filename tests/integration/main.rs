@@ -8,3 +8,4 @@ mod jdbc;
 mod metadata;
 mod params;
 mod query;
+mod writes;

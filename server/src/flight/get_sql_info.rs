@@ -1,6 +1,6 @@
 //! `CommandGetSqlInfo`: what the server is and supports. Every value is true of this server;
-//! features that arrive later (DDL, transactions, cancellation) are reported as unsupported
-//! until they exist. The function lists come from DataFusion's own function packages.
+//! features that arrive later (transactions, cancellation) are reported as unsupported until
+//! they exist. The function lists come from DataFusion's own function packages.
 
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::{
@@ -46,8 +46,8 @@ pub(super) fn build() -> Result<SqlInfoData, Error> {
     b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
     b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
     b.append(SqlInfo::SqlDdlCatalog, false);
-    b.append(SqlInfo::SqlDdlSchema, false);
-    b.append(SqlInfo::SqlDdlTable, false);
+    b.append(SqlInfo::SqlDdlSchema, true);
+    b.append(SqlInfo::SqlDdlTable, true);
     b.append(
         SqlInfo::SqlIdentifierCase,
         SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32,

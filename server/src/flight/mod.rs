@@ -16,6 +16,7 @@ mod ingest_file;
 mod prepared_statement;
 mod statement_ingest;
 mod statement_query;
+mod statement_update;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -33,8 +34,8 @@ use arrow_flight::sql::{
     ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetCrossReference,
     CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
-    CommandPreparedStatementQuery, CommandStatementIngest, CommandStatementQuery, SqlInfo,
-    TicketStatementQuery,
+    CommandPreparedStatementQuery, CommandStatementIngest, CommandStatementQuery,
+    CommandStatementUpdate, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, Criteria, Empty, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo,
@@ -190,6 +191,14 @@ impl FlightSqlService for LakehouseFlightSql {
         prepared_statement::bind(query, request).await
     }
 
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: arrow_flight::sql::CommandPreparedStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        prepared_statement::update(self, query).await
+    }
+
     async fn do_action_close_prepared_statement(
         &self,
         query: ActionClosePreparedStatementRequest,
@@ -292,6 +301,14 @@ impl FlightSqlService for LakehouseFlightSql {
         _request: Request<Ticket>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
         get_sql_info::do_get(self, query)
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        cmd: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        statement_update::do_put(self, cmd, request).await
     }
 
     async fn do_put_statement_ingest(

@@ -15,7 +15,7 @@ use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
     ActionCreatePreparedStatementResult, CommandPreparedStatementQuery,
-    DoPutPreparedStatementResult,
+    CommandPreparedStatementUpdate, DoPutPreparedStatementResult,
 };
 use arrow_flight::{
     Action, FlightData, FlightDescriptor, FlightInfo, IpcMessage, SchemaAsIpc, Ticket,
@@ -109,6 +109,25 @@ pub(super) async fn bind(
     Ok(DoPutPreparedStatementResult {
         prepared_statement_handle: Some(handle.encode_to_vec().into()),
     })
+}
+
+/// `CommandPreparedStatementUpdate` (JDBC `executeUpdate`): runs the handle's data-changing
+/// statement; answers the rows written.
+pub(super) async fn update(
+    service: &LakehouseFlightSql,
+    query: CommandPreparedStatementUpdate,
+) -> Result<i64, Status> {
+    let handle = decode_handle(&query.prepared_statement_handle)?;
+    if handle.parameters.is_some() {
+        return Err(Error::invalid(
+            "parameters for data-changing statements are not supported yet",
+        )
+        .into());
+    }
+    Ok(service
+        .engine
+        .execute_update(&handle.sql, &handle.schema)
+        .await?)
 }
 
 pub(super) fn close(query: ActionClosePreparedStatementRequest) -> Result<(), Status> {

@@ -29,6 +29,10 @@ pub(super) async fn get_flight_info(
 
 /// Plans `sql` with `parameters` bound and returns a FlightInfo whose ticket pins the versions
 /// the plan read and carries the parameters.
+///
+/// A data-changing statement (clients such as ADBC's DB-API send every statement this way) is
+/// run here, exactly once, and the ticket then answers its row count (`count: UInt64`); running
+/// it in DoGet would write again each time the ticket is redeemed.
 pub(super) async fn plan_flight_info(
     service: &LakehouseFlightSql,
     sql: String,
@@ -36,6 +40,18 @@ pub(super) async fn plan_flight_info(
     parameters: Option<RecordBatch>,
     descriptor: FlightDescriptor,
 ) -> Result<FlightInfo, Status> {
+    let sql = if service.engine.is_query(&sql)? {
+        sql
+    } else {
+        if parameters.is_some() {
+            return Err(Error::invalid(
+                "parameters for data-changing statements are not supported yet",
+            )
+            .into());
+        }
+        let rows = service.engine.execute_update(&sql, &default_schema).await?;
+        crate::query::update_count_query(rows)
+    };
     let planned = service
         .engine
         .plan(&sql, &default_schema, Pins::default(), parameters.as_ref())

@@ -8,6 +8,7 @@
 pub mod catalog_adapter;
 pub mod params;
 pub mod table;
+pub mod update;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -231,18 +232,7 @@ impl QueryEngine {
             .iter()
             .any(|r| r.schema() == Some("information_schema"));
         let ctx = self.session(default_schema, pins.clone(), listing).await?;
-        let state = ctx.state();
-        let logical = match state.statement_to_plan(statement).await {
-            Ok(plan) => plan,
-            // DataFusion reports a table it could not resolve as a planning error; the catalog
-            // adapter recorded which lookups found nothing, so the client gets NotFound.
-            Err(e) => match (e.find_root(), pins.missing().into_iter().next()) {
-                (DataFusionError::Plan(_), Some(table)) => {
-                    return Err(lakehouse_catalog::Error::TableNotFound(table).into());
-                }
-                _ => return Err(e.into()),
-            },
-        };
+        let logical = statement_to_plan(&ctx.state(), statement, pins).await?;
         SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
@@ -296,6 +286,16 @@ impl QueryEngine {
         })
     }
 
+    /// Whether `sql` only reads (a query, EXPLAIN, SHOW) or changes data (anything else).
+    ///
+    /// # Errors
+    /// [`Error::DataFusion`] when the SQL does not parse.
+    pub fn is_query(&self, sql: &str) -> Result<bool> {
+        let dialect = self.template.config().options().sql_parser.dialect;
+        let statement = self.template.sql_to_statement(sql, &dialect)?;
+        Ok(ensure_query(&statement).is_ok())
+    }
+
     /// The result schema and parameter schema of `sql`, for a prepared statement. With no
     /// parameters the result schema is exactly what execution streams; with parameters it is
     /// the logical plan's schema in wire types (nullability may differ from execution).
@@ -303,6 +303,12 @@ impl QueryEngine {
     /// # Errors
     /// As [`QueryEngine::plan`].
     pub async fn describe(&self, sql: &str, default_schema: &SchemaName) -> Result<Described> {
+        if !self.is_query(sql)? {
+            return Ok(Described {
+                dataset_schema: update_count_schema(),
+                parameter_schema: Arc::new(Schema::empty()),
+            });
+        }
         let (_, logical) = self.logical(sql, default_schema, &Pins::default()).await?;
         let parameter_schema = params::parameter_schema(&logical)?;
         let dataset_schema = if parameter_schema.fields().is_empty() {
@@ -320,6 +326,21 @@ impl QueryEngine {
     }
 }
 
+/// The result of a data-changing statement run as a query: one row, `count: UInt64` (rows
+/// written), as DataFusion's DML plans report it.
+pub fn update_count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![datafusion::arrow::datatypes::Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]))
+}
+
+/// The query whose answer is [`update_count_schema`] with `rows`.
+pub fn update_count_query(rows: i64) -> String {
+    format!("SELECT arrow_cast({rows}, 'UInt64') AS count")
+}
+
 /// What [`QueryEngine::describe`] reports for a prepared statement.
 #[derive(Debug, Clone)]
 pub struct Described {
@@ -327,6 +348,25 @@ pub struct Described {
     pub dataset_schema: SchemaRef,
     /// Parameters `$1..$n` with their inferred types ([`params::parameter_schema`]).
     pub parameter_schema: SchemaRef,
+}
+
+/// DataFusion's `statement_to_plan`, except that a table it could not resolve is reported as
+/// the catalog's `TableNotFound` (NotFound for the client): DataFusion reports it as a planning
+/// error, and the catalog adapter recorded in `pins` which lookups found nothing.
+async fn statement_to_plan(
+    state: &SessionState,
+    statement: DFStatement,
+    pins: &Pins,
+) -> Result<LogicalPlan> {
+    match state.statement_to_plan(statement).await {
+        Ok(plan) => Ok(plan),
+        Err(e) => match (e.find_root(), pins.missing().into_iter().next()) {
+            (DataFusionError::Plan(_), Some(table)) => {
+                Err(lakehouse_catalog::Error::TableNotFound(table).into())
+            }
+            _ => Err(e.into()),
+        },
+    }
 }
 
 /// Refuses statements that are not queries before anything is resolved: this path only reads.

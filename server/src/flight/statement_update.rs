@@ -1,0 +1,23 @@
+//! `CommandStatementUpdate`: a data-changing SQL statement (CREATE TABLE [AS SELECT], INSERT,
+//! DROP TABLE, CREATE/DROP SCHEMA), run to completion by
+//! [`crate::query::QueryEngine::execute_update`]; the answer is the number of rows written.
+
+use arrow_flight::sql::CommandStatementUpdate;
+use arrow_flight::sql::server::PeekableFlightDataStream;
+use tonic::{Request, Status};
+
+use super::LakehouseFlightSql;
+
+pub(super) async fn do_put(
+    service: &LakehouseFlightSql,
+    cmd: CommandStatementUpdate,
+    request: Request<PeekableFlightDataStream>,
+) -> Result<i64, Status> {
+    if cmd.transaction_id.is_some() {
+        return Err(
+            crate::Error::invalid("transactions are not supported; statements autocommit").into(),
+        );
+    }
+    let schema = service.default_schema(&request);
+    Ok(service.engine.execute_update(&cmd.query, &schema).await?)
+}

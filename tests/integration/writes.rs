@@ -1,0 +1,251 @@
+//! SQL writes through CommandStatementUpdate (and as queries, as ADBC's DB-API sends them): each
+//! statement checked against the new catalog version and the affected rows.
+
+use arrow::array::AsArray;
+use arrow::datatypes::{DataType, UInt64Type};
+use lakehouse_catalog::{Operation, SchemaName, TableRef, Version};
+use lakehouse_tests::{TestServer, code, open_catalog, query, scalar_i64};
+use tonic::Code;
+
+async fn update(server: &TestServer, sql: &str) -> Result<i64, arrow_flight::error::FlightError> {
+    server
+        .client()
+        .await
+        .execute_update(sql.to_string(), None)
+        .await
+}
+
+#[tokio::test]
+async fn create_insert_ctas_drop_and_schemas() {
+    let server = TestServer::start().await;
+    let catalog = open_catalog(&server.storage()).await;
+    let t = TableRef::new("staging", "t").unwrap();
+
+    assert_eq!(update(&server, "CREATE SCHEMA staging").await.unwrap(), 0);
+    assert!(
+        catalog
+            .schemas()
+            .await
+            .unwrap()
+            .contains(&SchemaName::new("staging").unwrap())
+    );
+    let err = update(&server, "CREATE SCHEMA staging").await.unwrap_err();
+    assert_eq!(code(&err), Code::AlreadyExists);
+    assert_eq!(
+        update(&server, "CREATE SCHEMA IF NOT EXISTS staging")
+            .await
+            .unwrap(),
+        0
+    );
+
+    assert_eq!(
+        update(
+            &server,
+            "CREATE TABLE staging.t (id BIGINT NOT NULL, name VARCHAR, price DECIMAL(10, 2))"
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    let m = catalog.table(&t).await.unwrap();
+    assert_eq!(
+        (m.version, m.operation, m.total_rows),
+        (Version(1), Operation::Create, 0)
+    );
+    let schema = m.arrow_schema();
+    assert_eq!(schema.field(0).data_type(), &DataType::Int64);
+    assert!(!schema.field(0).is_nullable());
+    assert_eq!(schema.field(1).data_type(), &DataType::Utf8);
+    assert_eq!(schema.field(2).data_type(), &DataType::Decimal128(10, 2));
+
+    let sql = "INSERT INTO staging.t VALUES (1, 'a', 1.50), (2, 'b', NULL)";
+    assert_eq!(update(&server, sql).await.unwrap(), 2);
+    let m = catalog.table(&t).await.unwrap();
+    assert_eq!(
+        (m.version, m.operation, m.total_rows),
+        (Version(2), Operation::Append, 2)
+    );
+
+    let sql = "INSERT INTO staging.t (id, name) SELECT id + 10, upper(name) FROM staging.t";
+    assert_eq!(update(&server, sql).await.unwrap(), 2);
+    let m = catalog.table(&t).await.unwrap();
+    assert_eq!((m.version, m.total_rows), (Version(3), 4));
+    let mut client = server.client().await;
+    let names = query(
+        &mut client,
+        "SELECT name FROM staging.t WHERE id > 10 ORDER BY id",
+    )
+    .await
+    .unwrap();
+    let names: Vec<_> = names[0]
+        .column(0)
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.unwrap())
+        .collect();
+    assert_eq!(names, ["A", "B"]);
+
+    // CTAS, streamed from the query.
+    let sql =
+        "CREATE TABLE big AS SELECT value AS n, value % 7 AS bucket FROM generate_series(1, 50000)";
+    assert_eq!(update(&server, sql).await.unwrap(), 50_000);
+    let big = TableRef::new("public", "big").unwrap();
+    assert_eq!(catalog.table(&big).await.unwrap().total_rows, 50_000);
+    let err = update(&server, "CREATE TABLE big AS SELECT 1 AS x")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Code::AlreadyExists);
+    assert_eq!(
+        update(&server, "CREATE TABLE IF NOT EXISTS big AS SELECT 1 AS x")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(catalog.table(&big).await.unwrap().version, Version(1));
+    assert_eq!(
+        update(&server, "CREATE OR REPLACE TABLE big AS SELECT 1 AS x")
+            .await
+            .unwrap(),
+        1
+    );
+    let m = catalog.table(&big).await.unwrap();
+    assert_eq!(
+        (m.version, m.operation, m.total_rows),
+        (Version(2), Operation::Replace, 1)
+    );
+
+    // DROP TABLE, DROP SCHEMA.
+    assert_eq!(update(&server, "DROP TABLE big").await.unwrap(), 0);
+    let err = query(&mut client, "SELECT * FROM big").await.unwrap_err();
+    assert_eq!(code(&err), Code::NotFound);
+    assert_eq!(
+        code(&update(&server, "DROP TABLE big").await.unwrap_err()),
+        Code::NotFound
+    );
+    assert_eq!(
+        update(&server, "DROP TABLE IF EXISTS big").await.unwrap(),
+        0
+    );
+    let err = update(&server, "DROP SCHEMA staging").await.unwrap_err();
+    assert_eq!(code(&err), Code::FailedPrecondition);
+    assert!(err.to_string().contains("holds tables t"), "{err}");
+    assert_eq!(
+        update(&server, "DROP SCHEMA staging CASCADE")
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(
+        !catalog
+            .schemas()
+            .await
+            .unwrap()
+            .contains(&SchemaName::new("staging").unwrap())
+    );
+    assert_eq!(
+        code(&update(&server, "DROP SCHEMA public").await.unwrap_err()),
+        Code::FailedPrecondition
+    );
+
+    // A dropped table can be created again; its versions continue.
+    assert_eq!(
+        update(&server, "CREATE TABLE big AS SELECT 2 AS y")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(catalog.table(&big).await.unwrap().version, Version(4));
+}
+
+#[tokio::test]
+async fn bad_writes_are_refused_and_change_nothing() {
+    let server = TestServer::start().await;
+    let catalog = open_catalog(&server.storage()).await;
+    update(&server, "CREATE TABLE t (id BIGINT NOT NULL, name VARCHAR)")
+        .await
+        .unwrap();
+    update(&server, "INSERT INTO t VALUES (1, 'a')")
+        .await
+        .unwrap();
+    let t = TableRef::new("public", "t").unwrap();
+
+    for (sql, expected, text) in [
+        (
+            "INSERT INTO t VALUES ('x', 'y')",
+            Code::InvalidArgument,
+            "x",
+        ),
+        (
+            "INSERT INTO t VALUES (NULL, 'y')",
+            Code::InvalidArgument,
+            "non-nullable",
+        ),
+        ("INSERT INTO missing VALUES (1)", Code::NotFound, "missing"),
+        (
+            "UPDATE t SET name = 'b'",
+            Code::InvalidArgument,
+            "not supported",
+        ),
+        ("DELETE FROM t", Code::InvalidArgument, "not supported"),
+        (
+            "CREATE TABLE k (id BIGINT PRIMARY KEY)",
+            Code::InvalidArgument,
+            "PRIMARY KEY",
+        ),
+        ("SELECT 1", Code::InvalidArgument, "CommandStatementQuery"),
+        ("CREATE TABL x", Code::InvalidArgument, "TABL"),
+        (
+            "CREATE VIEW v AS SELECT 1",
+            Code::InvalidArgument,
+            "not supported",
+        ),
+    ] {
+        let err = update(&server, sql).await.unwrap_err();
+        assert_eq!(code(&err), expected, "{sql}: {err}");
+        assert!(err.to_string().contains(text), "{sql}: {err}");
+    }
+    let m = catalog.table(&t).await.unwrap();
+    assert_eq!((m.version, m.total_rows), (Version(2), 1));
+}
+
+#[tokio::test]
+async fn writes_sent_as_queries_or_prepared_statements_run_once() {
+    let server = TestServer::start().await;
+    let catalog = open_catalog(&server.storage()).await;
+    let mut client = server.client().await;
+    query(&mut client, "CREATE TABLE t (id BIGINT)")
+        .await
+        .unwrap();
+
+    // As a query (ADBC DB-API): runs at GetFlightInfo; the ticket answers the count, and
+    // redeeming it again does not write again.
+    let info = client
+        .execute("INSERT INTO t VALUES (1), (2), (3)".into(), None)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let batches = lakehouse_tests::fetch(&mut client, info.clone())
+            .await
+            .unwrap();
+        assert_eq!(batches[0].schema().field(0).name(), "count");
+        assert_eq!(
+            batches[0].column(0).as_primitive::<UInt64Type>().value(0),
+            3
+        );
+    }
+    let t = TableRef::new("public", "t").unwrap();
+    assert_eq!(catalog.table(&t).await.unwrap().total_rows, 3);
+
+    // As a prepared statement (JDBC): Create, then ExecuteUpdate.
+    let mut prepared = client
+        .prepare("INSERT INTO t VALUES (4)".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(prepared.dataset_schema().unwrap().field(0).name(), "count");
+    assert_eq!(prepared.execute_update().await.unwrap(), 1);
+    prepared.close().await.unwrap();
+    assert_eq!(
+        scalar_i64(&query(&mut client, "SELECT count(*) FROM t").await.unwrap()),
+        4
+    );
+}
