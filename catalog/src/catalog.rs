@@ -54,6 +54,8 @@ pub enum Change {
         schema: SchemaRef,
         /// Its data files.
         files: Vec<DataFile>,
+        /// Primary-key column names (empty: none); each must be a NOT NULL column.
+        primary_key: Vec<String>,
     },
     /// Add files to a live table whose schema equals `schema` (else [`Error::SchemaMismatch`];
     /// [`Error::TableNotFound`] when there is no live table).
@@ -515,15 +517,41 @@ impl Catalog {
                 })
             }
         };
-        let (operation, schema, files, dropped) = match (change, live) {
+        let (operation, schema, files, dropped, primary_key) = match (change, live) {
             (Change::Create { .. }, Some(_)) => return Err(Error::TableExists(table.clone())),
             (Change::Append { .. } | Change::Drop, None) => {
                 return Err(Error::TableNotFound(table.clone()));
             }
-            (Change::Create { schema, files } | Change::CreateOrAppend { schema, files }, None)
-            | (Change::Replace { schema, files }, None) => {
-                (Operation::Create, schema.clone(), files.clone(), false)
+            (
+                Change::Create {
+                    schema,
+                    files,
+                    primary_key,
+                },
+                None,
+            ) => {
+                for column in primary_key {
+                    let problem = match schema.field_with_name(column) {
+                        Ok(f) if !f.is_nullable() => continue,
+                        Ok(_) => "must be NOT NULL",
+                        Err(_) => "does not exist",
+                    };
+                    return Err(Error::InvalidData {
+                        location: table.to_string(),
+                        message: format!("primary-key column `{column}` {problem}"),
+                    });
+                }
+                let key = primary_key.clone();
+                (Operation::Create, schema.clone(), files.clone(), false, key)
             }
+            (Change::CreateOrAppend { schema, files }, None)
+            | (Change::Replace { schema, files }, None) => (
+                Operation::Create,
+                schema.clone(),
+                files.clone(),
+                false,
+                vec![],
+            ),
             (
                 Change::Append { schema, files } | Change::CreateOrAppend { schema, files },
                 Some(live),
@@ -531,12 +559,19 @@ impl Catalog {
                 check_append(schema, live)?;
                 let mut all = live.files.clone();
                 all.extend(files.iter().cloned());
-                (Operation::Append, live.arrow_schema(), all, false)
+                let key = live.primary_key.clone();
+                (Operation::Append, live.arrow_schema(), all, false, key)
             }
-            (Change::Replace { schema, files }, Some(_)) => {
-                (Operation::Replace, schema.clone(), files.clone(), false)
+            (Change::Replace { schema, files }, Some(_)) => (
+                Operation::Replace,
+                schema.clone(),
+                files.clone(),
+                false,
+                vec![],
+            ),
+            (Change::Drop, Some(live)) => {
+                (Operation::Drop, live.arrow_schema(), vec![], true, vec![])
             }
-            (Change::Drop, Some(live)) => (Operation::Drop, live.arrow_schema(), vec![], true),
         };
         let version = base.map_or(Version(1), Version::next);
         let manifest = Manifest {
@@ -547,6 +582,7 @@ impl Catalog {
             operation,
             dropped,
             schema: TableSchema::new(schema),
+            primary_key,
             total_rows: files.iter().map(|f| f.rows).sum(),
             total_bytes: files.iter().map(|f| f.size_bytes).sum(),
             files,
@@ -599,10 +635,37 @@ impl Catalog {
         mode: WriteMode,
         input_schema: &SchemaRef,
         source: Option<SourceFile>,
-        mut batches: S,
+        batches: S,
     ) -> Result<Arc<Manifest>>
     where
         S: Stream<Item = Result<RecordBatch>> + Unpin,
+    {
+        self.write_stream_checked(table, mode, input_schema, source, batches, |_| async {
+            Ok(())
+        })
+        .await
+    }
+
+    /// [`Catalog::write_stream`] with a check between writing and committing: `check` gets the
+    /// manifest the table would have with the new files appended to its current live version
+    /// (a candidate, never published) and may refuse the write, which then leaves nothing
+    /// behind. Used for primary-key uniqueness.
+    ///
+    /// # Errors
+    /// As [`Catalog::write_stream`], plus whatever `check` returns.
+    pub async fn write_stream_checked<S, F, Fut>(
+        &self,
+        table: &TableRef,
+        mode: WriteMode,
+        input_schema: &SchemaRef,
+        source: Option<SourceFile>,
+        mut batches: S,
+        check: F,
+    ) -> Result<Arc<Manifest>>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Unpin,
+        F: FnOnce(Manifest) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
     {
         let normalized: SchemaRef = Arc::new(normalize_schema(input_schema));
         let live = match self.table(table).await {
@@ -637,8 +700,21 @@ impl Catalog {
             }
         }
         let files = writer.finish().await?;
+        if let Some(live) = &live {
+            let mut candidate = live.as_ref().clone();
+            candidate.files.extend(files.iter().cloned());
+            if let Err(e) = check(candidate).await {
+                let paths: Vec<Path> = files.iter().map(|f| Path::from(f.path.as_str())).collect();
+                delete_best_effort(self.store(), paths).await;
+                return Err(e);
+            }
+        }
         let change = match mode {
-            WriteMode::Create => Change::Create { schema, files },
+            WriteMode::Create => Change::Create {
+                schema,
+                files,
+                primary_key: vec![],
+            },
             WriteMode::Append => Change::Append { schema, files },
             WriteMode::CreateOrAppend => Change::CreateOrAppend { schema, files },
             WriteMode::Replace => Change::Replace { schema, files },

@@ -51,6 +51,16 @@ pub enum Error {
     #[error("table {0} already exists")]
     TableExists(TableRef),
 
+    /// A write would give two rows the same primary key; `key` shows the columns and value,
+    /// e.g. `(id)=(5)`.
+    #[error("duplicate primary key {key} in table {table}")]
+    DuplicateKey {
+        /// The table.
+        table: TableRef,
+        /// Key columns and the duplicated value.
+        key: String,
+    },
+
     /// Another writer published the version this commit wanted, and retrying on the new head
     /// did not succeed within the retry budget (or the caller asked not to retry).
     #[error(

@@ -40,6 +40,10 @@ pub struct Manifest {
     pub dropped: bool,
     /// The table's Arrow schema at this version.
     pub schema: TableSchema,
+    /// Names of the primary-key columns, in key order; empty when the table declares none.
+    /// Inserts that would duplicate a key are refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_key: Vec<String>,
     /// Every data file of this version.
     pub files: Vec<DataFile>,
     /// Sum of `files[].rows`.
@@ -299,6 +303,7 @@ mod tests {
             operation: Operation::Append,
             dropped: false,
             schema: TableSchema::new(schema()),
+            primary_key: vec!["id".into()],
             files: vec![DataFile {
                 path: "tables/public/t/data/x.parquet".into(),
                 size_bytes: 10,

@@ -122,7 +122,7 @@ fn catalog_code(e: &lakehouse_catalog::Error) -> Code {
             Code::InvalidArgument
         }
         C::TableNotFound(_) | C::SchemaNotFound(_) | C::VersionNotFound { .. } => Code::NotFound,
-        C::TableExists(_) | C::SchemaExists(_) => Code::AlreadyExists,
+        C::TableExists(_) | C::SchemaExists(_) | C::DuplicateKey { .. } => Code::AlreadyExists,
         C::SchemaNotDroppable { .. } => Code::FailedPrecondition,
         C::Conflict { .. } => Code::Aborted,
         C::InvalidStorage { .. } => Code::FailedPrecondition,

@@ -188,7 +188,7 @@ async fn bad_writes_are_refused_and_change_nothing() {
         ),
         ("DELETE FROM t", Code::InvalidArgument, "not supported"),
         (
-            "CREATE TABLE k (id BIGINT PRIMARY KEY)",
+            "CREATE TABLE k2 (id BIGINT PRIMARY KEY) AS SELECT 1",
             Code::InvalidArgument,
             "PRIMARY KEY",
         ),
@@ -248,4 +248,128 @@ async fn writes_sent_as_queries_or_prepared_statements_run_once() {
         scalar_i64(&query(&mut client, "SELECT count(*) FROM t").await.unwrap()),
         4
     );
+}
+
+#[tokio::test]
+async fn primary_keys_are_recorded_reported_and_enforced() {
+    use arrow_flight::sql::CommandGetPrimaryKeys;
+    let server = TestServer::start().await;
+    let catalog = open_catalog(&server.storage()).await;
+    let k = TableRef::new("public", "k").unwrap();
+    assert_eq!(
+        update(
+            &server,
+            "CREATE TABLE k (id BIGINT, name VARCHAR, PRIMARY KEY (id))"
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    let m = catalog.table(&k).await.unwrap();
+    assert_eq!(m.primary_key, ["id"]);
+    assert!(!m.arrow_schema().field(0).is_nullable());
+    assert_eq!(
+        update(&server, "INSERT INTO k VALUES (1, 'a'), (2, 'b')")
+            .await
+            .unwrap(),
+        2
+    );
+    let files = std::fs::read_dir(server.storage().path().join("tables/public/k/data"))
+        .unwrap()
+        .count();
+
+    for (sql, key) in [
+        ("INSERT INTO k VALUES (2, 'again')", "(id)=(2)"),
+        ("INSERT INTO k VALUES (3, 'c'), (3, 'd')", "(id)=(3)"),
+    ] {
+        let err = update(&server, sql).await.unwrap_err();
+        assert_eq!(code(&err), Code::AlreadyExists, "{sql}: {err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("duplicate primary key {key}")),
+            "{sql}: {err}"
+        );
+    }
+    let err = update(&server, "INSERT INTO k VALUES (NULL, 'x')")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Code::InvalidArgument, "{err}");
+    let m = catalog.table(&k).await.unwrap();
+    assert_eq!((m.version, m.total_rows), (Version(2), 2));
+    let after = std::fs::read_dir(server.storage().path().join("tables/public/k/data"))
+        .unwrap()
+        .count();
+    assert_eq!(files, after, "refused inserts leave no files");
+    assert_eq!(
+        update(&server, "INSERT INTO k VALUES (3, 'c')")
+            .await
+            .unwrap(),
+        1
+    );
+
+    // Bulk ingest (ADBC) into a keyed table is checked too.
+    let mut client = server.client().await;
+    let batch = arrow::array::RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            std::sync::Arc::new(arrow::array::Int64Array::from(vec![9, 1]))
+                as arrow::array::ArrayRef,
+        ),
+        (
+            "name",
+            std::sync::Arc::new(arrow::array::StringArray::from(vec!["z", "dup"])) as _,
+        ),
+    ])
+    .unwrap();
+    let cmd = arrow_flight::sql::CommandStatementIngest {
+        table: "k".into(),
+        table_definition_options: Some(arrow_flight::sql::TableDefinitionOptions {
+            if_not_exist: arrow_flight::sql::TableNotExistOption::Fail as i32,
+            if_exists: arrow_flight::sql::TableExistsOption::Append as i32,
+        }),
+        ..Default::default()
+    };
+    let err = client
+        .execute_ingest(cmd, futures::stream::iter([Ok(batch)]))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Code::AlreadyExists, "{err}");
+
+    // Composite keys, reported in key order.
+    update(
+        &server,
+        "CREATE TABLE c (a INT, b VARCHAR, v INT, PRIMARY KEY (a, b))",
+    )
+    .await
+    .unwrap();
+    update(&server, "INSERT INTO c VALUES (1, 'x', 0), (1, 'y', 0)")
+        .await
+        .unwrap();
+    let err = update(&server, "INSERT INTO c VALUES (1, 'x', 5)")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("(a, b)=(1, x)"), "{err}");
+    let info = client
+        .get_primary_keys(CommandGetPrimaryKeys {
+            catalog: None,
+            db_schema: Some("public".into()),
+            table: "c".into(),
+        })
+        .await
+        .unwrap();
+    let rows = lakehouse_tests::fetch(&mut client, info).await.unwrap();
+    let columns: Vec<_> = rows[0]
+        .column(3)
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.unwrap())
+        .collect();
+    assert_eq!(columns, ["a", "b"]);
+    assert_eq!(rows[0].column(4).as_string::<i32>().value(0), "c_pkey");
+    let sequence: Vec<i32> = rows[0]
+        .column(5)
+        .as_primitive::<arrow::datatypes::Int32Type>()
+        .values()
+        .to_vec();
+    assert_eq!(sequence, [1, 2]);
 }

@@ -345,10 +345,10 @@ impl FlightSqlService for LakehouseFlightSql {
 
     async fn do_get_primary_keys(
         &self,
-        _query: CommandGetPrimaryKeys,
-        _request: Request<Ticket>,
+        query: CommandGetPrimaryKeys,
+        request: Request<Ticket>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
-        get_keys::do_get(&get_keys::PRIMARY_KEYS_SCHEMA)
+        get_keys::do_get_primary_keys(self, query, &request).await
     }
 
     async fn get_flight_info_exported_keys(

@@ -105,8 +105,9 @@ pub(super) async fn do_put(
             }),
         },
     );
+    let check = service.engine.primary_key_check();
     let manifest = catalog
-        .write_stream(&table, mode, &input_schema, None, Box::pin(stream))
+        .write_stream_checked(&table, mode, &input_schema, None, Box::pin(stream), check)
         .await
         .map_err(Error::from)?;
     let rows = rows.load(Ordering::Relaxed);

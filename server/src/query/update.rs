@@ -63,15 +63,12 @@ impl QueryEngine {
                 if create.temporary {
                     return Err(Error::invalid("temporary tables are not supported"));
                 }
-                if !create.constraints.is_empty() {
-                    return Err(Error::invalid(
-                        "table constraints (PRIMARY KEY, UNIQUE) are not accepted by this \
-                         server version; create the table without them",
-                    ));
-                }
                 let table = table_ref(&create.name)?;
                 if create.if_not_exists && catalog.table(&table).await.is_ok() {
                     return Ok(0);
+                }
+                if !create.constraints.is_empty() {
+                    return self.create_with_key(&table, &create).await;
                 }
                 let mode = if create.or_replace {
                     WriteMode::Replace
@@ -142,6 +139,76 @@ impl QueryEngine {
         }
     }
 
+    /// `CREATE TABLE t (...) PRIMARY KEY (...)`: an empty table whose manifest records the key
+    /// (key columns become NOT NULL). Keys are declared on empty tables only; rows come by
+    /// INSERT, which checks them.
+    async fn create_with_key(
+        &self,
+        table: &TableRef,
+        create: &datafusion::logical_expr::CreateMemoryTable,
+    ) -> Result<i64> {
+        use datafusion::common::Constraint;
+        if !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(e) if !e.produce_one_row) {
+            return Err(Error::invalid(
+                "a primary key is declared with CREATE TABLE t (columns, PRIMARY KEY (...)); \
+                 fill the table with INSERT",
+            ));
+        }
+        let input = create.input.schema().as_arrow().clone();
+        let mut key = Vec::new();
+        for constraint in create.constraints.iter() {
+            match constraint {
+                Constraint::PrimaryKey(indices) if key.is_empty() => {
+                    key = indices
+                        .iter()
+                        .map(|i| input.field(*i).name().clone())
+                        .collect();
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "only one PRIMARY KEY constraint is supported (no UNIQUE)",
+                    ));
+                }
+            }
+        }
+        let fields: Vec<_> = input
+            .fields()
+            .iter()
+            .map(|f| {
+                let f = f.as_ref().clone();
+                if key.contains(f.name()) {
+                    f.with_nullable(false)
+                } else {
+                    f
+                }
+            })
+            .collect();
+        let schema = Arc::new(lakehouse_catalog::normalize_schema(
+            &datafusion::arrow::datatypes::Schema::new(fields),
+        ));
+        let change = lakehouse_catalog::Change::Create {
+            schema,
+            files: vec![],
+            primary_key: key,
+        };
+        self.catalog().commit(table, change).await?;
+        Ok(0)
+    }
+
+    /// The check to pass to [`lakehouse_catalog::Catalog::write_stream_checked`] so that a
+    /// write into a table with a primary key is refused when it would duplicate a key.
+    pub fn primary_key_check(
+        &self,
+    ) -> impl FnOnce(
+        lakehouse_catalog::Manifest,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = lakehouse_catalog::Result<()>> + Send>,
+    > + use<> {
+        let state = self.template.clone();
+        let store_url = self.store_url.clone();
+        move |candidate| Box::pin(duplicate_key_check(state, store_url, candidate))
+    }
+
     /// Executes `input` and commits its rows to `table` with `mode`; returns the row count.
     async fn write_plan(
         &self,
@@ -171,8 +238,69 @@ impl QueryEngine {
             }),
         });
         self.catalog()
-            .write_stream(table, mode, &schema, None, Box::pin(batches))
+            .write_stream_checked(
+                table,
+                mode,
+                &schema,
+                None,
+                Box::pin(batches),
+                self.primary_key_check(),
+            )
             .await?;
         Ok(rows.load(std::sync::atomic::Ordering::Relaxed) as i64)
     }
+}
+
+/// Refuses `candidate` (the table with the new files appended) when two rows share a primary
+/// key: `SELECT key FROM candidate GROUP BY key HAVING count(*) > 1 LIMIT 1`, via DataFusion's
+/// DataFrame API. Tables without a key pass at once.
+async fn duplicate_key_check(
+    state: datafusion::execution::session_state::SessionState,
+    store_url: datafusion::execution::object_store::ObjectStoreUrl,
+    candidate: lakehouse_catalog::Manifest,
+) -> lakehouse_catalog::Result<()> {
+    use datafusion::common::Column;
+    use datafusion::functions_aggregate::expr_fn::count;
+    use datafusion::logical_expr::{Expr, col, lit};
+    if candidate.primary_key.is_empty() {
+        return Ok(());
+    }
+    let table = candidate.table.clone();
+    let failed = |e: datafusion::error::DataFusionError| CatalogError::InvalidData {
+        location: format!("checking the primary key of {table}"),
+        message: e.to_string(),
+    };
+    let key: Vec<Expr> = candidate
+        .primary_key
+        .iter()
+        .map(|c| Expr::Column(Column::from_name(c)))
+        .collect();
+    let names = candidate.primary_key.clone();
+    let provider = Arc::new(super::table::VersionTable::new(
+        Arc::new(candidate),
+        store_url,
+    ));
+    let ctx = datafusion::prelude::SessionContext::new_with_state(state);
+    let duplicates = ctx
+        .read_table(provider)
+        .and_then(|df| df.aggregate(key, vec![count(lit(1)).alias("__n")]))
+        .and_then(|df| df.filter(col("__n").gt(lit(1))))
+        .and_then(|df| df.limit(0, Some(1)))
+        .map_err(failed)?
+        .collect()
+        .await
+        .map_err(failed)?;
+    let Some(row) = duplicates.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(());
+    };
+    let values: Vec<String> = (0..names.len())
+        .map(|i| {
+            datafusion::arrow::util::display::array_value_to_string(row.column(i), 0)
+                .unwrap_or_else(|_| "?".into())
+        })
+        .collect();
+    Err(CatalogError::DuplicateKey {
+        table,
+        key: format!("({})=({})", names.join(", "), values.join(", ")),
+    })
 }
