@@ -79,6 +79,15 @@ pub enum Change {
         /// The new files.
         files: Vec<DataFile>,
     },
+    /// Register existing files elsewhere as a read-only table (see [`Manifest::external`]).
+    CreateExternal {
+        /// The files' schema.
+        schema: SchemaRef,
+        /// Where the files were listed.
+        location: String,
+        /// The files, with absolute URLs as paths.
+        files: Vec<DataFile>,
+    },
     /// Drop the table ([`Error::TableNotFound`] when it has no live version).
     Drop,
 }
@@ -90,7 +99,8 @@ impl Change {
             | Change::Append { files, .. }
             | Change::CreateOrAppend { files, .. }
             | Change::Replace { files, .. } => files,
-            Change::Drop => &[],
+            // External files are not ours to delete.
+            Change::CreateExternal { .. } | Change::Drop => &[],
         }
     }
 }
@@ -517,8 +527,32 @@ impl Catalog {
                 })
             }
         };
+        let mut external = None;
         let (operation, schema, files, dropped, primary_key) = match (change, live) {
-            (Change::Create { .. }, Some(_)) => return Err(Error::TableExists(table.clone())),
+            (Change::Create { .. } | Change::CreateExternal { .. }, Some(_)) => {
+                return Err(Error::TableExists(table.clone()));
+            }
+            (
+                Change::Append { .. } | Change::CreateOrAppend { .. } | Change::Replace { .. },
+                Some(live),
+            ) if live.external.is_some() => return Err(Error::ReadOnly(table.clone())),
+            (
+                Change::CreateExternal {
+                    schema,
+                    location,
+                    files,
+                },
+                None,
+            ) => {
+                external = Some(location.clone());
+                (
+                    Operation::Create,
+                    schema.clone(),
+                    files.clone(),
+                    false,
+                    vec![],
+                )
+            }
             (Change::Append { .. } | Change::Drop, None) => {
                 return Err(Error::TableNotFound(table.clone()));
             }
@@ -583,6 +617,7 @@ impl Catalog {
             dropped,
             schema: TableSchema::new(schema),
             primary_key,
+            external,
             total_rows: files.iter().map(|f| f.rows).sum(),
             total_bytes: files.iter().map(|f| f.size_bytes).sum(),
             files,
@@ -675,6 +710,9 @@ impl Catalog {
         };
         let schema = match (mode, &live) {
             (WriteMode::Create, Some(_)) => return Err(Error::TableExists(table.clone())),
+            (_, Some(live)) if live.external.is_some() => {
+                return Err(Error::ReadOnly(table.clone()));
+            }
             (WriteMode::Append, None) => return Err(Error::TableNotFound(table.clone())),
             (WriteMode::Append | WriteMode::CreateOrAppend, Some(live)) => {
                 let diffs = schema_differences(&live.arrow_schema(), &normalized);

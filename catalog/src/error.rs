@@ -51,6 +51,10 @@ pub enum Error {
     #[error("table {0} already exists")]
     TableExists(TableRef),
 
+    /// A write to an external (read-only) table.
+    #[error("table {0} is an external table (read-only): its files belong to another owner")]
+    ReadOnly(TableRef),
+
     /// A write would give two rows the same primary key; `key` shows the columns and value,
     /// e.g. `(id)=(5)`.
     #[error("duplicate primary key {key} in table {table}")]

@@ -40,6 +40,11 @@ pub struct Manifest {
     pub dropped: bool,
     /// The table's Arrow schema at this version.
     pub schema: TableSchema,
+    /// For an external table (`CREATE EXTERNAL TABLE`): the location its files were listed
+    /// from. Its `files[].path` are then absolute URLs of files Lakehouse does not own (never
+    /// copied, written or cleaned up), `sha256` is empty, and writes are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<String>,
     /// Names of the primary-key columns, in key order; empty when the table declares none.
     /// Inserts that would duplicate a key are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -304,6 +309,7 @@ mod tests {
             dropped: false,
             schema: TableSchema::new(schema()),
             primary_key: vec!["id".into()],
+            external: None,
             files: vec![DataFile {
                 path: "tables/public/t/data/x.parquet".into(),
                 size_bytes: 10,

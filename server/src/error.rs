@@ -123,7 +123,7 @@ fn catalog_code(e: &lakehouse_catalog::Error) -> Code {
         }
         C::TableNotFound(_) | C::SchemaNotFound(_) | C::VersionNotFound { .. } => Code::NotFound,
         C::TableExists(_) | C::SchemaExists(_) | C::DuplicateKey { .. } => Code::AlreadyExists,
-        C::SchemaNotDroppable { .. } => Code::FailedPrecondition,
+        C::SchemaNotDroppable { .. } | C::ReadOnly(_) => Code::FailedPrecondition,
         C::Conflict { .. } => Code::Aborted,
         C::InvalidStorage { .. } => Code::FailedPrecondition,
         C::Storage(object_store::Error::NotFound { .. }) => Code::Internal,

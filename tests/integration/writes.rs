@@ -373,3 +373,69 @@ async fn primary_keys_are_recorded_reported_and_enforced() {
         .to_vec();
     assert_eq!(sequence, [1, 2]);
 }
+
+#[tokio::test]
+async fn external_parquet_is_registered_in_place_and_read_only() {
+    let server = TestServer::start().await;
+    let catalog = open_catalog(&server.storage()).await;
+    let outside = tempfile::tempdir().unwrap();
+    let dir = outside.path().join("ext");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, ids) in [(0, 0..100), (1, 100..250)] {
+        let batch = lakehouse_tests::people(ids);
+        let file = std::fs::File::create(dir.join(format!("part-{i}.parquet"))).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+    let location = format!("file://{}/", dir.display());
+    let sql = format!("CREATE EXTERNAL TABLE ext STORED AS PARQUET LOCATION '{location}'");
+    assert_eq!(update(&server, &sql).await.unwrap(), 0);
+    let ext = TableRef::new("public", "ext").unwrap();
+    let m = catalog.table(&ext).await.unwrap();
+    assert_eq!(m.external.as_deref(), Some(location.as_str()));
+    assert_eq!((m.files.len(), m.total_rows), (2, 250));
+    assert!(
+        m.files.iter().all(|f| f.path.starts_with("file:///")),
+        "{:?}",
+        m.files
+    );
+
+    let mut client = server.client().await;
+    let sum = query(&mut client, "SELECT sum(id) FROM ext WHERE name <> 'n0'")
+        .await
+        .unwrap();
+    assert_eq!(scalar_i64(&sum), (1..250i64).sum::<i64>());
+
+    // Writes are refused and write nothing; nothing was copied into storage.
+    let err = update(&server, "INSERT INTO ext VALUES (1000, 'x')")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Code::FailedPrecondition, "{err}");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert!(
+        !server
+            .storage()
+            .path()
+            .join("tables/public/ext/data")
+            .exists()
+    );
+    assert_eq!(catalog.table(&ext).await.unwrap().version, Version(1));
+
+    // Dropping unregisters; the files stay.
+    assert_eq!(update(&server, "DROP TABLE ext").await.unwrap(), 0);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+
+    let empty = outside.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let sql = format!(
+        "CREATE EXTERNAL TABLE e2 STORED AS PARQUET LOCATION 'file://{}/'",
+        empty.display()
+    );
+    let err = update(&server, &sql).await.unwrap_err();
+    assert_eq!(code(&err), Code::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("no Parquet files"), "{err}");
+    let sql = format!("CREATE EXTERNAL TABLE e3 STORED AS CSV LOCATION '{location}'");
+    let err = update(&server, &sql).await.unwrap_err();
+    assert!(err.to_string().contains("Parquet only"), "{err}");
+}

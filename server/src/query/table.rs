@@ -7,7 +7,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::catalog::TableProvider;
 use datafusion::common::stats::Precision;
-use datafusion::common::{Result, Statistics, project_schema};
+use datafusion::common::{DataFusionError, Result, Statistics, project_schema};
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -71,16 +71,37 @@ impl TableProvider for VersionTable {
         }
         let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
         let source = format.file_source(TableSchema::from_file_schema(Arc::clone(&schema)));
-        let files: Vec<PartitionedFile> = self
-            .manifest
-            .files
-            .iter()
-            .map(|f| PartitionedFile::new(f.path.clone(), f.size_bytes))
-            .collect();
+        // Our own files are relative to the storage root; an external table's are absolute
+        // URLs within one store (the location it was registered from).
+        let (store_url, files) = match &self.manifest.external {
+            None => (
+                self.store_url.clone(),
+                self.manifest
+                    .files
+                    .iter()
+                    .map(|f| PartitionedFile::new(f.path.clone(), f.size_bytes))
+                    .collect::<Vec<_>>(),
+            ),
+            Some(_) => {
+                let mut store_url = None;
+                let mut files = Vec::new();
+                for f in &self.manifest.files {
+                    let url = url::Url::parse(&f.path)
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    let base = ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?;
+                    ensure_object_store(state.runtime_env(), base.as_ref())?;
+                    let path = object_store::path::Path::from_url_path(url.path())
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    files.push(PartitionedFile::new(path.to_string(), f.size_bytes));
+                    store_url = Some(base);
+                }
+                (store_url.unwrap_or_else(|| self.store_url.clone()), files)
+            }
+        };
         let mut statistics = Statistics::new_unknown(&schema);
         statistics.num_rows = Precision::Exact(self.manifest.total_rows as usize);
         statistics.total_byte_size = Precision::Inexact(self.manifest.total_bytes as usize);
-        let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
+        let config = FileScanConfigBuilder::new(store_url, source)
             .with_file_group(FileGroup::new(files))
             .with_statistics(statistics)
             .with_projection_indices(projection.cloned())?
@@ -100,5 +121,37 @@ impl TableProvider for VersionTable {
         let mut statistics = Statistics::new_unknown(&self.schema());
         statistics.num_rows = Precision::Exact(self.manifest.total_rows as usize);
         Some(statistics)
+    }
+}
+
+/// Makes sure the session's runtime can read from the store at `url` (scheme and authority):
+/// local files are always registered; an `s3://bucket` store is built from the standard `AWS_*`
+/// variables, as the storage root is.
+///
+/// # Errors
+/// DataFusion's configuration error for other schemes or S3 settings object_store rejects.
+pub fn ensure_object_store(
+    runtime: &Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    url: &url::Url,
+) -> Result<()> {
+    if runtime
+        .object_store(ObjectStoreUrl::parse(&url[..url::Position::BeforePath])?)
+        .is_ok()
+    {
+        return Ok(());
+    }
+    match url.scheme() {
+        "s3" => {
+            let bucket = url.host_str().unwrap_or_default();
+            let store = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|e| DataFusionError::Configuration(e.to_string()))?;
+            runtime.register_object_store(url, Arc::new(store));
+            Ok(())
+        }
+        other => Err(DataFusionError::Configuration(format!(
+            "cannot read files from {other}:// locations; use file:// or s3://"
+        ))),
     }
 }

@@ -97,6 +97,13 @@ impl QueryEngine {
                 "{} is not supported; tables take CREATE, INSERT and DROP",
                 op.name()
             ))),
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) => {
+                let table = table_ref(&create.name)?;
+                if create.if_not_exists && catalog.table(&table).await.is_ok() {
+                    return Ok(0);
+                }
+                self.create_external(&ctx, &table, &create).await
+            }
             LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => {
                 let table = table_ref(&drop.name)?;
                 match catalog
@@ -207,6 +214,80 @@ impl QueryEngine {
         let state = self.template.clone();
         let store_url = self.store_url.clone();
         move |candidate| Box::pin(duplicate_key_check(state, store_url, candidate))
+    }
+
+    /// `CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 'url'`: lists the Parquet files at
+    /// the location now, reads their schema and row counts from the footers, and registers
+    /// them as a read-only table. Nothing is copied; the file list is fixed at registration
+    /// (re-register to pick up new files).
+    async fn create_external(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+        table: &TableRef,
+        create: &datafusion::logical_expr::CreateExternalTable,
+    ) -> Result<i64> {
+        use datafusion::datasource::file_format::FileFormat;
+        use datafusion::datasource::file_format::parquet::ParquetFormat;
+        use datafusion::datasource::listing::ListingTableUrl;
+        use futures::TryStreamExt;
+        if !create.file_type.eq_ignore_ascii_case("parquet") {
+            return Err(Error::invalid(format!(
+                "external tables are Parquet only (STORED AS PARQUET), got {}",
+                create.file_type
+            )));
+        }
+        if !create.table_partition_cols.is_empty() || create.temporary || create.or_replace {
+            return Err(Error::invalid(
+                "external tables take no PARTITIONED BY, TEMPORARY or OR REPLACE",
+            ));
+        }
+        let state = ctx.state();
+        let url = ListingTableUrl::parse(&create.location)?;
+        super::table::ensure_object_store(state.runtime_env(), url.object_store().as_ref())?;
+        let store = state.runtime_env().object_store(url.object_store())?;
+        let objects: Vec<_> = url
+            .list_all_files(&state, store.as_ref(), "parquet")
+            .await?
+            .try_collect()
+            .await?;
+        if objects.is_empty() {
+            return Err(Error::invalid(format!(
+                "no Parquet files at {}",
+                create.location
+            )));
+        }
+        let format = ParquetFormat::default();
+        let schema = format.infer_schema(&state, &store, &objects).await?;
+        let base = url.object_store();
+        let mut files = Vec::with_capacity(objects.len());
+        for object in &objects {
+            let reader = parquet::arrow::async_reader::ParquetObjectReader::new(
+                std::sync::Arc::clone(&store),
+                object.location.clone(),
+            )
+            .with_file_size(object.size);
+            let builder = parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader)
+                .await
+                .map_err(|e| Error::invalid(format!("{}: {e}", object.location)))?;
+            let base_url: &url::Url = base.as_ref();
+            let file_url = base_url
+                .join(object.location.as_ref())
+                .map_err(|e| Error::invalid(format!("{}: {e}", object.location)))?;
+            files.push(lakehouse_catalog::DataFile {
+                path: file_url.to_string(),
+                size_bytes: object.size,
+                rows: builder.metadata().file_metadata().num_rows() as u64,
+                sha256: String::new(),
+                source: None,
+            });
+        }
+        let change = lakehouse_catalog::Change::CreateExternal {
+            schema: Arc::new(lakehouse_catalog::normalize_schema(&schema)),
+            location: create.location.clone(),
+            files,
+        };
+        self.catalog().commit(table, change).await?;
+        Ok(0)
     }
 
     /// Executes `input` and commits its rows to `table` with `mode`; returns the row count.
