@@ -439,3 +439,51 @@ async fn external_parquet_is_registered_in_place_and_read_only() {
     let err = update(&server, &sql).await.unwrap_err();
     assert!(err.to_string().contains("Parquet only"), "{err}");
 }
+
+#[tokio::test]
+async fn the_schema_header_sets_the_default_schema() {
+    let server = TestServer::start().await;
+    update(&server, "CREATE SCHEMA staging").await.unwrap();
+    update(&server, "CREATE TABLE staging.t AS SELECT 1 AS x")
+        .await
+        .unwrap();
+    update(&server, "CREATE TABLE t AS SELECT 2 AS x")
+        .await
+        .unwrap();
+
+    let mut client = server.client().await;
+    assert_eq!(
+        scalar_i64(
+            &query(&mut client, "SELECT CAST(x AS BIGINT) FROM t")
+                .await
+                .unwrap()
+        ),
+        2
+    );
+    client.set_header("x-lakehouse-schema", "staging");
+    assert_eq!(
+        scalar_i64(
+            &query(&mut client, "SELECT CAST(x AS BIGINT) FROM t")
+                .await
+                .unwrap()
+        ),
+        1
+    );
+    // Writes and ingest land in the chosen schema too.
+    client
+        .execute_update("CREATE TABLE u AS SELECT 3 AS y".into(), None)
+        .await
+        .unwrap();
+    let catalog = open_catalog(&server.storage()).await;
+    assert!(
+        catalog
+            .table(&TableRef::new("staging", "u").unwrap())
+            .await
+            .is_ok()
+    );
+
+    client.set_header("x-lakehouse-schema", "no/such");
+    let err = query(&mut client, "SELECT 1").await.unwrap_err();
+    assert_eq!(code(&err), Code::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("invalid schema name"), "{err}");
+}

@@ -24,3 +24,15 @@ def test_adbc_sql_writes(server):
         with pytest.raises(adbc_driver_manager.Error) as e:
             cur.execute("SELECT * FROM sales.orders")
         assert "not found" in str(e.value)
+
+
+def test_default_schema_from_the_connection(server):
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA staging")
+        cur.execute("CREATE TABLE staging.events AS SELECT 7 AS n")
+    import adbc_driver_flightsql.dbapi as flight_sql
+    option = "adbc.flight.sql.rpc.call_header.x-lakehouse-schema"
+    with flight_sql.connect(server.url, db_kwargs={option: "staging"}, autocommit=True) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT n FROM events")
+            assert cur.fetch_arrow_table().column("n").to_pylist() == [7]

@@ -71,7 +71,7 @@ pub(super) async fn do_get_primary_keys(
         .is_some_and(|c| !c.is_empty() && c != CATALOG_NAME);
     let schema = match query.db_schema.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => SchemaName::new(s).ok(),
-        None => Some(service.default_schema(request)),
+        None => Some(service.default_schema(request)?),
     };
     let table = match (foreign_catalog, schema, TableName::new(query.table.clone())) {
         (false, Some(schema), Ok(table)) => Some(TableRef { schema, table }),

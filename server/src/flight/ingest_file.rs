@@ -61,7 +61,7 @@ pub(super) async fn do_put(
     request: Request<PeekableFlightDataStream>,
 ) -> Result<Response<BoxStream<PutResult>>, Status> {
     let schema = if cmd.schema.is_empty() {
-        service.default_schema(&request)
+        service.default_schema(&request)?
     } else {
         SchemaName::new(cmd.schema.clone()).map_err(Error::from)?
     };

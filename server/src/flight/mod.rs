@@ -50,6 +50,12 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::error::Error;
 use crate::query::QueryEngine;
 
+/// Request header choosing the default schema of a call (connection default): unqualified
+/// table names resolve there. JDBC: `...?x-lakehouse-schema=NAME` (the driver sends extra URL
+/// properties as headers); ADBC: db option `adbc.flight.sql.rpc.call_header.x-lakehouse-schema`;
+/// pyarrow: `FlightCallOptions(headers=[(b"x-lakehouse-schema", b"NAME")])`.
+pub const SCHEMA_HEADER: &str = "x-lakehouse-schema";
+
 /// Largest FlightData message the server sends, in bytes. gRPC clients reject messages over
 /// 4 MiB by default; the encoder splits batches to stay under this (a single huge value can
 /// still exceed it).
@@ -84,9 +90,18 @@ impl LakehouseFlightSql {
         self.engine.catalog()
     }
 
-    /// The schema unqualified names resolve in for this request.
-    fn default_schema<T>(&self, _request: &Request<T>) -> SchemaName {
-        SchemaName::default_schema()
+    /// The schema unqualified names resolve in for this request: the [`SCHEMA_HEADER`] header
+    /// when the client sends one, else `public`.
+    fn default_schema<T>(&self, request: &Request<T>) -> Result<SchemaName, Status> {
+        match request.metadata().get(SCHEMA_HEADER) {
+            None => Ok(SchemaName::default_schema()),
+            Some(value) => {
+                let name = value.to_str().map_err(|_| {
+                    Error::invalid(format!("header {SCHEMA_HEADER} is not valid text"))
+                })?;
+                Ok(SchemaName::new(name).map_err(Error::from)?)
+            }
+        }
     }
 }
 

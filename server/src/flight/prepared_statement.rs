@@ -62,7 +62,7 @@ pub(super) async fn create(
     query: ActionCreatePreparedStatementRequest,
     request: Request<Action>,
 ) -> Result<ActionCreatePreparedStatementResult, Status> {
-    let default_schema = service.default_schema(&request);
+    let default_schema = service.default_schema(&request)?;
     let described = service
         .engine
         .describe(&query.query, &default_schema)

@@ -71,7 +71,7 @@ pub(super) async fn do_put(
     }
     let schema = match cmd.schema.as_deref().filter(|s| !s.is_empty()) {
         Some(s) => SchemaName::new(s).map_err(Error::from)?,
-        None => service.default_schema(&request),
+        None => service.default_schema(&request)?,
     };
     let table = TableRef {
         schema,

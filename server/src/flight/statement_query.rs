@@ -22,7 +22,7 @@ pub(super) async fn get_flight_info(
     query: CommandStatementQuery,
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
-    let schema = service.default_schema(&request);
+    let schema = service.default_schema(&request)?;
     let info = plan_flight_info(service, query.query, schema, None, request.into_inner()).await?;
     Ok(Response::new(info))
 }

@@ -18,6 +18,6 @@ pub(super) async fn do_put(
             crate::Error::invalid("transactions are not supported; statements autocommit").into(),
         );
     }
-    let schema = service.default_schema(&request);
+    let schema = service.default_schema(&request)?;
     Ok(service.engine.execute_update(&cmd.query, &schema).await?)
 }
