@@ -41,6 +41,12 @@ pub struct ServeConfig {
     /// Only unreferenced files older than this many seconds are removed (default 3600), so
     /// commits in progress keep their files.
     pub cleanup_grace_secs: u64,
+    /// PEM certificate chain for TLS; with `tls_key`, the server speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): when set, clients must present a certificate it signed (mTLS).
+    pub tls_client_ca: Option<PathBuf>,
     /// Query engine settings.
     pub query: QueryOptions,
 }
@@ -54,6 +60,9 @@ impl Default for ServeConfig {
             shutdown_timeout_secs: 30,
             cleanup_on_start: false,
             cleanup_grace_secs: 3600,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             query: QueryOptions::default(),
         }
     }
@@ -88,6 +97,22 @@ pub struct ServeArgs {
     #[arg(long, env = "LAKEHOUSE_SHUTDOWN_TIMEOUT_SECS", value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_timeout_secs: Option<u64>,
+
+    /// PEM certificate (chain) for TLS; requires --tls-key. Clients then connect with
+    /// grpc+tls:// (JDBC: useEncryption=true).
+    #[arg(long, env = "LAKEHOUSE_TLS_CERT", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "LAKEHOUSE_TLS_KEY", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA certificate(s) that client certificates must chain to (mutual TLS).
+    #[arg(long, env = "LAKEHOUSE_TLS_CLIENT_CA", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_client_ca: Option<PathBuf>,
 
     /// Remove data files left by failed commits when starting [default: false].
     #[arg(long, env = "LAKEHOUSE_CLEANUP_ON_START", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]

@@ -9,9 +9,10 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use lakehouse_catalog::{Catalog, StorageLocation};
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::config::ServeConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::flight::{LakehouseFlightService, LakehouseFlightSql, MAX_DECODING_MESSAGE_BYTES};
 use crate::query::QueryEngine;
 use crate::sample;
@@ -20,6 +21,40 @@ use crate::sample;
 pub struct Server {
     catalog: Arc<Catalog>,
     service: Arc<LakehouseFlightSql>,
+    tls: Option<ServerTlsConfig>,
+}
+
+/// The TLS configuration of `config`, with the PEM files read now; `None` without TLS.
+///
+/// # Errors
+/// [`Error::Config`] naming the file that is missing or unreadable, or a certificate given
+/// without its key (or the reverse), or a client CA without a certificate.
+fn tls_config(config: &ServeConfig) -> Result<Option<ServerTlsConfig>> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))
+    };
+    match (&config.tls_cert, &config.tls_key) {
+        (None, None) => {
+            if config.tls_client_ca.is_some() {
+                return Err(Error::Config(
+                    "--tls-client-ca needs --tls-cert and --tls-key".into(),
+                ));
+            }
+            Ok(None)
+        }
+        (Some(cert), Some(key)) => {
+            let mut tls =
+                ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+            if let Some(ca) = &config.tls_client_ca {
+                tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+            }
+            Ok(Some(tls))
+        }
+        _ => Err(Error::Config(
+            "--tls-cert and --tls-key must be given together".into(),
+        )),
+    }
 }
 
 impl Server {
@@ -29,6 +64,7 @@ impl Server {
     /// # Errors
     /// Storage, catalog or configuration errors.
     pub async fn new(config: &ServeConfig) -> Result<Self> {
+        let tls = tls_config(config)?;
         let location = StorageLocation::open(&config.storage)?;
         let catalog = Arc::new(Catalog::open(location).await?);
         if config.cleanup_on_start {
@@ -46,7 +82,11 @@ impl Server {
         }
         let engine = QueryEngine::new(Arc::clone(&catalog), &config.query)?;
         let service = Arc::new(LakehouseFlightSql::new(engine)?);
-        Ok(Self { catalog, service })
+        Ok(Self {
+            catalog,
+            service,
+            tls,
+        })
     }
 
     /// The catalog the server serves.
@@ -71,7 +111,11 @@ impl Server {
         // TCP_NODELAY: without it each small response waits for the client's delayed ACK
         // (~40 ms per RPC, and a query takes two). tonic sets it only on listeners it binds.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.tls {
+            builder = builder.tls_config(tls)?;
+        }
+        builder
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;

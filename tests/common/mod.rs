@@ -237,3 +237,48 @@ pub async fn write(
         .await?;
     Ok(manifest.version.0)
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 (rcgen), written as PEM files into
+/// `dir`: returns (certificate path, key path, certificate PEM).
+pub fn self_signed(
+    dir: &std::path::Path,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, String) {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("certificate");
+    let cert_pem = key.cert.pem();
+    let cert = dir.join(format!("{name}.crt"));
+    let private = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, &cert_pem).expect("write cert");
+    std::fs::write(&private, key.signing_key.serialize_pem()).expect("write key");
+    (cert, private, cert_pem)
+}
+
+impl TestServer {
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// A TLS client for `localhost`, trusting `ca_pem`, optionally presenting `identity`
+    /// (certificate PEM, key PEM) for mutual TLS.
+    pub async fn tls_client(
+        &self,
+        ca_pem: &str,
+        identity: Option<(String, String)>,
+    ) -> Result<FlightSqlServiceClient<Channel>, tonic::transport::Error> {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca_pem))
+            .domain_name("localhost");
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        let channel = Endpoint::from_shared(format!("https://localhost:{}", self.addr.port()))
+            .expect("uri")
+            .tls_config(tls)?
+            .connect()
+            .await?;
+        Ok(FlightSqlServiceClient::new(channel))
+    }
+}

@@ -8,4 +8,5 @@ mod jdbc;
 mod metadata;
 mod params;
 mod query;
+mod tls;
 mod writes;
