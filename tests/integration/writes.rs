@@ -487,3 +487,27 @@ async fn the_schema_header_sets_the_default_schema() {
     assert_eq!(code(&err), Code::InvalidArgument, "{err}");
     assert!(err.to_string().contains("invalid schema name"), "{err}");
 }
+
+#[tokio::test]
+async fn insert_overwrite_replaces_the_rows() {
+    let server = TestServer::start().await;
+    let catalog = open_catalog(&server.storage()).await;
+    update(&server, "CREATE TABLE t (id BIGINT)").await.unwrap();
+    update(&server, "INSERT INTO t VALUES (1), (2), (3)")
+        .await
+        .unwrap();
+    assert_eq!(
+        update(&server, "INSERT OVERWRITE t VALUES (9)")
+            .await
+            .unwrap(),
+        1
+    );
+    let m = catalog
+        .table(&TableRef::new("public", "t").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        (m.version, m.operation, m.total_rows),
+        (Version(3), Operation::Replace, 1)
+    );
+}
