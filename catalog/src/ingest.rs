@@ -169,9 +169,10 @@ impl Catalog {
     ) -> Result<IngestOutcome> {
         let path_buf = path.to_path_buf();
         let infer_spec = spec.clone();
-        let schema = tokio::task::spawn_blocking(move || infer_schema(&path_buf, &infer_spec))
+        let inferred = tokio::task::spawn_blocking(move || infer_schema(&path_buf, &infer_spec))
             .await
             .expect("schema inference panicked")?;
+        let schema = Arc::clone(&inferred.schema);
         // After inference, so bad input and bad overrides are reported even for known content.
         if mode != WriteMode::Create {
             match self.table(table).await {
@@ -184,11 +185,10 @@ impl Catalog {
         }
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let path_buf = path.to_path_buf();
-        let read_schema = Arc::clone(&schema);
         let read_spec = spec.clone();
         let reader = tokio::task::spawn_blocking(move || {
             let mut rows = 0u64;
-            let result = read_batches(&path_buf, &read_spec, read_schema, &mut |batch| {
+            let result = read_batches(&path_buf, &read_spec, &inferred, &mut |batch| {
                 rows += batch.num_rows() as u64;
                 tx.blocking_send(Ok(batch)).is_ok()
             });
@@ -226,8 +226,18 @@ fn invalid(spec: &FileIngest, message: impl Into<String>) -> Error {
     }
 }
 
-/// The schema the file is ingested with (inference, refinement, overrides, normalisation).
-fn infer_schema(path: &Path, spec: &FileIngest) -> Result<SchemaRef> {
+/// The schemas of a file, from one inference pass.
+#[derive(Debug)]
+struct Inferred {
+    /// The schema the table gets (NDJSON flattened to `parent.child` columns).
+    schema: SchemaRef,
+    /// The schema the file is decoded with: for NDJSON the nested one (flattened after
+    /// decoding), otherwise `schema`.
+    decode: SchemaRef,
+}
+
+/// The schemas the file is ingested with (inference, refinement, overrides, normalisation).
+fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
     let file = open(path, &spec.name)?;
     if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
         return Err(invalid(spec, "the file is empty"));
@@ -284,14 +294,16 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<SchemaRef> {
             })?;
         *field = field.clone().with_data_type(data_type.clone());
     }
-    let schema = Schema::new(fields);
+    let decode = Arc::new(normalize_schema(&Schema::new(fields)));
     let schema = match spec.format {
-        FileFormat::NdJson => schema
-            .normalize(".", None)
-            .map_err(|e| invalid(spec, e.to_string()))?,
-        _ => schema,
+        FileFormat::NdJson => Arc::new(
+            decode
+                .normalize(".", None)
+                .map_err(|e| invalid(spec, e.to_string()))?,
+        ),
+        _ => Arc::clone(&decode),
     };
-    Ok(Arc::new(normalize_schema(&schema)))
+    Ok(Inferred { schema, decode })
 }
 
 /// CSV refinement: numeric columns with leading zeros, or integers beyond `Int64`, stay Utf8.
@@ -351,35 +363,28 @@ fn refine_csv_schema(path: &Path, spec: &FileIngest, schema: Schema) -> Result<S
 fn read_batches(
     path: &Path,
     spec: &FileIngest,
-    schema: SchemaRef,
+    inferred: &Inferred,
     sink: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<()> {
+    let schema = &inferred.decode;
     let file = open(path, &spec.name)?;
     match spec.format {
         FileFormat::Csv => {
-            let reader = arrow::csv::ReaderBuilder::new(Arc::clone(&schema))
+            let reader = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
                 .with_header(spec.csv_header)
                 .with_delimiter(spec.csv_delimiter)
                 .with_batch_size(BATCH_ROWS)
                 .build_buffered(BufReader::new(file))
-                .map_err(|e| csv_error(spec, Some(&schema), e))?;
+                .map_err(|e| csv_error(spec, Some(schema), e))?;
             for batch in reader {
-                if !sink(batch.map_err(|e| csv_error(spec, Some(&schema), e))?) {
+                if !sink(batch.map_err(|e| csv_error(spec, Some(schema), e))?) {
                     break;
                 }
             }
         }
         FileFormat::NdJson => {
             // Decode with the nested schema, then flatten each batch to `parent.child` columns.
-            let nested = {
-                let file = open(path, &spec.name)?;
-                let mut reader = BufReader::new(file);
-                let (inferred, _) =
-                    arrow::json::reader::infer_json_schema_from_seekable(&mut reader, None)
-                        .map_err(|e| json_error(path, spec, e))?;
-                nested_with_overrides(&inferred, &schema)
-            };
-            let reader = arrow::json::ReaderBuilder::new(Arc::new(nested))
+            let reader = arrow::json::ReaderBuilder::new(Arc::clone(schema))
                 .with_batch_size(BATCH_ROWS)
                 .build(BufReader::new(file))
                 .map_err(|e| json_error(path, spec, e))?;
@@ -406,23 +411,6 @@ fn read_batches(
         }
     }
     Ok(())
-}
-
-/// The nested JSON schema with top-level overrides applied (overrides of flattened
-/// `parent.child` columns apply after flattening, through the writer's cast).
-fn nested_with_overrides(inferred: &Schema, flat: &Schema) -> Schema {
-    let fields: Vec<Field> = inferred
-        .fields()
-        .iter()
-        .map(|f| match flat.field_with_name(f.name()) {
-            Ok(flat_field) if !matches!(f.data_type(), DataType::Struct(_)) => f
-                .as_ref()
-                .clone()
-                .with_data_type(flat_field.data_type().clone()),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Schema::new(fields)
 }
 
 /// Rewrites arrow-csv's messages ("... for column 2 at line 17 ...") to name the column.
@@ -542,7 +530,7 @@ mod tests {
             "id,zip,price,big,flag,day\n1,02139,1.5,1,true,2024-01-02\n2,10001,2,99999999999999999999,false,2024-02-03\n",
         );
         let spec = FileIngest::new("a.csv", FileFormat::Csv);
-        let schema = infer_schema(&path, &spec).unwrap();
+        let schema = infer_schema(&path, &spec).unwrap().schema;
         let types: Vec<_> = schema
             .fields()
             .iter()
@@ -569,7 +557,7 @@ mod tests {
         let schema = infer_schema(&path, &spec);
         let err = match schema {
             Err(e) => e,
-            Ok(schema) => read_batches(&path, &spec, schema, &mut |_| true).unwrap_err(),
+            Ok(inferred) => read_batches(&path, &spec, &inferred, &mut |_| true).unwrap_err(),
         };
         let text = err.to_string();
         assert!(text.starts_with("bad.csv line 3"), "{text}");
@@ -577,8 +565,8 @@ mod tests {
         let mut spec = FileIngest::new("typed.csv", FileFormat::Csv);
         spec.overrides = vec![("b".into(), DataType::Int64)];
         let path = write(&dir, "typed.csv", "a,b\n1,2\n3,x\n");
-        let schema = infer_schema(&path, &spec).unwrap();
-        let err = read_batches(&path, &spec, schema, &mut |_| true)
+        let inferred = infer_schema(&path, &spec).unwrap();
+        let err = read_batches(&path, &spec, &inferred, &mut |_| true)
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("typed.csv line 3, column `b`"), "{err}");
@@ -598,12 +586,17 @@ mod tests {
             "{\"id\": 1, \"user\": {\"name\": \"a\", \"geo\": {\"lat\": 1.5}}}\n{\"id\": 2, \"user\": {\"name\": \"b\"}}\n",
         );
         let spec = FileIngest::new("n.json", FileFormat::NdJson);
-        let schema = infer_schema(&path, &spec).unwrap();
-        let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let inferred = infer_schema(&path, &spec).unwrap();
+        let names: Vec<_> = inferred
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
         // arrow-json's inference orders object keys by name.
         assert_eq!(names, ["id", "user.geo.lat", "user.name"]);
         let mut rows = 0;
-        read_batches(&path, &spec, Arc::clone(&schema), &mut |b| {
+        read_batches(&path, &spec, &inferred, &mut |b| {
             assert_eq!(
                 b.schema()
                     .fields()
