@@ -7,16 +7,12 @@
 //! before anything is written; the batches stream straight into Parquet files (never collected);
 //! the answer is the number of rows ingested.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use arrow::array::RecordBatch;
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExistOption};
 use futures::{StreamExt, TryStreamExt};
-use lakehouse_catalog::{CATALOG_NAME, Error as CatalogError, SchemaName, TableRef, WriteMode};
+use lakehouse_catalog::{CATALOG_NAME, SchemaName, TableRef, WriteMode};
 use tonic::{Request, Status};
 
 use super::LakehouseFlightSql;
@@ -91,26 +87,11 @@ pub(super) async fn do_put(
         .schema()
         .cloned()
         .ok_or_else(|| Error::invalid(format!("{location}: the stream has no schema message")))?;
-    let rows = Arc::new(AtomicU64::new(0));
-    let counted = Arc::clone(&rows);
-    let stream = futures::stream::iter(first.map(Ok)).chain(batches).map(
-        move |batch: Result<RecordBatch, FlightError>| match batch {
-            Ok(batch) => {
-                counted.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                Ok(batch)
-            }
-            Err(e) => Err(CatalogError::InvalidData {
-                location: location.clone(),
-                message: e.to_string(),
-            }),
-        },
-    );
-    let check = service.engine.primary_key_check();
-    let manifest = catalog
-        .write_stream_checked(&table, mode, &input_schema, None, Box::pin(stream), check)
-        .await
-        .map_err(Error::from)?;
-    let rows = rows.load(Ordering::Relaxed);
+    let stream = futures::stream::iter(first.map(Ok)).chain(batches);
+    let (manifest, rows) = service
+        .engine
+        .write_batches(&table, mode, &input_schema, stream, location)
+        .await?;
     tracing::info!(%table, version = %manifest.version, rows, ?mode, "ingested");
     Ok(rows as i64)
 }

@@ -259,7 +259,18 @@ impl QueryEngine {
         pins: Pins,
         parameters: Option<&RecordBatch>,
     ) -> Result<PlannedQuery> {
-        let (ctx, mut logical) = self.logical(sql, default_schema, &pins).await?;
+        let (ctx, logical) = self.logical(sql, default_schema, &pins).await?;
+        Self::physical(ctx, logical, parameters, &pins).await
+    }
+
+    /// Binds `parameters` into `logical` (or refuses unbound placeholders) and creates the
+    /// physical plan.
+    async fn physical(
+        ctx: SessionContext,
+        mut logical: LogicalPlan,
+        parameters: Option<&RecordBatch>,
+        pins: &Pins,
+    ) -> Result<PlannedQuery> {
         match parameters {
             Some(batch) => {
                 let values = params::param_values(batch, &logical)?;
@@ -309,12 +320,11 @@ impl QueryEngine {
                 parameter_schema: Arc::new(Schema::empty()),
             });
         }
-        let (_, logical) = self.logical(sql, default_schema, &Pins::default()).await?;
+        let pins = Pins::default();
+        let (ctx, logical) = self.logical(sql, default_schema, &pins).await?;
         let parameter_schema = params::parameter_schema(&logical)?;
         let dataset_schema = if parameter_schema.fields().is_empty() {
-            self.plan(sql, default_schema, Pins::default(), None)
-                .await?
-                .schema()
+            Self::physical(ctx, logical, None, &pins).await?.schema()
         } else {
             let schema: SchemaRef = Arc::new(logical.schema().as_arrow().clone());
             wire_schema(&schema).unwrap_or(schema)

@@ -302,15 +302,38 @@ impl QueryEngine {
         let physical = state.create_physical_plan(input).await?;
         let schema = physical.schema();
         let stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
-        let rows = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (_, rows) = self
+            .write_batches(table, mode, &schema, stream, format!("writing {table}"))
+            .await?;
+        Ok(rows as i64)
+    }
+
+    /// Writes a stream of record batches to `table` as one commit (through
+    /// [`lakehouse_catalog::Catalog::write_stream_checked`] with the primary-key check) and
+    /// returns the new version and the number of rows written. A stream error aborts the write
+    /// and is reported as the catalog's `InvalidData` at `location`.
+    ///
+    /// # Errors
+    /// As `write_stream_checked`, including `DuplicateKey`.
+    pub async fn write_batches<S, E>(
+        &self,
+        table: &TableRef,
+        mode: WriteMode,
+        schema: &datafusion::arrow::datatypes::SchemaRef,
+        batches: S,
+        location: String,
+    ) -> Result<(Arc<lakehouse_catalog::Manifest>, u64)>
+    where
+        S: futures::Stream<Item = std::result::Result<datafusion::arrow::array::RecordBatch, E>>
+            + Send,
+        E: std::fmt::Display,
+    {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let rows = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&rows);
-        let location = format!("writing {table}");
-        let batches = stream.map(move |batch| match batch {
+        let batches = batches.map(move |batch| match batch {
             Ok(batch) => {
-                counted.fetch_add(
-                    batch.num_rows() as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                counted.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                 Ok(batch)
             }
             Err(e) => Err(CatalogError::InvalidData {
@@ -318,17 +341,18 @@ impl QueryEngine {
                 message: e.to_string(),
             }),
         });
-        self.catalog()
+        let manifest = self
+            .catalog()
             .write_stream_checked(
                 table,
                 mode,
-                &schema,
+                schema,
                 None,
                 Box::pin(batches),
                 self.primary_key_check(),
             )
             .await?;
-        Ok(rows.load(std::sync::atomic::Ordering::Relaxed) as i64)
+        Ok((manifest, rows.load(Ordering::Relaxed)))
     }
 }
 
