@@ -171,10 +171,7 @@ impl Catalog {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
             Err(e) => return Err(e.into()),
         }
-        let mut tables = 0;
-        for schema in catalog.schemas().await? {
-            tables += catalog.tables(&schema).await?.len();
-        }
+        let tables: usize = catalog.list().await?.iter().map(|(_, t)| t.len()).sum();
         tracing::info!(root = %catalog.location.url, tables, "catalog opened");
         Ok(catalog)
     }
@@ -189,12 +186,9 @@ impl Catalog {
         &self.location.store
     }
 
-    /// Every schema: `public`, schemas created with a marker, and schemas holding tables; sorted.
-    ///
-    /// # Errors
-    /// [`Error::Storage`].
-    pub async fn schemas(&self) -> Result<Vec<SchemaName>> {
-        let mut names = HashSet::from([SchemaName::default_schema()]);
+    /// Schemas with a marker (and `public`), and schema folders under `tables/`.
+    async fn schema_sources(&self) -> Result<(HashSet<SchemaName>, HashSet<SchemaName>)> {
+        let mut marked = HashSet::from([SchemaName::default_schema()]);
         let markers = self
             .store()
             .list_with_delimiter(Some(&layout::schemas_prefix()))
@@ -206,25 +200,59 @@ impl Catalog {
                 .and_then(|f| f.strip_suffix(".json"))
                 && let Ok(name) = SchemaName::new(name)
             {
-                names.insert(name);
+                marked.insert(name);
             }
         }
         let dirs = self
             .store()
             .list_with_delimiter(Some(&layout::tables_prefix()))
             .await?;
-        for prefix in dirs.common_prefixes {
-            if let Some(name) = prefix.filename()
-                && let Ok(name) = SchemaName::new(name)
-                && !names.contains(&name)
-                && !self.tables(&name).await?.is_empty()
-            {
+        let folders = dirs
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(|n| SchemaName::new(n).ok()))
+            .collect();
+        Ok((marked, folders))
+    }
+
+    /// Every schema: `public`, schemas created with a marker, and schemas holding live tables;
+    /// sorted. Reads table heads only for folders without a marker.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::InvalidManifest`].
+    pub async fn schemas(&self) -> Result<Vec<SchemaName>> {
+        let (mut names, folders) = self.schema_sources().await?;
+        for name in folders {
+            if !names.contains(&name) && !self.tables(&name).await?.is_empty() {
                 names.insert(name);
             }
         }
         let mut names: Vec<_> = names.into_iter().collect();
         names.sort();
         Ok(names)
+    }
+
+    /// Every schema (as [`Catalog::schemas`]) with the newest live version of each of its
+    /// tables, both sorted by name; each table head is read once.
+    ///
+    /// # Errors
+    /// [`Error::Storage`], [`Error::InvalidManifest`].
+    pub async fn list(&self) -> Result<Vec<(SchemaName, Vec<Arc<Manifest>>)>> {
+        let (marked, folders) = self.schema_sources().await?;
+        let mut names: Vec<_> = marked.union(&folders).cloned().collect();
+        names.sort();
+        let mut listing = Vec::with_capacity(names.len());
+        for name in names {
+            let tables = if folders.contains(&name) {
+                self.tables(&name).await?
+            } else {
+                Vec::new()
+            };
+            if marked.contains(&name) || !tables.is_empty() {
+                listing.push((name, tables));
+            }
+        }
+        Ok(listing)
     }
 
     /// Creates `schema` (its marker object, by conditional create). Returns false, changing

@@ -29,8 +29,8 @@ pub(super) async fn do_get(
     let mut builder = query.into_builder();
     let include_schema = builder.include_schema();
     let catalog = service.catalog();
-    for schema in catalog.schemas().await.map_err(Error::from)? {
-        for manifest in catalog.tables(&schema).await.map_err(Error::from)? {
+    for (_, manifests) in catalog.list().await.map_err(Error::from)? {
+        for manifest in manifests {
             let table = &manifest.table;
             let arrow_schema = if include_schema {
                 column_metadata::annotate(table, &manifest.arrow_schema())

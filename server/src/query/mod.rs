@@ -180,15 +180,18 @@ impl QueryEngine {
         listing: bool,
     ) -> Result<SessionContext> {
         let (schemas, tables) = if listing {
-            let schemas = self.catalog.schemas().await?;
-            let mut tables = HashMap::new();
-            for schema in &schemas {
-                let names = self.catalog.tables(schema).await?;
-                tables.insert(
-                    schema.clone(),
-                    names.iter().map(|m| m.table.table.to_string()).collect(),
-                );
-            }
+            let listing = self.catalog.list().await?;
+            let schemas = listing.iter().map(|(s, _)| s.clone()).collect();
+            let tables = listing
+                .into_iter()
+                .map(|(schema, manifests)| {
+                    let names = manifests
+                        .iter()
+                        .map(|m| m.table.table.to_string())
+                        .collect();
+                    (schema, names)
+                })
+                .collect();
             (schemas, tables)
         } else {
             (vec![default_schema.clone()], HashMap::new())
