@@ -1,4 +1,4 @@
-//! The `lakehouse` command line: `serve`, `cleanup`.
+//! The `lakehouse` command line: `serve`, `ingest`, `cleanup`, `user add`.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use lakehouse_catalog::{Catalog, StorageLocation};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+use crate::auth::Role;
 use crate::config::{DEFAULT_STORAGE, ServeArgs, StorageArgs};
 use crate::error::{Error, Result};
 use crate::server::Server;
@@ -55,6 +56,38 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Delete data files that no table version references (left by failed or crashed commits).
     Cleanup(CleanupArgs),
+    /// Manage the users of `--auth basic` in a config file.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+/// `lakehouse user ...`.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user (or, with --replace, change one) in the config file's [[auth.users]]: the
+    /// password is read from the terminal (asked twice) or from the first line of standard
+    /// input, and stored as an argon2id hash. The server reads users at start.
+    Add(UserAddArgs),
+}
+
+/// Flags of `lakehouse user add`.
+#[derive(Debug, clap::Args)]
+pub struct UserAddArgs {
+    /// Login name.
+    pub name: String,
+
+    /// What the user may do: `read` (queries, metadata) or `write` (also SQL writes and
+    /// ingest).
+    #[arg(long, value_enum, default_value = "read")]
+    pub role: Role,
+
+    /// The config file to write (created when missing).
+    #[arg(long, env = "LAKEHOUSE_CONFIG", value_name = "FILE")]
+    pub config: std::path::PathBuf,
+
+    /// Replace the user's password and role when the user exists.
+    #[arg(long)]
+    pub replace: bool,
 }
 
 /// Flags of `lakehouse ingest`.
@@ -72,6 +105,16 @@ pub struct IngestArgs {
     /// Target table: NAME or SCHEMA.NAME.
     #[arg(long)]
     pub table: String,
+
+    /// User name for a server with --auth basic; the password comes from LAKEHOUSE_PASSWORD or
+    /// is asked on the terminal.
+    #[arg(long, env = "LAKEHOUSE_USER")]
+    pub user: Option<String>,
+
+    /// PEM CA certificate to trust for a grpc+tls:// server (its self-signed certificate, or
+    /// /etc/ssl/certs/ca-certificates.crt for a public CA).
+    #[arg(long, env = "LAKEHOUSE_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
 
     /// What to do with the table.
     #[arg(long, value_enum, default_value = "auto")]
@@ -185,7 +228,76 @@ async fn execute(command: Command) -> Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Ingest(args) => ingest(args).await,
         Command::Cleanup(args) => cleanup(args).await,
+        Command::User(UserCommand::Add(args)) => user_add(args),
     }
+}
+
+/// A password: the first line of standard input when it is not a terminal, else asked on the
+/// terminal (twice when `confirm`).
+fn read_password(prompt: &str, confirm: bool) -> Result<String> {
+    use std::io::IsTerminal;
+    let io = |source| Error::Io {
+        context: "reading the password".into(),
+        source,
+    };
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(prompt).map_err(io)?;
+        if confirm && rpassword::prompt_password("Repeat: ").map_err(io)? != first {
+            return Err(Error::invalid("the passwords differ"));
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(io)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        return Err(Error::invalid("empty password"));
+    }
+    Ok(password)
+}
+
+fn user_add(args: UserAddArgs) -> Result<()> {
+    let path = &args.config;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => {
+            return Err(Error::Io {
+                context: format!("cannot read {}", path.display()),
+                source,
+            });
+        }
+    };
+    let password = read_password(&format!("Password for {}: ", args.name), true)?;
+    let hash = crate::auth::hash_password(&password)?;
+    let (updated, mode) =
+        crate::config::add_user(&text, &args.name, &hash, args.role, args.replace)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    // Write beside the file, then rename: a crash leaves the old file or the new, whole.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let io = |source| Error::Io {
+        context: format!("cannot write {}", path.display()),
+        source,
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    std::io::Write::write_all(&mut file, updated.as_bytes()).map_err(io)?;
+    file.persist(path).map_err(|e| io(e.error))?;
+    println!(
+        "user {} ({}) written to {}",
+        args.name,
+        args.role,
+        path.display()
+    );
+    if mode != crate::auth::AuthMode::Basic {
+        println!(
+            "note: auth is off in this file; serve with --auth basic (or set [auth] mode = \"basic\")"
+        );
+    }
+    Ok(())
 }
 
 /// Files larger than this get a progress bar (bytes).
@@ -193,7 +305,21 @@ const PROGRESS_BAR_BYTES: u64 = 4 * 1024 * 1024;
 
 async fn ingest(args: IngestArgs) -> Result<()> {
     use lakehouse_client::{FileFormat, IngestFileOptions, IngestMode};
-    let mut client = lakehouse_client::Client::connect(&args.server)
+    let mut connect = lakehouse_client::ConnectOptions::default();
+    if let Some(path) = &args.tls_ca {
+        connect.tls_ca_pem = Some(std::fs::read(path).map_err(|source| Error::Io {
+            context: format!("cannot read {}", path.display()),
+            source,
+        })?);
+    }
+    if let Some(user) = &args.user {
+        let password = match std::env::var("LAKEHOUSE_PASSWORD") {
+            Ok(password) => password,
+            Err(_) => read_password(&format!("Password for {user}: "), false)?,
+        };
+        connect.login = Some((user.clone(), password));
+    }
+    let mut client = lakehouse_client::Client::connect_with(&args.server, connect)
         .await
         .map_err(|e| Error::Config(e.to_string()))?;
     let options = IngestFileOptions {

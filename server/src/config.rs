@@ -12,6 +12,7 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AuthConfig, AuthMode};
 use crate::error::{Error, Result};
 use crate::query::QueryOptions;
 use crate::sample::Sample;
@@ -47,6 +48,8 @@ pub struct ServeConfig {
     pub tls_key: Option<PathBuf>,
     /// PEM CA certificate(s): when set, clients must present a certificate it signed (mTLS).
     pub tls_client_ca: Option<PathBuf>,
+    /// Authentication: mode, users, tokens (`[auth]`, see [`crate::auth`]).
+    pub auth: AuthConfig,
     /// Query engine settings.
     pub query: QueryOptions,
 }
@@ -63,6 +66,7 @@ impl Default for ServeConfig {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            auth: AuthConfig::default(),
             query: QueryOptions::default(),
         }
     }
@@ -114,10 +118,35 @@ pub struct ServeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_client_ca: Option<PathBuf>,
 
+    /// Authentication flags.
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
     /// Remove data files left by failed commits when starting [default: false].
     #[arg(long, env = "LAKEHOUSE_CLEANUP_ON_START", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cleanup_on_start: Option<bool>,
+}
+
+/// Flags of the `[auth]` section.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct AuthArgs {
+    /// Authentication: `none`, or `basic` (users and password hashes from the config file's
+    /// [[auth.users]]; add one with `lakehouse user add`) [default: none].
+    #[arg(long = "auth", env = "LAKEHOUSE_AUTH", value_name = "MODE", value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AuthMode>,
+
+    /// Allow --auth none on a non-loopback listen address (anyone who can reach the port may
+    /// read and write everything).
+    #[arg(long, env = "LAKEHOUSE_INSECURE_NO_AUTH", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insecure_no_auth: Option<bool>,
+
+    /// Seconds a login token stays valid [default: 43200, 12 hours].
+    #[arg(long, env = "LAKEHOUSE_TOKEN_TTL_SECS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_ttl_secs: Option<u64>,
 }
 
 /// The storage flag, shared by every command that opens storage directly.
@@ -162,6 +191,64 @@ impl ServeArgs {
     }
 }
 
+/// Adds (or with `replace`, updates) user `name` in the `[[auth.users]]` of the TOML config
+/// `text`, keeping the rest of the file (comments included) as it is. Returns the new text and
+/// the file's auth mode.
+///
+/// # Errors
+/// A message when `text` is not valid TOML or not a valid config, `auth.users` is not an array
+/// of tables, or the user exists and `replace` is false.
+pub fn add_user(
+    text: &str,
+    name: &str,
+    password_hash: &str,
+    role: crate::auth::Role,
+    replace: bool,
+) -> std::result::Result<(String, AuthMode), String> {
+    use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
+    let mut doc: DocumentMut = text.parse().map_err(|e| format!("not valid TOML: {e}"))?;
+    let auth = doc
+        .entry("auth")
+        .or_insert_with(|| Item::Table(Table::new()))
+        .as_table_mut()
+        .ok_or("`auth` is not a table")?;
+    let users = auth
+        .entry("users")
+        .or_insert_with(|| Item::ArrayOfTables(ArrayOfTables::new()))
+        .as_array_of_tables_mut()
+        .ok_or("`auth.users` is not an array of tables ([[auth.users]])")?;
+    let existing = users
+        .iter_mut()
+        .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(name));
+    let entry = match existing {
+        Some(_) if !replace => {
+            return Err(format!(
+                "user '{name}' exists; use --replace to change its password and role"
+            ));
+        }
+        Some(entry) => entry,
+        None => {
+            let mut table = Table::new();
+            table["name"] = value(name);
+            users.push(table);
+            users.iter_mut().last().expect("just pushed")
+        }
+    };
+    entry["password_hash"] = value(password_hash);
+    entry["role"] = value(role.to_string());
+    let updated = doc.to_string();
+    let config: ServeConfig = Figment::from(Serialized::defaults(ServeConfig::default()))
+        .merge(Toml::string(&updated))
+        .extract()
+        .map_err(|e| format!("not a valid config: {e}"))?;
+    crate::auth::Authenticator::new(&AuthConfig {
+        mode: AuthMode::Basic,
+        ..config.auth.clone()
+    })
+    .map_err(|e| e.to_string())?;
+    Ok((updated, config.auth.mode))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,5 +288,37 @@ mod tests {
                 .to_string()
                 .contains("does not exist")
         );
+    }
+
+    #[test]
+    fn add_user_keeps_the_file_and_refuses_duplicates() {
+        use crate::auth::Role;
+        let text = "# my server\nlisten = \"127.0.0.1:1\"\n\n[auth]\nmode = \"basic\" # on\n";
+        let hash = crate::auth::hash_password("pw").unwrap();
+        let (once, mode) = add_user(text, "ann", &hash, Role::Write, false).unwrap();
+        assert_eq!(mode, AuthMode::Basic);
+        assert!(
+            once.starts_with("# my server") && once.contains("# on"),
+            "{once}"
+        );
+        let (twice, _) = add_user(&once, "bob", &hash, Role::Read, false).unwrap();
+        let config: ServeConfig = Figment::from(Serialized::defaults(ServeConfig::default()))
+            .merge(Toml::string(&twice))
+            .extract()
+            .unwrap();
+        let users: Vec<_> = config
+            .auth
+            .users
+            .iter()
+            .map(|u| (u.name.as_str(), u.role))
+            .collect();
+        assert_eq!(users, [("ann", Role::Write), ("bob", Role::Read)]);
+
+        let e = add_user(&twice, "ann", &hash, Role::Read, false).unwrap_err();
+        assert!(e.contains("exists"), "{e}");
+        let (replaced, _) = add_user(&twice, "ann", &hash, Role::Read, true).unwrap();
+        assert_eq!(replaced.matches("name = \"ann\"").count(), 1);
+        assert!(add_user("auth = 3", "ann", &hash, Role::Read, false).is_err());
+        assert!(add_user("[auth]\nbogus = 1\n", "ann", &hash, Role::Read, false).is_err());
     }
 }

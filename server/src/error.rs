@@ -35,6 +35,22 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// Missing, malformed or wrong credentials, or an expired token (see [`crate::auth`]).
+    #[error("{0}")]
+    Unauthenticated(String),
+
+    /// The caller is authenticated but its role does not allow the call.
+    #[error("{0}")]
+    PermissionDenied(String),
+
+    /// A query exceeded a configured limit (time, result bytes, concurrency).
+    #[error("{0}")]
+    ResourceExhausted(String),
+
+    /// A bug or an unexpected failure inside the server.
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// The configuration (flags, environment, file) is unusable.
     #[error("configuration error: {0}")]
     Config(String),
@@ -78,6 +94,10 @@ impl Error {
             Error::Flight(FlightError::Arrow(e)) => arrow_code(e),
             Error::Flight(_) => Code::InvalidArgument,
             Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::Unauthenticated(_) => Code::Unauthenticated,
+            Error::PermissionDenied(_) => Code::PermissionDenied,
+            Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::Internal(_) => Code::Internal,
             Error::Config(_) => Code::FailedPrecondition,
             Error::Io { .. } => Code::Internal,
             Error::Transport(_) => Code::Unavailable,

@@ -5,8 +5,10 @@
 //! - [`server`]: [`Server`], which serves on an already-bound listener;
 //! - [`query`]: the DataFusion session over the catalog;
 //! - [`flight`]: the Flight SQL commands, one module each;
+//! - [`auth`]: users, roles, Basic logins and bearer tokens;
 //! - [`error`]: the one mapping from errors to gRPC statuses.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
+use crate::auth::{AuthMode, Authenticator};
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
 use crate::flight::{LakehouseFlightService, LakehouseFlightSql, MAX_DECODING_MESSAGE_BYTES};
@@ -21,6 +22,8 @@ use crate::sample;
 pub struct Server {
     catalog: Arc<Catalog>,
     service: Arc<LakehouseFlightSql>,
+    auth: Arc<Authenticator>,
+    insecure_no_auth: bool,
     tls: Option<ServerTlsConfig>,
 }
 
@@ -65,6 +68,7 @@ impl Server {
     /// Storage, catalog or configuration errors.
     pub async fn new(config: &ServeConfig) -> Result<Self> {
         let tls = tls_config(config)?;
+        let auth = Arc::new(Authenticator::new(&config.auth)?);
         let location = StorageLocation::open(&config.storage)?;
         let catalog = Arc::new(Catalog::open(location).await?);
         if config.cleanup_on_start {
@@ -85,6 +89,8 @@ impl Server {
         Ok(Self {
             catalog,
             service,
+            auth,
+            insecure_no_auth: config.auth.insecure_no_auth,
             tls,
         })
     }
@@ -98,16 +104,31 @@ impl Server {
     /// returns once in-flight requests have finished.
     ///
     /// # Errors
-    /// [`crate::Error::Transport`] when the transport fails.
+    /// [`Error::Config`] when auth is off and `listener` is not on a loopback address (unless
+    /// `auth.insecure_no_auth`); [`Error::Transport`] when the transport fails.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<()> {
-        let addr = listener.local_addr().ok();
-        let service = FlightServiceServer::new(LakehouseFlightService::new(self.service))
-            .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
-        tracing::info!(?addr, "serving Flight SQL");
+        let addr = listener.local_addr().map_err(|source| Error::Io {
+            context: "listener address".into(),
+            source,
+        })?;
+        if self.auth.mode() == AuthMode::None && !addr.ip().is_loopback() {
+            if !self.insecure_no_auth {
+                return Err(Error::Config(format!(
+                    "refusing to serve without authentication on {addr}, which is not a \
+                     loopback address: use --auth basic with users in the config file, or \
+                     --insecure-no-auth to allow it"
+                )));
+            }
+            tracing::warn!(%addr, "serving WITHOUT authentication on a non-loopback address");
+        }
+        let service =
+            FlightServiceServer::new(LakehouseFlightService::new(self.service, self.auth))
+                .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
+        tracing::info!(%addr, tls = self.tls.is_some(), "serving Flight SQL");
         // TCP_NODELAY: without it each small response waits for the client's delayed ACK
         // (~40 ms per RPC, and a query takes two). tonic sets it only on listeners it binds.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));

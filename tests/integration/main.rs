@@ -1,6 +1,7 @@
 //! Integration tests: each starts a real server on 127.0.0.1:0 and talks to it with real
 //! Flight SQL clients. One test binary, one module per area.
 
+mod auth;
 mod catalog;
 mod ingest;
 mod ingest_file;

@@ -122,3 +122,138 @@ async fn wrong_bindings_are_invalid_argument() {
     let info = prepared.execute().await.unwrap();
     assert_eq!(fetch(&mut client, info).await.unwrap()[0].num_rows(), 1);
 }
+
+#[tokio::test]
+async fn insert_parameters_one_row_or_a_batch_in_one_commit() {
+    let server = TestServer::start().await;
+    let mut client = server.client().await;
+    client
+        .execute_update(
+            "CREATE TABLE items (id BIGINT NOT NULL, label VARCHAR)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let catalog = open_catalog(&server.storage()).await;
+    let table = lakehouse_catalog::TableRef::new("public", "items").unwrap();
+
+    // A batch of parameter rows (JDBC executeBatch, ADBC executemany): one commit.
+    let mut insert = client
+        .prepare("INSERT INTO items VALUES (?, ?)".into(), None)
+        .await
+        .unwrap();
+    insert
+        .set_parameters(batch(vec![
+            ("a", Arc::new(Int32Array::from(vec![1, 2, 3])) as ArrayRef),
+            (
+                "b",
+                Arc::new(StringArray::from(vec![Some("one"), None, Some("three")])),
+            ),
+        ]))
+        .unwrap();
+    assert_eq!(insert.execute_update().await.unwrap(), 3);
+    let manifest = catalog.table(&table).await.unwrap();
+    assert_eq!((manifest.version.0, manifest.total_rows), (2, 3));
+
+    // One row through the query path (ADBC's cursor.execute with parameters).
+    insert
+        .set_parameters(batch(vec![
+            ("a", Arc::new(Int64Array::from(vec![4])) as ArrayRef),
+            ("b", Arc::new(StringArray::from(vec!["four"]))),
+        ]))
+        .unwrap();
+    let info = insert.execute().await.unwrap();
+    let counted = fetch(&mut client, info).await.unwrap();
+    assert_eq!(lakehouse_tests::scalar_i64(&counted), 1);
+    // Redeeming the ticket again does not insert again.
+    let rows = lakehouse_tests::query(&mut client, "SELECT id, label FROM items ORDER BY id")
+        .await
+        .unwrap();
+    let ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    let labels: Vec<Option<String>> = rows
+        .iter()
+        .flat_map(|b| {
+            b.column(1)
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.map(String::from))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            Some("one".into()),
+            None,
+            Some("three".into()),
+            Some("four".into())
+        ]
+    );
+
+    // Bad rows: the row and parameter are named; nothing is written.
+    insert
+        .set_parameters(batch(vec![
+            ("a", Arc::new(StringArray::from(vec!["5", "x"])) as ArrayRef),
+            ("b", Arc::new(StringArray::from(vec!["five", "ex"]))),
+        ]))
+        .unwrap();
+    let err = insert.execute_update().await.unwrap_err();
+    assert_eq!(code(&err), Code::InvalidArgument);
+    assert!(
+        err.to_string().contains("parameter $1 (parameter row 2)"),
+        "{err}"
+    );
+    insert
+        .set_parameters(batch(vec![(
+            "a",
+            Arc::new(Int64Array::from(vec![5, 6])) as ArrayRef,
+        )]))
+        .unwrap();
+    let err = insert.execute_update().await.unwrap_err();
+    assert!(
+        err.to_string().contains("2 parameter(s), 1 value(s)"),
+        "{err}"
+    );
+    // A NULL key violates NOT NULL.
+    insert
+        .set_parameters(batch(vec![
+            (
+                "a",
+                Arc::new(Int64Array::from(vec![Some(7), None])) as ArrayRef,
+            ),
+            ("b", Arc::new(StringArray::from(vec!["seven", "null"]))),
+        ]))
+        .unwrap();
+    assert!(insert.execute_update().await.is_err());
+    // Unbound parameters.
+    let err = client
+        .execute_update("INSERT INTO items VALUES (?, 'x')".into(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no value bound for parameter(s) $1"),
+        "{err}"
+    );
+    // Several rows for a statement other than INSERT.
+    let mut ctas = client
+        .prepare("CREATE TABLE other AS SELECT ? AS v".into(), None)
+        .await
+        .unwrap();
+    ctas.set_parameters(batch(vec![(
+        "v",
+        Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef,
+    )]))
+    .unwrap();
+    let err = ctas.execute_update().await.unwrap_err();
+    assert!(
+        err.to_string().contains("only INSERT takes several rows"),
+        "{err}"
+    );
+    let manifest = catalog.table(&table).await.unwrap();
+    assert_eq!((manifest.version.0, manifest.total_rows), (3, 4));
+}

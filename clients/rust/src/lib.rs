@@ -15,7 +15,7 @@ use arrow_flight::error::FlightError;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Errors of the client.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +47,9 @@ pub enum Error {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The server refused the login (wrong user name or password), or the handshake failed.
+    #[error("login failed: {0}")]
+    Login(String),
     /// The server's answer could not be decoded.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
@@ -87,25 +90,48 @@ pub struct IngestFileOptions {
 /// The client's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Converts a Lakehouse URL (`grpc://HOST:PORT`, `grpc+tcp://HOST:PORT` or `http://HOST:PORT`)
-/// into the `http://` endpoint tonic dials.
+/// Converts a Lakehouse URL into the endpoint tonic dials: `grpc://HOST:PORT`,
+/// `grpc+tcp://HOST:PORT` and `http://HOST:PORT` give `http://HOST:PORT`; `grpc+tls://HOST:PORT`
+/// and `https://HOST:PORT` give `https://HOST:PORT` (TLS).
 ///
 /// # Errors
-/// [`Error::InvalidUrl`] for other schemes (TLS comes with the auth issue) or a missing port.
+/// [`Error::InvalidUrl`] for other schemes or a missing port.
 pub fn endpoint_uri(url: &str) -> Result<String> {
     let invalid = |message: &str| Error::InvalidUrl {
         url: url.to_string(),
         message: message.to_string(),
     };
-    let rest = ["grpc://", "grpc+tcp://", "http://"]
-        .iter()
-        .find_map(|scheme| url.strip_prefix(scheme))
-        .ok_or_else(|| invalid("expected grpc://HOST:PORT"))?;
+    let expected = "expected grpc://HOST:PORT or grpc+tls://HOST:PORT";
+    let (scheme, rest) = [
+        ("grpc://", "http"),
+        ("grpc+tcp://", "http"),
+        ("http://", "http"),
+        ("grpc+tls://", "https"),
+        ("https://", "https"),
+    ]
+    .iter()
+    .find_map(|(prefix, scheme)| url.strip_prefix(prefix).map(|rest| (scheme, rest)))
+    .ok_or_else(|| invalid(expected))?;
     let host_port = rest.trim_end_matches('/');
     if host_port.is_empty() || !host_port.contains(':') {
-        return Err(invalid("expected grpc://HOST:PORT"));
+        return Err(invalid(expected));
     }
-    Ok(format!("http://{host_port}"))
+    Ok(format!("{scheme}://{host_port}"))
+}
+
+/// How [`Client::connect_with`] connects: TLS trust, client certificate, login, headers.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// PEM CA certificate(s) trusted for `grpc+tls://` URLs (a server's self-signed certificate,
+    /// or a bundle such as `/etc/ssl/certs/ca-certificates.crt`). Required for TLS.
+    pub tls_ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate and key, for servers that require mutual TLS.
+    pub tls_client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// User name and password: the client logs in with the Flight handshake (HTTP Basic) and
+    /// sends the bearer token it receives on every later call.
+    pub login: Option<(String, String)>,
+    /// Extra headers for every call, e.g. `x-lakehouse-schema` (the default schema).
+    pub headers: Vec<(String, String)>,
 }
 
 /// A connection to a Lakehouse server.
@@ -115,24 +141,56 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `url` (see [`endpoint_uri`]).
+    /// Connects to `url` (see [`endpoint_uri`]) without TLS options or login.
     ///
     /// # Errors
     /// [`Error::InvalidUrl`], [`Error::Connect`].
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, ConnectOptions::default()).await
+    }
+
+    /// Connects to `url` with `options`: TLS for `grpc+tls://` URLs, then the login when one
+    /// is given.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] (also for a `grpc+tls://` URL without `tls_ca_pem`),
+    /// [`Error::Connect`], [`Error::Login`] when the server refuses the credentials.
+    pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<Self> {
         let uri = endpoint_uri(url)?;
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|e| Error::InvalidUrl {
-                url: url.to_string(),
-                message: e.to_string(),
-            })?
-            .connect()
-            .await
-            .map_err(|source| Error::Connect {
-                url: url.to_string(),
-                source,
+        let invalid = |message: String| Error::InvalidUrl {
+            url: url.to_string(),
+            message,
+        };
+        let mut endpoint =
+            Endpoint::from_shared(uri.clone()).map_err(|e| invalid(e.to_string()))?;
+        if uri.starts_with("https://") {
+            let ca = options.tls_ca_pem.as_ref().ok_or_else(|| {
+                invalid("a grpc+tls:// URL needs a CA certificate to trust (tls_ca_pem)".into())
             })?;
-        Ok(Self::from_channel(channel))
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            if let Some((cert, key)) = &options.tls_client_identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| invalid(e.to_string()))?;
+        }
+        let channel = endpoint.connect().await.map_err(|source| Error::Connect {
+            url: url.to_string(),
+            source,
+        })?;
+        let mut client = Self::from_channel(channel);
+        for (key, value) in options.headers {
+            client.sql.set_header(key, value);
+        }
+        if let Some((user, password)) = &options.login {
+            client
+                .sql
+                .handshake(user, password)
+                .await
+                .map_err(|e| Error::Login(e.to_string()))?;
+        }
+        Ok(client)
     }
 
     /// A client over an existing channel.
@@ -273,7 +331,14 @@ mod tests {
             "http://127.0.0.1:50051"
         );
         assert_eq!(endpoint_uri("grpc+tcp://h:1/").unwrap(), "http://h:1");
-        for bad in ["127.0.0.1:1", "grpc://", "grpc://host", "https://h:1"] {
+        assert_eq!(endpoint_uri("grpc+tls://h:1").unwrap(), "https://h:1");
+        for bad in [
+            "127.0.0.1:1",
+            "grpc://",
+            "grpc://host",
+            "grpc+tls://h",
+            "ftp://h:1",
+        ] {
             assert!(
                 matches!(endpoint_uri(bad), Err(Error::InvalidUrl { .. })),
                 "{bad}"

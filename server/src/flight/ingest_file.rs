@@ -60,6 +60,7 @@ pub(super) async fn do_put(
     cmd: CommandIngestFile,
     request: Request<PeekableFlightDataStream>,
 ) -> Result<Response<BoxStream<PutResult>>, Status> {
+    super::require_write(&request, "ingest")?;
     let schema = if cmd.schema.is_empty() {
         service.default_schema(&request)?
     } else {

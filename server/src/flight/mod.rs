@@ -47,6 +47,7 @@ use lakehouse_catalog::{Catalog, SchemaName};
 use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{AuthMode, Authenticator, Principal};
 use crate::error::Error;
 use crate::query::QueryEngine;
 
@@ -203,15 +204,15 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<arrow_flight::sql::DoPutPreparedStatementResult, Status> {
-        prepared_statement::bind(query, request).await
+        prepared_statement::bind(self, query, request).await
     }
 
     async fn do_put_prepared_statement_update(
         &self,
         query: arrow_flight::sql::CommandPreparedStatementUpdate,
-        _request: Request<PeekableFlightDataStream>,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        prepared_statement::update(self, query).await
+        prepared_statement::update(self, query, request).await
     }
 
     async fn do_action_close_prepared_statement(
@@ -435,15 +436,39 @@ impl FlightSqlService for LakehouseFlightSql {
 /// The `FlightService` Lakehouse serves: every call goes to [`LakehouseFlightSql`] through
 /// arrow-flight's Flight SQL dispatch, except GetSchema, answered here from the same planning
 /// GetFlightInfo does (so both report the same schema).
+///
+/// Every call is authenticated here first (see [`crate::auth`]); the caller's [`Principal`] then
+/// rides in the request's extensions, where commands that change data check its role.
 pub struct LakehouseFlightService {
     inner: Arc<LakehouseFlightSql>,
+    auth: Arc<Authenticator>,
 }
 
 impl LakehouseFlightService {
-    /// Wraps the Flight SQL service.
-    pub fn new(inner: Arc<LakehouseFlightSql>) -> Self {
-        Self { inner }
+    /// Wraps the Flight SQL service, authenticating with `auth`.
+    pub fn new(inner: Arc<LakehouseFlightSql>, auth: Arc<Authenticator>) -> Self {
+        Self { inner, auth }
     }
+
+    /// Authenticates `request` and records its [`Principal`] in the extensions.
+    async fn authenticate<T>(&self, request: &mut Request<T>) -> Result<(), Status> {
+        let principal = self.auth.authenticate(request.metadata()).await?;
+        request.extensions_mut().insert(principal);
+        Ok(())
+    }
+}
+
+/// The caller of `request`, as [`LakehouseFlightService`] authenticated it.
+fn principal<T>(request: &Request<T>) -> Result<&Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(|| Error::Unauthenticated("call was not authenticated".into()).into())
+}
+
+/// Ok when the caller of `request` may change data.
+fn require_write<T>(request: &Request<T>, what: &str) -> Result<(), Status> {
+    Ok(principal(request)?.require_write(what)?)
 }
 
 type Inner = LakehouseFlightSql;
@@ -458,39 +483,50 @@ impl FlightService for LakehouseFlightService {
     type ListActionsStream = <Inner as FlightService>::ListActionsStream;
     type DoExchangeStream = <Inner as FlightService>::DoExchangeStream;
 
+    /// With auth on, a successful login answers `authorization: Bearer <token>` in the
+    /// response headers and the token as payload; without auth, an empty answer.
     async fn handshake(
         &self,
         request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        FlightService::handshake(&*self.inner, request).await
+        let principal = self.auth.authenticate(request.metadata()).await?;
+        if self.auth.mode() == AuthMode::None {
+            return FlightService::handshake(&*self.inner, request).await;
+        }
+        let token = self.auth.issue_token(&principal)?;
+        handshake::token_response(&token)
     }
 
     async fn list_flights(
         &self,
-        request: Request<Criteria>,
+        mut request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
+        self.authenticate(&mut request).await?;
         FlightService::list_flights(&*self.inner, request).await
     }
 
     async fn get_flight_info(
         &self,
-        request: Request<FlightDescriptor>,
+        mut request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        self.authenticate(&mut request).await?;
         FlightService::get_flight_info(&*self.inner, request).await
     }
 
     async fn poll_flight_info(
         &self,
-        request: Request<FlightDescriptor>,
+        mut request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
+        self.authenticate(&mut request).await?;
         FlightService::poll_flight_info(&*self.inner, request).await
     }
 
     /// The schema GetFlightInfo would report for the same descriptor, without executing.
     async fn get_schema(
         &self,
-        request: Request<FlightDescriptor>,
+        mut request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
+        self.authenticate(&mut request).await?;
         let info = FlightService::get_flight_info(&*self.inner, request)
             .await?
             .into_inner();
@@ -501,36 +537,41 @@ impl FlightService for LakehouseFlightService {
 
     async fn do_get(
         &self,
-        request: Request<Ticket>,
+        mut request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
+        self.authenticate(&mut request).await?;
         FlightService::do_get(&*self.inner, request).await
     }
 
     async fn do_put(
         &self,
-        request: Request<Streaming<FlightData>>,
+        mut request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
+        self.authenticate(&mut request).await?;
         FlightService::do_put(&*self.inner, request).await
     }
 
     async fn do_action(
         &self,
-        request: Request<Action>,
+        mut request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
+        self.authenticate(&mut request).await?;
         FlightService::do_action(&*self.inner, request).await
     }
 
     async fn list_actions(
         &self,
-        request: Request<Empty>,
+        mut request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
+        self.authenticate(&mut request).await?;
         FlightService::list_actions(&*self.inner, request).await
     }
 
     async fn do_exchange(
         &self,
-        request: Request<Streaming<FlightData>>,
+        mut request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        self.authenticate(&mut request).await?;
         FlightService::do_exchange(&*self.inner, request).await
     }
 }

@@ -79,22 +79,20 @@ pub(super) async fn create(
     })
 }
 
-/// Binds parameter values: the DoPut stream's batches must hold exactly one row (one value per
-/// parameter, by position). Answers with a handle that carries them.
+/// Binds parameter values: the DoPut stream's batches hold one row per execution (one value
+/// per parameter, by position): exactly one row for a query; one or more for a data-changing
+/// statement (an INSERT then runs once per row, in one commit). Answers with a handle that
+/// carries them.
 pub(super) async fn bind(
+    service: &LakehouseFlightSql,
     query: CommandPreparedStatementQuery,
     request: Request<PeekableFlightDataStream>,
 ) -> Result<DoPutPreparedStatementResult, Status> {
-    let handle = PreparedStatementHandle::decode(query.prepared_statement_handle.as_ref())
-        .map_err(|e| Error::invalid(format!("invalid prepared statement handle: {e}")))?;
-    let stream = request.into_inner().map_err(FlightError::from);
-    let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(stream)
-        .try_collect()
-        .await
-        .map_err(Error::from)?;
-    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let batch = match batches.into_iter().find(|b| b.num_rows() > 0) {
-        Some(batch) if rows == 1 => batch,
+    let handle = decode_handle(&query.prepared_statement_handle)?;
+    let batch = read_parameters(request).await?;
+    let rows = batch.as_ref().map_or(0, |b| b.num_rows());
+    let batch = match batch {
+        Some(batch) if rows == 1 || (rows > 1 && !service.engine.is_query(&handle.sql)?) => batch,
         _ => {
             return Err(Error::invalid(format!(
                 "a query binds exactly one row of parameters, got {rows} rows"
@@ -103,30 +101,50 @@ pub(super) async fn bind(
         }
     };
     let handle = PreparedStatementHandle {
+        sql: handle.sql,
+        default_schema: handle.schema.to_string(),
         parameters: params::encode_parameters(&batch)?,
-        ..handle
     };
     Ok(DoPutPreparedStatementResult {
         prepared_statement_handle: Some(handle.encode_to_vec().into()),
     })
 }
 
-/// `CommandPreparedStatementUpdate` (JDBC `executeUpdate`): runs the handle's data-changing
-/// statement; answers the rows written.
+/// The parameter rows of a DoPut stream, concatenated; `None` when it holds no rows.
+async fn read_parameters(
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Option<RecordBatch>, Status> {
+    // A message with only the descriptor (arrow-rs sends the update command alone, after
+    // binding) carries no IPC message.
+    let stream = request
+        .into_inner()
+        .try_filter(|data| std::future::ready(!data.data_header.is_empty()))
+        .map_err(FlightError::from);
+    let batches: Vec<RecordBatch> = FlightRecordBatchStream::new_from_flight_data(stream)
+        .try_collect()
+        .await
+        .map_err(Error::from)?;
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    let batch = arrow::compute::concat_batches(&first.schema(), &batches).map_err(Error::from)?;
+    Ok((batch.num_rows() > 0).then_some(batch))
+}
+
+/// `CommandPreparedStatementUpdate` (JDBC `executeUpdate`/`executeBatch`, ADBC
+/// `executemany`): runs the handle's data-changing statement with the parameter rows sent in
+/// this DoPut (or, when it sends none, those bound to the handle); answers the rows written.
 pub(super) async fn update(
     service: &LakehouseFlightSql,
     query: CommandPreparedStatementUpdate,
+    request: Request<PeekableFlightDataStream>,
 ) -> Result<i64, Status> {
+    super::require_write(&request, "a data-changing statement")?;
     let handle = decode_handle(&query.prepared_statement_handle)?;
-    if handle.parameters.is_some() {
-        return Err(Error::invalid(
-            "parameters for data-changing statements are not supported yet",
-        )
-        .into());
-    }
+    let parameters = read_parameters(request).await?.or(handle.parameters);
     Ok(service
         .engine
-        .execute_update(&handle.sql, &handle.schema)
+        .execute_update(&handle.sql, &handle.schema, parameters.as_ref())
         .await?)
 }
 
@@ -140,8 +158,10 @@ pub(super) async fn get_flight_info(
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
     let handle = decode_handle(&query.prepared_statement_handle)?;
+    let principal = super::principal(&request)?.clone();
     let info = statement_query::plan_flight_info(
         service,
+        &principal,
         handle.sql,
         handle.schema,
         handle.parameters,

@@ -51,6 +51,7 @@ pub(super) async fn do_put(
     cmd: CommandStatementIngest,
     request: Request<PeekableFlightDataStream>,
 ) -> Result<i64, Status> {
+    super::require_write(&request, "ingest")?;
     if cmd.temporary {
         return Err(Error::invalid("temporary tables are not supported").into());
     }

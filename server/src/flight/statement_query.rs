@@ -14,6 +14,7 @@ use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::{BoxStream, LakehouseFlightSql, encode_stream, flight_info};
+use crate::auth::Principal;
 use crate::error::Error;
 use crate::query::{Pins, params};
 
@@ -23,7 +24,16 @@ pub(super) async fn get_flight_info(
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
     let schema = service.default_schema(&request)?;
-    let info = plan_flight_info(service, query.query, schema, None, request.into_inner()).await?;
+    let principal = super::principal(&request)?.clone();
+    let info = plan_flight_info(
+        service,
+        &principal,
+        query.query,
+        schema,
+        None,
+        request.into_inner(),
+    )
+    .await?;
     Ok(Response::new(info))
 }
 
@@ -32,25 +42,26 @@ pub(super) async fn get_flight_info(
 ///
 /// A data-changing statement (clients such as ADBC's DB-API send every statement this way) is
 /// run here, exactly once, and the ticket then answers its row count (`count: UInt64`); running
-/// it in DoGet would write again each time the ticket is redeemed.
+/// it in DoGet would write again each time the ticket is redeemed. It needs a `write` principal.
 pub(super) async fn plan_flight_info(
     service: &LakehouseFlightSql,
+    principal: &Principal,
     sql: String,
     default_schema: SchemaName,
     parameters: Option<RecordBatch>,
     descriptor: FlightDescriptor,
 ) -> Result<FlightInfo, Status> {
-    let sql = if service.engine.is_query(&sql)? {
-        sql
+    let (sql, parameters) = if service.engine.is_query(&sql)? {
+        (sql, parameters)
     } else {
-        if parameters.is_some() {
-            return Err(Error::invalid(
-                "parameters for data-changing statements are not supported yet",
-            )
-            .into());
-        }
-        let rows = service.engine.execute_update(&sql, &default_schema).await?;
-        crate::query::update_count_query(rows)
+        principal
+            .require_write("a data-changing statement")
+            .map_err(Error::into_status)?;
+        let rows = service
+            .engine
+            .execute_update(&sql, &default_schema, parameters.as_ref())
+            .await?;
+        (crate::query::update_count_query(rows), None)
     };
     let planned = service
         .engine

@@ -13,11 +13,15 @@ pub(super) async fn do_put(
     cmd: CommandStatementUpdate,
     request: Request<PeekableFlightDataStream>,
 ) -> Result<i64, Status> {
+    super::require_write(&request, "a data-changing statement")?;
     if cmd.transaction_id.is_some() {
         return Err(
             crate::Error::invalid("transactions are not supported; statements autocommit").into(),
         );
     }
     let schema = service.default_schema(&request)?;
-    Ok(service.engine.execute_update(&cmd.query, &schema).await?)
+    Ok(service
+        .engine
+        .execute_update(&cmd.query, &schema, None)
+        .await?)
 }

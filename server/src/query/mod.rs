@@ -214,6 +214,18 @@ impl QueryEngine {
         Ok(SessionContext::new_with_state(state))
     }
 
+    /// Parses one statement, with `?` placeholders numbered `$1..$n` first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for SQL that does not parse or holds several statements.
+    fn parse(&self, sql: &str) -> Result<DFStatement> {
+        let dialect = self.template.config().options().sql_parser.dialect;
+        let parser_dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(dialect)
+            .ok_or_else(|| Error::Config(format!("unsupported SQL dialect {dialect}")))?;
+        let sql = params::number_placeholders(sql, parser_dialect.as_ref())?;
+        Ok(self.template.sql_to_statement(&sql, &dialect)?)
+    }
+
     /// Parses and plans `sql` to a logical plan in a fresh session (see [`QueryEngine::plan`]).
     async fn logical(
         &self,
@@ -221,14 +233,7 @@ impl QueryEngine {
         default_schema: &SchemaName,
         pins: &Pins,
     ) -> Result<(SessionContext, LogicalPlan)> {
-        let dialect = self.template.config().options().sql_parser.dialect;
-        let sql = {
-            // Not `Send`: dropped before the first await.
-            let parser_dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(dialect)
-                .ok_or_else(|| Error::Config(format!("unsupported SQL dialect {dialect}")))?;
-            params::number_placeholders(sql, parser_dialect.as_ref())?
-        };
-        let statement = self.template.sql_to_statement(&sql, &dialect)?;
+        let statement = self.parse(sql)?;
         ensure_query(&statement)?;
         let references = self.template.resolve_table_references(&statement)?;
         let listing = references

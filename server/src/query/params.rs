@@ -93,13 +93,21 @@ pub fn parameter_schema(plan: &LogicalPlan) -> Result<SchemaRef> {
 /// [`Error::InvalidArgument`] when the batch has other than one row, a different number of
 /// columns than the statement has parameters, or a value that cannot be cast.
 pub fn param_values(batch: &RecordBatch, plan: &LogicalPlan) -> Result<ParamValues> {
-    let expected = parameter_schema(plan)?;
     if batch.num_rows() != 1 {
         return Err(Error::invalid(format!(
             "a query binds one row of parameters, got {} rows",
             batch.num_rows()
         )));
     }
+    param_values_at(batch, 0, parameter_schema(plan)?.as_ref())
+}
+
+/// The values of row `row` of `batch` for parameters `expected` (see [`parameter_schema`]),
+/// each cast to its parameter's type.
+///
+/// # Errors
+/// As [`param_values`], naming the row when the batch has several.
+pub fn param_values_at(batch: &RecordBatch, row: usize, expected: &Schema) -> Result<ParamValues> {
     if batch.num_columns() != expected.fields().len() {
         return Err(Error::invalid(format!(
             "the statement has {} parameter(s), {} value(s) were bound",
@@ -107,18 +115,23 @@ pub fn param_values(batch: &RecordBatch, plan: &LogicalPlan) -> Result<ParamValu
             batch.num_columns()
         )));
     }
+    let at_row = if batch.num_rows() > 1 {
+        format!(" (parameter row {})", row + 1)
+    } else {
+        String::new()
+    };
     let values = batch
         .columns()
         .iter()
         .zip(expected.fields())
         .map(|(column, field)| {
-            let value = ScalarValue::try_from_array(column, 0)?;
+            let value = ScalarValue::try_from_array(column, row)?;
             match field.data_type() {
                 DataType::Null => Ok(value),
                 target if value.data_type() == *target => Ok(value),
                 target => value.cast_to(target).map_err(|e| {
                     Error::invalid(format!(
-                        "parameter {}: cannot use {} value {value} as {target}: {e}",
+                        "parameter {}{at_row}: cannot use {} value {value} as {target}: {e}",
                         field.name(),
                         value.data_type()
                     ))
@@ -139,7 +152,8 @@ pub fn encode_parameters(batch: &RecordBatch) -> Result<Vec<u8>> {
     Ok(writer.into_inner()?)
 }
 
-/// The parameter batch encoded by [`encode_parameters`]; `None` for empty bytes.
+/// The parameter batch encoded by [`encode_parameters`] (several batches are concatenated);
+/// `None` for empty bytes.
 ///
 /// # Errors
 /// [`Error::InvalidArgument`] when the bytes are not such a stream.
@@ -151,8 +165,11 @@ pub fn decode_parameters(bytes: &[u8]) -> Result<Option<RecordBatch>> {
         Error::invalid(format!("invalid parameters in handle: {e}"))
     };
     let reader = StreamReader::try_new(bytes, None).map_err(invalid)?;
+    let schema = reader.schema();
     let batches = reader.collect::<Result<Vec<_>, _>>().map_err(invalid)?;
-    Ok(batches.into_iter().next())
+    Ok(Some(
+        datafusion::arrow::compute::concat_batches(&schema, &batches).map_err(invalid)?,
+    ))
 }
 
 /// Placeholder names used by `plan` that have no value (for a clear error before execution).

@@ -24,7 +24,10 @@ use lakehouse_catalog::{
     CATALOG_NAME, Error as CatalogError, SchemaName, TableName, TableRef, WriteMode,
 };
 
-use super::{Pins, QueryEngine};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::logical_expr::Union;
+
+use super::{Pins, QueryEngine, params};
 use crate::error::{Error, Result};
 
 impl QueryEngine {
@@ -35,12 +38,33 @@ impl QueryEngine {
     /// [`Error::InvalidArgument`] for queries (use CommandStatementQuery), unsupported
     /// statements (UPDATE, DELETE, views, temporary tables) and bad SQL; catalog errors
     /// (`TableExists` → AlreadyExists, `TableNotFound` → NotFound, schema mismatch, ...).
-    pub async fn execute_update(&self, sql: &str, default_schema: &SchemaName) -> Result<i64> {
-        let dialect = self.template.config().options().sql_parser.dialect;
-        let statement = self.template.sql_to_statement(sql, &dialect)?;
+    ///
+    /// `parameters` binds `?`/`$n` placeholders: one row for any statement; several rows for
+    /// `INSERT`, which then inserts the statement's rows once per parameter row, all in one
+    /// commit (JDBC `executeBatch`, ADBC `executemany`).
+    pub async fn execute_update(
+        &self,
+        sql: &str,
+        default_schema: &SchemaName,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<i64> {
+        let statement = self.parse(sql)?;
         let pins = Pins::default();
         let ctx = self.session(default_schema, pins.clone(), false).await?;
         let plan = super::statement_to_plan(&ctx.state(), statement, &pins).await?;
+        let plan = match parameters {
+            Some(batch) => bind_rows(plan, batch)?,
+            None => {
+                let unbound = params::unbound(&plan)?;
+                if !unbound.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "no value bound for parameter(s) {}",
+                        unbound.join(", ")
+                    )));
+                }
+                plan
+            }
+        };
         let table_ref = |name: &TableReference| -> Result<TableRef> {
             if let Some(catalog) = name.catalog()
                 && catalog != CATALOG_NAME
@@ -408,4 +432,40 @@ async fn duplicate_key_check(
         table,
         key: format!("({})=({})", names.join(", "), values.join(", ")),
     })
+}
+
+/// `plan` with `batch`'s parameter rows bound: one row binds into any statement; several bind
+/// into an INSERT's input once each, united into one input (one commit).
+fn bind_rows(plan: LogicalPlan, batch: &RecordBatch) -> Result<LogicalPlan> {
+    let expected = params::parameter_schema(&plan)?;
+    match batch.num_rows() {
+        0 => Err(Error::invalid("no parameter rows were bound")),
+        1 => Ok(plan.with_param_values(params::param_values_at(batch, 0, &expected)?)?),
+        rows => match plan {
+            LogicalPlan::Dml(
+                dml @ DmlStatement {
+                    op: WriteOp::Insert(_),
+                    ..
+                },
+            ) => {
+                let inputs = (0..rows)
+                    .map(|row| {
+                        let values = params::param_values_at(batch, row, &expected)?;
+                        Ok(Arc::new(
+                            dml.input.as_ref().clone().with_param_values(values)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let union = Union::try_new_with_loose_types(inputs)?;
+                Ok(LogicalPlan::Dml(DmlStatement {
+                    input: Arc::new(LogicalPlan::Union(union)),
+                    ..dml
+                }))
+            }
+            _ => Err(Error::invalid(format!(
+                "{rows} parameter rows were bound; only INSERT takes several rows, other \
+                 statements bind one"
+            ))),
+        },
+    }
 }
