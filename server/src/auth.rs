@@ -308,9 +308,13 @@ impl Authenticator {
 
     async fn verify_basic(&self, encoded: &str) -> Result<Principal> {
         let malformed = || Error::Unauthenticated("malformed Basic credentials".into());
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(|_| malformed())?;
+        // Padding optional: Go's Flight client (ADBC) sends unpadded base64.
+        const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        let decoded = BASE64.decode(encoded).map_err(|_| malformed())?;
         let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
         let (user, password) = decoded.split_once(':').ok_or_else(malformed)?;
         // A token as password (tools that only know user/password): no hashing needed.
@@ -434,6 +438,10 @@ mod tests {
         let auth = Authenticator::new(&config).unwrap();
         let ann = auth.authenticate(&basic("ann", "s3cret")).await.unwrap();
         assert_eq!(ann.role, Role::Write);
+        let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD.encode("ann:s3cret");
+        let by_unpadded = metadata(&format!("Basic {unpadded}"));
+        // Go clients (ADBC) send unpadded base64.
+        assert_eq!(auth.authenticate(&by_unpadded).await.unwrap(), ann);
         let bob = auth.authenticate(&basic("bob", "hunter2")).await.unwrap();
         assert!(bob.require_write("INSERT").is_err());
 

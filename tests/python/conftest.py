@@ -4,6 +4,8 @@ The binary comes from LAKEHOUSE_BIN (scripts/test.sh builds it). Every server is
 SIGTERM at the end, and the tests require a clean exit: graceful shutdown is part of the suite.
 """
 
+import datetime
+import ipaddress
 import os
 import socket
 import subprocess
@@ -22,13 +24,21 @@ def free_port() -> int:
 
 
 class LakehouseServer:
-    """A `lakehouse serve` process over `storage`."""
+    """A `lakehouse serve` process over `storage`.
 
-    def __init__(self, storage, *args, log_path, env=None):
+    `tls_pem`: the server speaks TLS with that (self-signed) certificate, given in `args`;
+    clients trust it. `login`: (user, password) clients log in with (the server runs with
+    `--auth basic`, given in `args`).
+    """
+
+    def __init__(self, storage, *args, log_path, env=None, tls_pem=None, login=None):
         if not BIN or not os.path.exists(BIN):
             raise RuntimeError("set LAKEHOUSE_BIN to the lakehouse binary (scripts/test.sh does)")
         self.port = free_port()
-        self.url = f"grpc://127.0.0.1:{self.port}"
+        self.tls_pem = tls_pem
+        self.login = login
+        scheme = "grpc+tls://localhost" if tls_pem else "grpc://127.0.0.1"
+        self.url = f"{scheme}:{self.port}"
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
@@ -49,14 +59,63 @@ class LakehouseServer:
         self.proc.kill()
         raise RuntimeError(f"server did not start in time:\n{open(log_path).read()}")
 
-    def connect(self):
-        return flight_sql.connect(self.url, autocommit=True)
+    def db_kwargs(self, login=None, **extra):
+        """ADBC database options: the TLS root certificate and the login, when the server has
+        them (`login` overrides the server's)."""
+        options = dict(extra)
+        if self.tls_pem:
+            options["adbc.flight.sql.client_option.tls_root_certs"] = self.tls_pem.decode()
+        user_password = login or self.login
+        if user_password:
+            options["username"], options["password"] = user_password
+        return options
+
+    def connect(self, login=None, **extra):
+        return flight_sql.connect(self.url, db_kwargs=self.db_kwargs(login, **extra),
+                                  autocommit=True)
 
     def stop(self):
         self.proc.terminate()
         code = self.proc.wait(timeout=60)
         self.log.close()
         assert code == 0, f"server exit code {code} after SIGTERM:\n{open(self.log_path).read()}"
+
+
+def self_signed(dir):
+    """A self-signed certificate for localhost and 127.0.0.1 (server.crt, server.key in
+    `dir`); returns the certificate PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (dir / "server.crt").write_bytes(pem)
+    (dir / "server.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return pem
+
+
+def add_user(config, name, password, role):
+    """`lakehouse user add NAME --role ROLE --config FILE`, the password on standard input."""
+    result = subprocess.run([BIN, "user", "add", name, "--role", role, "--config", str(config)],
+                            input=password + "\n", capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result
 
 
 @pytest.fixture(scope="session")

@@ -68,3 +68,25 @@ def test_bad_configuration_is_reported(tmp_path):
     out = subprocess.run([BIN, "serve", "--config", str(tmp_path / "missing.toml")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "does not exist" in out.stderr, out.stderr
+
+
+def test_user_add_writes_hashes_and_refuses_duplicates(tmp_path):
+    import subprocess
+
+    from conftest import BIN, add_user
+
+    config = tmp_path / "lakehouse.toml"
+    config.write_text("# kept\n[auth]\nmode = \"basic\"\n")
+    add_user(config, "ann", "pw-1", "write")
+    text = config.read_text()
+    assert text.startswith("# kept") and "$argon2id$" in text and "pw-1" not in text
+    run = lambda *args, password="pw-2\n": subprocess.run(
+        [BIN, "user", "add", *args, "--config", str(config)],
+        input=password, capture_output=True, text=True, timeout=60)
+    duplicate = run("ann")
+    assert duplicate.returncode == 1 and "exists; use --replace" in duplicate.stderr
+    assert config.read_text() == text, "a refused change leaves the file as it was"
+    empty = run("bob", password="\n")
+    assert empty.returncode == 1 and "empty password" in empty.stderr
+    assert run("ann", "--replace", "--role", "read").returncode == 0
+    assert 'role = "read"' in config.read_text() and config.read_text().count('name = "ann"') == 1
