@@ -122,6 +122,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub auth: AuthArgs,
 
+    /// Query limit flags.
+    #[command(flatten)]
+    pub query: QueryArgs,
+
     /// Remove data files left by failed commits when starting [default: false].
     #[arg(long, env = "LAKEHOUSE_CLEANUP_ON_START", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -147,6 +151,42 @@ pub struct AuthArgs {
     #[arg(long, env = "LAKEHOUSE_TOKEN_TTL_SECS", value_name = "SECS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_ttl_secs: Option<u64>,
+}
+
+/// Flags of the `[query]` section: limits every query runs under.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct QueryArgs {
+    /// Queries running at once; more wait for a slot [default: 16].
+    #[arg(long, env = "LAKEHOUSE_MAX_CONCURRENT_QUERIES", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_queries: Option<usize>,
+
+    /// Seconds a query waits for a slot before RESOURCE_EXHAUSTED [default: 30].
+    #[arg(long, env = "LAKEHOUSE_QUEUE_TIMEOUT_SECS", value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_timeout_secs: Option<f64>,
+
+    /// Seconds a query may run before it is stopped with DEADLINE_EXCEEDED [default: no
+    /// limit].
+    #[arg(
+        long = "query-timeout-secs",
+        env = "LAKEHOUSE_QUERY_TIMEOUT_SECS",
+        value_name = "SECS"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<f64>,
+
+    /// Largest result a query may send, in bytes; larger ones are stopped with
+    /// RESOURCE_EXHAUSTED [default: no limit].
+    #[arg(long, env = "LAKEHOUSE_MAX_RESULT_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_result_bytes: Option<u64>,
+
+    /// Memory all queries together may use, in bytes; sorts, aggregations and joins spill to
+    /// disk beyond it where DataFusion can [default: no limit].
+    #[arg(long, env = "LAKEHOUSE_MEMORY_LIMIT_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit_bytes: Option<u64>,
 }
 
 /// The storage flag, shared by every command that opens storage directly.

@@ -47,6 +47,14 @@ pub enum Error {
     #[error("{0}")]
     ResourceExhausted(String),
 
+    /// The query ran past its time limit and was stopped.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+
+    /// The query was cancelled (CancelFlightInfo).
+    #[error("{0}")]
+    Cancelled(String),
+
     /// A bug or an unexpected failure inside the server.
     #[error("internal error: {0}")]
     Internal(String),
@@ -98,6 +106,8 @@ impl Error {
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Internal(_) => Code::Internal,
+            Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Error::Cancelled(_) => Code::Cancelled,
             Error::Config(_) => Code::FailedPrecondition,
             Error::Io { .. } => Code::Internal,
             Error::Transport(_) => Code::Unavailable,

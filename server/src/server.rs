@@ -95,6 +95,11 @@ impl Server {
         })
     }
 
+    /// Admission control and limits of the server's queries (running count, cancellation).
+    pub fn admission(&self) -> Arc<crate::query::limits::Admission> {
+        Arc::clone(self.service.admission())
+    }
+
     /// The catalog the server serves.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog

@@ -28,6 +28,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 /// A running server; stopped when dropped.
 pub struct TestServer {
     addr: SocketAddr,
+    admission: Arc<lakehouse_server::query::limits::Admission>,
     storage: Arc<TempDir>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<lakehouse_server::Result<()>>>,
@@ -59,15 +60,35 @@ impl TestServer {
             .await
             .expect("server start timed out")
             .expect("server start failed");
+        let admission = server.admission();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
         }));
         Self {
             addr,
+            admission,
             storage,
             shutdown: Some(tx),
             task: Some(task),
+        }
+    }
+
+    /// Queries holding a query slot now (running or streaming).
+    pub fn running_queries(&self) -> usize {
+        self.admission.running()
+    }
+
+    /// Waits (up to [`TIMEOUT`]) until no query holds a slot; panics otherwise.
+    pub async fn wait_idle(&self) {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while self.running_queries() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} queries still running",
+                self.running_queries()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -6,6 +6,7 @@ mod catalog;
 mod ingest;
 mod ingest_file;
 mod jdbc;
+mod limits;
 mod metadata;
 mod params;
 mod query;

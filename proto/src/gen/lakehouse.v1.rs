@@ -34,6 +34,9 @@ pub struct StatementTicket {
     /// Bound parameter values: an Arrow IPC stream with one one-row batch (empty: none).
     #[prost(bytes = "vec", tag = "4")]
     pub parameters: ::prost::alloc::vec::Vec<u8>,
+    /// Unique id of this execution (UUID), the key of CancelFlightInfo / CancelQuery.
+    #[prost(string, tag = "5")]
+    pub query_id: ::prost::alloc::string::String,
 }
 impl ::prost::Name for StatementTicket {
     const NAME: &'static str = "StatementTicket";
@@ -53,7 +56,8 @@ pub struct PreparedStatementHandle {
     pub sql: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub default_schema: ::prost::alloc::string::String,
-    /// Values bound by DoPut: an Arrow IPC stream with one one-row batch (empty: none yet).
+    /// Values bound by DoPut: an Arrow IPC stream of parameter rows (one row for a query; one or
+    /// more for INSERT); empty: none yet.
     #[prost(bytes = "vec", tag = "3")]
     pub parameters: ::prost::alloc::vec::Vec<u8>,
 }

@@ -26,8 +26,8 @@ fn names(functions: Vec<Arc<ScalarUDF>>) -> Vec<String> {
     names
 }
 
-/// Builds the SqlInfo table once, at start.
-pub(super) fn build() -> Result<SqlInfoData, Error> {
+/// Builds the SqlInfo table once, at start; `timeout_ms` is the per-query timeout (0: none).
+pub(super) fn build(timeout_ms: i32) -> Result<SqlInfoData, Error> {
     use datafusion::functions as f;
     let mut b = SqlInfoDataBuilder::new();
     b.append(SqlInfo::FlightSqlServerName, SERVER_NAME);
@@ -40,10 +40,10 @@ pub(super) fn build() -> Result<SqlInfoData, Error> {
         SqlInfo::FlightSqlServerTransaction,
         SqlSupportedTransaction::None as i32,
     );
-    b.append(SqlInfo::FlightSqlServerCancel, false);
+    b.append(SqlInfo::FlightSqlServerCancel, true);
     b.append(SqlInfo::FlightSqlServerBulkIngestion, true);
     b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
-    b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
+    b.append(SqlInfo::FlightSqlServerStatementTimeout, timeout_ms);
     b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
     b.append(SqlInfo::SqlDdlCatalog, false);
     b.append(SqlInfo::SqlDdlSchema, true);

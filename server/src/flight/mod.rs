@@ -3,6 +3,7 @@
 //! `FlightService` actually served, delegating to it and answering GetSchema itself (the blanket
 //! impl answers UNIMPLEMENTED there).
 
+mod cancel;
 pub mod column_metadata;
 mod get_catalogs;
 mod get_db_schemas;
@@ -42,14 +43,15 @@ use arrow_flight::{
     HandshakeRequest, HandshakeResponse, PollInfo, SchemaResult, Ticket,
 };
 use datafusion::execution::SendableRecordBatchStream;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use lakehouse_catalog::{Catalog, SchemaName};
 use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{AuthMode, Authenticator, Principal};
 use crate::error::Error;
-use crate::query::QueryEngine;
+use crate::query::limits::{self, Admission, QueryGuard};
+use crate::query::{PlannedQuery, QueryEngine};
 
 /// Request header choosing the default schema of a call (connection default): unqualified
 /// table names resolve there. JDBC: `...?x-lakehouse-schema=NAME` (the driver sends extra URL
@@ -78,7 +80,11 @@ impl LakehouseFlightSql {
     /// # Errors
     /// Arrow errors while building the SqlInfo table.
     pub fn new(engine: QueryEngine) -> crate::error::Result<Self> {
-        let sql_info = get_sql_info::build()?;
+        let timeout_ms = engine
+            .admission()
+            .timeout()
+            .map_or(0, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
+        let sql_info = get_sql_info::build(timeout_ms)?;
         let xdbc_types = get_xdbc_type_info::build()?;
         Ok(Self {
             engine,
@@ -89,6 +95,25 @@ impl LakehouseFlightSql {
 
     fn catalog(&self) -> &Arc<Catalog> {
         self.engine.catalog()
+    }
+
+    /// Admission control and limits of the engine (for monitoring and tests).
+    pub fn admission(&self) -> &Arc<Admission> {
+        self.engine.admission()
+    }
+
+    /// Executes `planned` under the engine's limits (a query slot, the timeout, the result-size
+    /// guard), cancellable as `query_id`; streams its FlightData.
+    async fn stream_query(
+        &self,
+        planned: PlannedQuery,
+        query_id: Option<&str>,
+    ) -> Result<BoxStream<FlightData>, Status> {
+        let admission = self.engine.admission();
+        let guard = admission.admit(query_id).await?;
+        let stream = planned.execute()?;
+        let encoded = encode_stream(planned.schema(), stream);
+        Ok(limit_stream(encoded, guard, admission.max_result_bytes()))
     }
 
     /// The schema unqualified names resolve in for this request: the [`SCHEMA_HEADER`] header
@@ -150,6 +175,60 @@ fn encode_stream(schema: SchemaRef, batches: SendableRecordBatchStream) -> BoxSt
             FlightError::Tonic(status) => *status,
             other => Error::from(other).into_status(),
         });
+    Box::pin(stream)
+}
+
+/// Runs an encoded result stream under its [`QueryGuard`]: the stream ends with an error (and
+/// the inner stream, with the DataFusion execution behind it, is dropped) when the query is
+/// cancelled, its deadline passes, or more than `max_bytes` of Flight data would be sent. The
+/// guard, and with it the query slot, is released when the stream ends or is dropped.
+fn limit_stream(
+    inner: BoxStream<FlightData>,
+    guard: QueryGuard,
+    max_bytes: Option<u64>,
+) -> BoxStream<FlightData> {
+    struct State {
+        inner: Option<BoxStream<FlightData>>,
+        guard: Option<QueryGuard>,
+        sent: u64,
+    }
+    let state = State {
+        inner: Some(inner),
+        guard: Some(guard),
+        sent: 0,
+    };
+    let stream = futures::stream::unfold(state, move |mut state| async move {
+        let (Some(inner), Some(guard)) = (state.inner.as_mut(), state.guard.as_ref()) else {
+            return None;
+        };
+        let outcome = tokio::select! {
+            biased;
+            _ = guard.token.cancelled() => Err(Error::Cancelled("query cancelled".into()).into()),
+            _ = limits::sleep_until(guard.deadline) => Err(guard.deadline_error().into()),
+            item = inner.next() => match item {
+                // Dropping the state releases the slot.
+                None => return None,
+                Some(Ok(data)) => {
+                    state.sent += (data.data_body.len() + data.data_header.len()) as u64;
+                    match max_bytes {
+                        Some(max) if state.sent > max => Err(Error::ResourceExhausted(format!(
+                            "result exceeds {max} bytes (query.max_result_bytes) and was \
+                             stopped; add a LIMIT or select fewer columns"
+                        ))
+                        .into()),
+                        _ => Ok(data),
+                    }
+                }
+                Some(Err(status)) => Err(status),
+            },
+        };
+        if outcome.is_err() {
+            // Stop the work now, not when the client hangs up.
+            state.inner = None;
+            state.guard = None;
+        }
+        Some((outcome, state))
+    });
     Box::pin(stream)
 }
 
@@ -415,6 +494,22 @@ impl FlightSqlService for LakehouseFlightSql {
         get_keys::do_get(&get_keys::FOREIGN_KEYS_SCHEMA)
     }
 
+    /// Flight SQL's deprecated `CancelQuery` (JDBC before `CancelFlightInfo`).
+    async fn do_action_cancel_query(
+        &self,
+        query: arrow_flight::sql::ActionCancelQueryRequest,
+        _request: Request<Action>,
+    ) -> Result<arrow_flight::sql::ActionCancelQueryResult, Status> {
+        let info = FlightInfo::decode(query.info.as_ref())
+            .map_err(|e| Error::invalid(format!("CancelQuery: invalid FlightInfo: {e}")))?;
+        // CancelResult numbers its values as CancelStatus does (CANCELLED = 1,
+        // NOT_CANCELLABLE = 3); arrow-flight does not export the former.
+        let status = cancel::cancel(self, Some(info))?;
+        Ok(arrow_flight::sql::ActionCancelQueryResult {
+            result: status.into(),
+        })
+    }
+
     /// Lakehouse's own DoPut commands: `lakehouse.v1.CommandIngestFile`.
     async fn do_put_fallback(
         &self,
@@ -556,15 +651,42 @@ impl FlightService for LakehouseFlightService {
         mut request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
         self.authenticate(&mut request).await?;
+        if request.get_ref().r#type == cancel::CANCEL_FLIGHT_INFO {
+            let body =
+                arrow_flight::CancelFlightInfoRequest::decode(request.get_ref().body.as_ref())
+                    .map_err(|e| Error::invalid(format!("invalid CancelFlightInfoRequest: {e}")))?;
+            let status = cancel::cancel(&self.inner, body.info)?;
+            let result = arrow_flight::CancelFlightInfoResult {
+                status: status.into(),
+            };
+            let output = futures::stream::once(async move {
+                Ok(arrow_flight::Result {
+                    body: result.encode_to_vec().into(),
+                })
+            });
+            return Ok(Response::new(Box::pin(output)));
+        }
         FlightService::do_action(&*self.inner, request).await
     }
 
+    /// Flight SQL's actions, plus Flight's `CancelFlightInfo`.
     async fn list_actions(
         &self,
         mut request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
         self.authenticate(&mut request).await?;
-        FlightService::list_actions(&*self.inner, request).await
+        let sql_actions = FlightService::list_actions(&*self.inner, request)
+            .await?
+            .into_inner();
+        let cancel = arrow_flight::ActionType {
+            r#type: cancel::CANCEL_FLIGHT_INFO.into(),
+            description: "Cancels the query of a FlightInfo.\n\
+                Request Message: CancelFlightInfoRequest\n\
+                Response Message: CancelFlightInfoResult"
+                .into(),
+        };
+        let all = sql_actions.chain(futures::stream::once(async move { Ok(cancel) }));
+        Ok(Response::new(Box::pin(all)))
     }
 
     async fn do_exchange(

@@ -26,7 +26,7 @@ use lakehouse_proto::PreparedStatementHandle;
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::{BoxStream, LakehouseFlightSql, encode_stream, statement_query};
+use super::{BoxStream, LakehouseFlightSql, statement_query};
 use crate::error::Error;
 use crate::query::{Pins, params};
 
@@ -188,6 +188,6 @@ pub(super) async fn do_get(
             handle.parameters.as_ref(),
         )
         .await?;
-    let stream = planned.execute()?;
-    Ok(Response::new(encode_stream(planned.schema(), stream)))
+    let stream = service.stream_query(planned, None).await?;
+    Ok(Response::new(stream))
 }

@@ -13,7 +13,7 @@ use lakehouse_proto::{StatementTicket, TableVersionPin};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::{BoxStream, LakehouseFlightSql, encode_stream, flight_info};
+use super::{BoxStream, LakehouseFlightSql, flight_info};
 use crate::auth::Principal;
 use crate::error::Error;
 use crate::query::{Pins, params};
@@ -72,6 +72,7 @@ pub(super) async fn plan_flight_info(
         None => Vec::new(),
     };
     let ticket = StatementTicket {
+        query_id: uuid::Uuid::new_v4().to_string(),
         sql,
         parameters,
         default_schema: default_schema.to_string(),
@@ -118,6 +119,7 @@ pub(super) async fn do_get(
             parameters.as_ref(),
         )
         .await?;
-    let stream = planned.execute()?;
-    Ok(Response::new(encode_stream(planned.schema(), stream)))
+    let query_id = (!ticket.query_id.is_empty()).then_some(ticket.query_id.as_str());
+    let stream = service.stream_query(planned, query_id).await?;
+    Ok(Response::new(stream))
 }

@@ -6,6 +6,7 @@
 //! the same versions.
 
 pub mod catalog_adapter;
+pub mod limits;
 pub mod params;
 pub mod table;
 pub mod update;
@@ -18,6 +19,7 @@ use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProviderList, MemoryCatalogProviderList};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
@@ -48,6 +50,24 @@ pub struct QueryOptions {
     pub target_partitions: Option<usize>,
     /// Rows per record batch inside the engine; default 8192.
     pub batch_size: Option<usize>,
+    /// Queries (and data-changing statements) running at once; more wait for a slot
+    /// (default [`limits::DEFAULT_MAX_CONCURRENT_QUERIES`]).
+    pub max_concurrent_queries: Option<usize>,
+    /// Seconds a query waits for a slot before `ResourceExhausted` (default
+    /// [`limits::DEFAULT_QUEUE_TIMEOUT_SECS`]; 0: refuse at once when all are taken).
+    pub queue_timeout_secs: Option<f64>,
+    /// Seconds a query may run, from the start of its execution, before it is stopped with
+    /// `DeadlineExceeded` (default: no limit).
+    pub timeout_secs: Option<f64>,
+    /// Largest result a query may send, in bytes of Flight data; larger ones are stopped with
+    /// `ResourceExhausted` (default: no limit).
+    pub max_result_bytes: Option<u64>,
+    /// Memory all queries together may use for operator state, in bytes (DataFusion's
+    /// `FairSpillPool`): sorts, aggregations and joins that can spill to disk do so beyond it;
+    /// others fail with `ResourceExhausted` (default: no limit).
+    pub memory_limit_bytes: Option<u64>,
+    /// Directory for spill files (default: the system temp directory).
+    pub spill_dir: Option<std::path::PathBuf>,
     /// Any DataFusion option by its key, e.g. `"datafusion.optimizer.max_passes" = "5"`;
     /// applied last.
     pub datafusion: BTreeMap<String, String>,
@@ -115,6 +135,7 @@ pub struct QueryEngine {
     catalog: Arc<Catalog>,
     template: SessionState,
     store_url: ObjectStoreUrl,
+    admission: Arc<limits::Admission>,
 }
 
 impl QueryEngine {
@@ -140,13 +161,36 @@ impl QueryEngine {
             .parquet
             .schema_force_view_types = false;
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+        if let Some(limit) = options.memory_limit_bytes {
+            // Each sort sets aside this much for merging its spill files (default 10 MB); keep
+            // it to a quarter of a small pool, so sorts can still spill there. An explicit
+            // `datafusion.execution.sort_spill_reservation_bytes` below wins.
+            let execution = &mut config.options_mut().execution;
+            let quarter = usize::try_from(limit / 4).unwrap_or(usize::MAX);
+            execution.sort_spill_reservation_bytes =
+                execution.sort_spill_reservation_bytes.min(quarter);
+        }
         for (key, value) in &options.datafusion {
             config
                 .options_mut()
                 .set(key, value)
                 .map_err(|e| Error::Config(format!("query.datafusion.{key}: {e}")))?;
         }
-        let runtime: Arc<RuntimeEnv> = RuntimeEnvBuilder::new()
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(bytes) = options.memory_limit_bytes {
+            let bytes = usize::try_from(bytes)
+                .map_err(|_| Error::Config("query.memory_limit_bytes is too large".into()))?;
+            // Track the largest consumers so the error names what used the memory.
+            let pool = TrackConsumersPool::new(
+                FairSpillPool::new(bytes),
+                std::num::NonZeroUsize::new(3).expect("non-zero"),
+            );
+            runtime = runtime.with_memory_pool(Arc::new(pool));
+        }
+        if let Some(dir) = &options.spill_dir {
+            runtime = runtime.with_temp_file_path(dir);
+        }
+        let runtime: Arc<RuntimeEnv> = runtime
             .build_arc()
             .map_err(|e| Error::Config(e.to_string()))?;
         let store_url = ObjectStoreUrl::parse(STORE_URL).expect("valid url");
@@ -160,12 +204,18 @@ impl QueryEngine {
             catalog,
             template,
             store_url,
+            admission: Arc::new(limits::Admission::new(options)?),
         })
     }
 
     /// The catalog this engine reads.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// Admission control and per-query limits.
+    pub fn admission(&self) -> &Arc<limits::Admission> {
+        &self.admission
     }
 
     /// A session whose unqualified names resolve in `default_schema`. With `listing`, the

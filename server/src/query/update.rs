@@ -42,7 +42,22 @@ impl QueryEngine {
     /// `parameters` binds `?`/`$n` placeholders: one row for any statement; several rows for
     /// `INSERT`, which then inserts the statement's rows once per parameter row, all in one
     /// commit (JDBC `executeBatch`, ADBC `executemany`).
+    ///
+    /// The statement takes a query slot and runs under the per-query timeout (see
+    /// [`super::limits`]).
     pub async fn execute_update(
+        &self,
+        sql: &str,
+        default_schema: &SchemaName,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<i64> {
+        let guard = self.admission().admit(None).await?;
+        guard
+            .run(self.run_update(sql, default_schema, parameters))
+            .await
+    }
+
+    async fn run_update(
         &self,
         sql: &str,
         default_schema: &SchemaName,
