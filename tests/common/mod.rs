@@ -303,3 +303,125 @@ impl TestServer {
         Ok(FlightSqlServiceClient::new(channel))
     }
 }
+
+/// The security modes the client-compatibility tests run in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// No TLS, no auth.
+    Plain,
+    /// TLS with a self-signed certificate (rcgen), no auth.
+    Tls,
+    /// `--auth basic`, no TLS.
+    Auth,
+    /// `--auth basic` over TLS.
+    AuthTls,
+}
+
+impl Security {
+    /// Every mode.
+    pub const ALL: [Security; 4] = [
+        Security::Plain,
+        Security::Tls,
+        Security::Auth,
+        Security::AuthTls,
+    ];
+
+    fn tls(self) -> bool {
+        matches!(self, Security::Tls | Security::AuthTls)
+    }
+
+    fn auth(self) -> bool {
+        matches!(self, Security::Auth | Security::AuthTls)
+    }
+}
+
+/// User and password of the `write` user of [`SecureServer`]s with auth.
+pub const LOGIN: (&str, &str) = ("dbeaver", "s3cret-pw");
+
+/// A server in one [`Security`] mode.
+pub struct SecureServer {
+    /// The server.
+    pub server: TestServer,
+    /// The mode.
+    pub security: Security,
+    /// The server certificate (PEM) with TLS.
+    pub cert_pem: Option<String>,
+    _dir: TempDir,
+}
+
+impl SecureServer {
+    /// Starts a server in `security` mode, with `configure` applied.
+    pub async fn start(security: Security, configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        use lakehouse_server::auth::{AuthConfig, AuthMode, Role, UserConfig, hash_password};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tls = security.tls().then(|| self_signed(dir.path(), "server"));
+        let cert_pem = tls.as_ref().map(|(_, _, pem)| pem.clone());
+        let server = TestServer::start_with(|c| {
+            if let Some((cert, key, _)) = &tls {
+                c.tls_cert = Some(cert.clone());
+                c.tls_key = Some(key.clone());
+            }
+            if security.auth() {
+                c.auth = AuthConfig {
+                    mode: AuthMode::Basic,
+                    users: vec![UserConfig {
+                        name: LOGIN.0.into(),
+                        password_hash: hash_password(LOGIN.1).expect("hash"),
+                        role: Role::Write,
+                    }],
+                    ..AuthConfig::default()
+                };
+            }
+            configure(c);
+        })
+        .await;
+        Self {
+            server,
+            security,
+            cert_pem,
+            _dir: dir,
+        }
+    }
+
+    /// An arrow-flight Flight SQL client over TLS when the server has it, not logged in.
+    pub async fn connect(&self) -> FlightSqlServiceClient<Channel> {
+        match &self.cert_pem {
+            Some(pem) => self
+                .server
+                .tls_client(pem, None)
+                .await
+                .expect("tls connect"),
+            None => self.server.client().await,
+        }
+    }
+
+    /// [`SecureServer::connect`], then the Basic handshake as [`LOGIN`] (any server accepts
+    /// it; with auth, the client then sends the bearer token on every call).
+    pub async fn client(&self) -> FlightSqlServiceClient<Channel> {
+        let mut client = self.connect().await;
+        client.handshake(LOGIN.0, LOGIN.1).await.expect("handshake");
+        client
+    }
+
+    /// Lakehouse's Rust client with TLS and login as needed.
+    pub async fn lakehouse_client(&self) -> lakehouse_client::Client {
+        let (url, tls_ca_pem) = match &self.cert_pem {
+            Some(pem) => (
+                format!("grpc+tls://localhost:{}", self.server.port()),
+                Some(pem.clone().into_bytes()),
+            ),
+            None => (self.server.url(), None),
+        };
+        let options = lakehouse_client::ConnectOptions {
+            tls_ca_pem,
+            login: self
+                .security
+                .auth()
+                .then(|| (LOGIN.0.to_string(), LOGIN.1.to_string())),
+            ..Default::default()
+        };
+        lakehouse_client::Client::connect_with(&url, options)
+            .await
+            .expect("connect")
+    }
+}

@@ -484,3 +484,70 @@ async fn no_auth_is_refused_off_loopback_unless_forced() {
         "{err}"
     );
 }
+
+/// Lakehouse's Rust client in every security mode: statement and prepared queries, catalogs,
+/// schemas, tables, table types, and a file ingest.
+#[tokio::test]
+async fn the_rust_client_in_every_security_mode() {
+    use lakehouse_tests::{SecureServer, Security};
+    for security in Security::ALL {
+        let secure = SecureServer::start(security, |_| {}).await;
+        let mut client = secure.lakehouse_client().await;
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("cities.csv");
+        std::fs::write(&csv, "id,city\n1,Lisbon\n2,Porto\n").unwrap();
+        let options = lakehouse_client::IngestFileOptions {
+            table: "cities".into(),
+            ..Default::default()
+        };
+        let result = client.ingest_file(&csv, &options, |_| {}).await.unwrap();
+        assert_eq!(result.rows, 2, "{security:?}");
+        let batches = client
+            .query_collect("SELECT city FROM cities ORDER BY id")
+            .await
+            .unwrap();
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+
+        let sql = client.flight_sql();
+        let mut prepared = sql
+            .prepare("SELECT count(*) FROM cities WHERE id > ?".into(), None)
+            .await
+            .unwrap();
+        prepared
+            .set_parameters(
+                arrow::record_batch::RecordBatch::try_from_iter([(
+                    "id",
+                    std::sync::Arc::new(arrow::array::Int64Array::from(vec![1])) as _,
+                )])
+                .unwrap(),
+            )
+            .unwrap();
+        let info = prepared.execute().await.unwrap();
+        assert_eq!(
+            scalar_i64(&lakehouse_tests::fetch(sql, info).await.unwrap()),
+            1
+        );
+        prepared.close().await.unwrap();
+        for info in [
+            sql.get_catalogs().await.unwrap(),
+            sql.get_db_schemas(CommandGetDbSchemas::default())
+                .await
+                .unwrap(),
+            sql.get_tables(CommandGetTables {
+                include_schema: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap(),
+            sql.get_table_types().await.unwrap(),
+        ] {
+            let rows: usize = lakehouse_tests::fetch(sql, info)
+                .await
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum();
+            assert!(rows >= 1, "{security:?}");
+        }
+    }
+}

@@ -18,7 +18,7 @@ use arrow_flight::sql::{
     CommandGetPrimaryKeys, CommandGetTables, CommandGetXdbcTypeInfo, SqlInfo,
 };
 use lakehouse_server::sample::Sample;
-use lakehouse_tests::{TestServer, fetch, fetch_with_schema};
+use lakehouse_tests::{LOGIN, SecureServer, Security, fetch, fetch_with_schema};
 
 fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
     batches
@@ -60,14 +60,25 @@ fn jdbc_readable(data_type: &DataType) -> bool {
 
 #[tokio::test]
 async fn jdbc_connect_browse_and_query_sequence() {
-    let server = TestServer::start_with(|c| c.sample = Some(Sample::Tpch { scale: 0.01 })).await;
-    let mut client = server.client().await;
+    for security in Security::ALL {
+        let secure =
+            SecureServer::start(security, |c| c.sample = Some(Sample::Tpch { scale: 0.01 })).await;
+        jdbc_sequence(&secure).await;
+    }
+}
 
-    // Connect: Basic handshake; auth is off, so any credentials are accepted.
-    client
-        .handshake("dbeaver", "secret")
-        .await
-        .expect("handshake");
+async fn jdbc_sequence(secure: &SecureServer) {
+    let mut client = secure.connect().await;
+
+    // Connect: Basic handshake. With auth the answer carries `authorization: Bearer <token>`,
+    // which the client replays on every later call (arrow-flight's client keeps it as the
+    // driver does); without auth any credentials are accepted.
+    let payload = client.handshake(LOGIN.0, LOGIN.1).await.expect("handshake");
+    assert_eq!(
+        !payload.is_empty(),
+        secure.security != Security::Plain && secure.security != Security::Tls,
+        "a token comes back exactly when auth is on"
+    );
 
     // GetSqlInfo, all keys; the driver caches them and reads SQL_KEYWORDS etc. on connect.
     let info = client.get_sql_info(vec![]).await.unwrap();

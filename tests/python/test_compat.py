@@ -181,3 +181,28 @@ def test_flightsql_dbapi_connect_query_reflect(compat, tmp_path):
     assert "public" in report["schemas"]
     assert report["columns"]["region"] == ["r_regionkey", "r_name", "r_comment"]
     assert report["sqlalchemy_rows"] == [[5]]
+
+
+def test_lakehouse_ingest_cli(compat, tmp_path):
+    from conftest import BIN
+
+    table = unique("cli")
+    csv = tmp_path / "cities.csv"
+    csv.write_text("id,city\n1,Lisbon\n2,Porto\n")
+    args = [BIN, "ingest", "--server", compat.url, "--table", table, str(csv)]
+    env = dict(os.environ)
+    if compat.tls_pem:
+        (tmp_path / "ca.pem").write_bytes(compat.tls_pem)
+        args += ["--tls-ca", str(tmp_path / "ca.pem")]
+    if compat.login:
+        args += ["--user", compat.login[0]]
+        env["LAKEHOUSE_PASSWORD"] = compat.login[1]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    with compat.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"SELECT city FROM {table} ORDER BY id")
+        assert cur.fetch_arrow_table().column("city").to_pylist() == ["Lisbon", "Porto"]
+    if compat.login:
+        env["LAKEHOUSE_PASSWORD"] = "wrong"
+        result = subprocess.run(args, capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode == 1 and "login failed" in result.stderr, result.stderr
