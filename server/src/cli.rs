@@ -1,4 +1,4 @@
-//! The `lakehouse` command line: `serve`, `ingest`, `cleanup`, `user add`.
+//! The `lakehouse` command line: `serve`, `ingest`, `cleanup`, `user add`, `cert`.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -59,6 +59,25 @@ pub enum Command {
     /// Manage the users of `--auth basic` in a config file.
     #[command(subcommand)]
     User(UserCommand),
+    /// Write a self-signed TLS certificate and key for trying TLS out (serve with --tls-cert
+    /// and --tls-key; clients trust the certificate itself). Use a CA-issued one in production.
+    Cert(CertArgs),
+}
+
+/// Flags of `lakehouse cert`.
+#[derive(Debug, clap::Args)]
+pub struct CertArgs {
+    /// Host names and IP addresses the certificate is valid for.
+    #[arg(long = "host", value_name = "NAME", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+    pub hosts: Vec<String>,
+
+    /// Directory for server.crt and server.key (created when missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out_dir: std::path::PathBuf,
+
+    /// Days the certificate is valid.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
 }
 
 /// `lakehouse user ...`.
@@ -229,7 +248,58 @@ async fn execute(command: Command) -> Result<()> {
         Command::Ingest(args) => ingest(args).await,
         Command::Cleanup(args) => cleanup(args).await,
         Command::User(UserCommand::Add(args)) => user_add(args),
+        Command::Cert(args) => cert(args),
     }
+}
+
+/// `lakehouse cert`: a self-signed certificate (rcgen, ECDSA P-256) for `args.hosts`.
+fn cert(args: CertArgs) -> Result<()> {
+    let mut params = rcgen::CertificateParams::new(args.hosts.clone())
+        .map_err(|e| Error::invalid(format!("--host: {e}")))?;
+    let now = std::time::SystemTime::now();
+    params.not_before = now.into();
+    params.not_after = (now + Duration::from_secs(u64::from(args.days) * 86_400)).into();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, args.hosts[0].clone());
+    let key = rcgen::KeyPair::generate()
+        .map_err(|e| Error::Internal(format!("cannot generate a key: {e}")))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| Error::Internal(format!("cannot sign the certificate: {e}")))?;
+    let io = |path: &std::path::Path| {
+        let context = format!("cannot write {}", path.display());
+        move |source| Error::Io { context, source }
+    };
+    std::fs::create_dir_all(&args.out_dir).map_err(io(&args.out_dir))?;
+    let cert_path = args.out_dir.join("server.crt");
+    let key_path = args.out_dir.join("server.key");
+    std::fs::write(&cert_path, cert.pem()).map_err(io(&cert_path))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&key_path)
+            .map_err(io(&key_path))?;
+        file.write_all(key.serialize_pem().as_bytes())
+            .map_err(io(&key_path))?;
+    }
+    println!(
+        "wrote {} and {} (valid {} days for {})\nserve with: lakehouse serve --tls-cert {} --tls-key {}\nclients connect to grpc+tls://{}:PORT and trust {}",
+        cert_path.display(),
+        key_path.display(),
+        args.days,
+        args.hosts.join(", "),
+        cert_path.display(),
+        key_path.display(),
+        args.hosts[0],
+        cert_path.display()
+    );
+    Ok(())
 }
 
 /// A password: the first line of standard input when it is not a terminal, else asked on the

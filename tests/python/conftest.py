@@ -4,8 +4,6 @@ The binary comes from LAKEHOUSE_BIN (scripts/test.sh builds it). Every server is
 SIGTERM at the end, and the tests require a clean exit: graceful shutdown is part of the suite.
 """
 
-import datetime
-import ipaddress
 import os
 import socket
 import subprocess
@@ -82,32 +80,13 @@ class LakehouseServer:
 
 
 def self_signed(dir):
-    """A self-signed certificate for localhost and 127.0.0.1 (server.crt, server.key in
-    `dir`); returns the certificate PEM."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    (dir / "server.crt").write_bytes(pem)
-    (dir / "server.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return pem
+    """`lakehouse cert --out-dir DIR`: a self-signed certificate (rcgen) for localhost and
+    127.0.0.1 (server.crt, server.key in `dir`); returns the certificate PEM."""
+    result = subprocess.run([BIN, "cert", "--out-dir", str(dir)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "serve with: lakehouse serve --tls-cert" in result.stdout
+    return (dir / "server.crt").read_bytes()
 
 
 def add_user(config, name, password, role):
