@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, clippy, the generated-code check, the Rust unit and
 # integration tests (real server, real clients), and the Python client tests (pyarrow, ADBC)
-# against the real `lakehouse` binary. Installs what it needs (system packages, a Python venv).
+# against the real `lakehouse` binary, and the model-provider tests against a real model server.
+# Installs what it needs (system packages, a Python venv, node-llama-cpp and the MiniLM model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 . scripts/cargo-env.sh
 
 step() { printf '\n== %s\n' "$*" >&2; }
+
+step "model server (MiniLM over llama.cpp; tests start and stop their own instances)"
+LAKEHOUSE_MODELS_DIR=$(scripts/model-server/setup.sh)
+export LAKEHOUSE_MODELS_DIR
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -6,6 +6,8 @@
 //! let mut client = server.client().await;
 //! ```
 
+pub mod models;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

