@@ -35,7 +35,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload}
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::manifest::{
-    DataFile, FORMAT_VERSION, Manifest, Operation, SourceFile, TableSchema, schema_differences,
+    DataFile, FORMAT_VERSION, LanceTable, Manifest, Operation, SourceFile, TableSchema,
+    schema_differences,
 };
 use crate::name::{SchemaName, TableName, TableRef, Version};
 use crate::storage::StorageLocation;
@@ -88,6 +89,14 @@ pub enum Change {
         /// The files, with absolute URLs as paths.
         files: Vec<DataFile>,
     },
+    /// Record a Lance table whose dataset was just written at `lance.location` (the dataset
+    /// holds the rows; see [`Manifest::lance`]).
+    CreateLance {
+        /// The dataset's schema.
+        schema: SchemaRef,
+        /// Location and vector columns.
+        lance: LanceTable,
+    },
     /// Drop the table ([`Error::TableNotFound`] when it has no live version).
     Drop,
 }
@@ -100,7 +109,7 @@ impl Change {
             | Change::CreateOrAppend { files, .. }
             | Change::Replace { files, .. } => files,
             // External files are not ours to delete.
-            Change::CreateExternal { .. } | Change::Drop => &[],
+            Change::CreateExternal { .. } | Change::CreateLance { .. } | Change::Drop => &[],
         }
     }
 }
@@ -556,9 +565,26 @@ impl Catalog {
             }
         };
         let mut external = None;
+        let mut lance = None;
         let (operation, schema, files, dropped, primary_key) = match (change, live) {
-            (Change::Create { .. } | Change::CreateExternal { .. }, Some(_)) => {
+            (
+                Change::Create { .. } | Change::CreateExternal { .. } | Change::CreateLance { .. },
+                Some(_),
+            ) => {
                 return Err(Error::TableExists(table.clone()));
+            }
+            (
+                Change::Append { .. } | Change::CreateOrAppend { .. } | Change::Replace { .. },
+                Some(live),
+            ) if live.lance.is_some() => {
+                return Err(Error::InvalidData {
+                    location: table.to_string(),
+                    message: "is a Lance table: its rows are written to its Lance dataset".into(),
+                });
+            }
+            (Change::CreateLance { schema, lance: l }, None) => {
+                lance = Some(l.clone());
+                (Operation::Create, schema.clone(), vec![], false, vec![])
             }
             (
                 Change::Append { .. } | Change::CreateOrAppend { .. } | Change::Replace { .. },
@@ -646,6 +672,7 @@ impl Catalog {
             schema: TableSchema::new(schema),
             primary_key,
             external,
+            lance,
             total_rows: files.iter().map(|f| f.rows).sum(),
             total_bytes: files.iter().map(|f| f.size_bytes).sum(),
             files,

@@ -74,6 +74,15 @@ pub fn new_data_file(table: &TableRef) -> Path {
     data_prefix(table).join(format!("{}.parquet", uuid::Uuid::new_v4()))
 }
 
+/// A new, unique directory for the Lance dataset of `table`:
+/// `tables/<schema>/<table>/lance/<uuid>` (unique so a re-created table never meets the files
+/// of a dropped one).
+pub fn new_lance_location(table: &TableRef) -> Path {
+    table_prefix(table)
+        .join("lance")
+        .join(uuid::Uuid::new_v4().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

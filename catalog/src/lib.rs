@@ -20,7 +20,9 @@ pub mod writer;
 pub use catalog::{CATALOG_NAME, Catalog, Change, CleanupReport, WriteMode};
 pub use error::{Error, Result};
 pub use ingest::{FileFormat, FileIngest, IngestOutcome, parse_schema_overrides};
-pub use manifest::{DataFile, Manifest, Operation, SourceFile, TableSchema};
+pub use manifest::{
+    DataFile, LanceTable, Manifest, Operation, SourceFile, TableSchema, VectorColumn, VectorMetric,
+};
 pub use name::{DEFAULT_SCHEMA, SchemaName, TableName, TableRef, Version};
 pub use storage::StorageLocation;
 pub use writer::{DataFileWriter, normalize_schema};

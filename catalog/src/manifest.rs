@@ -45,6 +45,11 @@ pub struct Manifest {
     /// copied, written or cleaned up), `sha256` is empty, and writes are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<String>,
+    /// For a Lance table: where its Lance dataset lives and its vector columns. Lance's own
+    /// versioned manifest is then the source of truth for the rows (`files` is empty and
+    /// appends are Lance commits); this manifest records the table's existence and schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lance: Option<LanceTable>,
     /// Names of the primary-key columns, in key order; empty when the table declares none.
     /// Inserts that would duplicate a key are refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -98,6 +103,65 @@ impl Manifest {
             )));
         }
         serde_json::from_value(probe).map_err(|e| invalid(e.to_string()))
+    }
+}
+
+/// A table stored as a Lance dataset (<https://lancedb.github.io/lance/>).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LanceTable {
+    /// The dataset's directory relative to the storage root, e.g.
+    /// `tables/public/docs/lance/<uuid>` (a new one each time the table is created).
+    pub location: String,
+    /// The `FixedSizeList<Float32, D>` columns that hold vectors.
+    pub vector_columns: Vec<VectorColumn>,
+}
+
+/// A vector column of a Lance table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VectorColumn {
+    /// Column name.
+    pub name: String,
+    /// Vector dimension `D`.
+    pub dimension: usize,
+    /// The distance that nearest-neighbour search on this column uses.
+    pub metric: VectorMetric,
+    /// The configured embedding model that produced the vectors, when known: text queries
+    /// against this column are embedded with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// Distance metrics of vector search (Lance's `DistanceType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorMetric {
+    /// Cosine distance, `1 - cos(a, b)`, in [0, 2].
+    Cosine,
+    /// Squared Euclidean distance.
+    L2,
+    /// Negative dot product (smaller is closer).
+    Dot,
+}
+
+impl std::fmt::Display for VectorMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VectorMetric::Cosine => "cosine",
+            VectorMetric::L2 => "l2",
+            VectorMetric::Dot => "dot",
+        })
+    }
+}
+
+impl std::str::FromStr for VectorMetric {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "cosine" => Ok(VectorMetric::Cosine),
+            "l2" | "euclidean" => Ok(VectorMetric::L2),
+            "dot" => Ok(VectorMetric::Dot),
+            other => Err(format!("unknown metric {other:?}; use cosine, l2 or dot")),
+        }
     }
 }
 
@@ -310,6 +374,15 @@ mod tests {
             schema: TableSchema::new(schema()),
             primary_key: vec!["id".into()],
             external: None,
+            lance: Some(LanceTable {
+                location: "tables/public/t/lance/u".into(),
+                vector_columns: vec![VectorColumn {
+                    name: "v".into(),
+                    dimension: 4,
+                    metric: VectorMetric::Dot,
+                    model: None,
+                }],
+            }),
             files: vec![DataFile {
                 path: "tables/public/t/data/x.parquet".into(),
                 size_bytes: 10,

@@ -28,6 +28,11 @@ pub struct StorageLocation {
     pub url: Url,
     /// The store, scoped to the root.
     pub store: Arc<dyn ObjectStore>,
+    /// The same settings as storage options for engines that build their own stores from a
+    /// URL (Lance: `aws_endpoint`, `aws_region`, `aws_access_key_id`,
+    /// `aws_secret_access_key`, `aws_session_token`, `allow_http`), taken from the same
+    /// `AWS_*` variables; empty for local storage.
+    pub options: std::collections::HashMap<String, String>,
 }
 
 impl StorageLocation {
@@ -66,6 +71,7 @@ impl StorageLocation {
                 Ok(Self {
                     url,
                     store: Arc::new(store),
+                    options: Default::default(),
                 })
             }
             Some("s3") => {
@@ -94,13 +100,38 @@ impl StorageLocation {
                     }
                 ))
                 .map_err(|e| invalid(e.to_string()))?;
-                Ok(Self { url, store })
+                Ok(Self {
+                    url,
+                    store,
+                    options: s3_options_from_env(),
+                })
             }
             Some(other) => Err(invalid(format!(
                 "unsupported scheme {other:?}; use a local path, file:// or s3://"
             ))),
         }
     }
+}
+
+/// The `AWS_*` variables object_store's `AmazonS3Builder::from_env` reads, as storage-option
+/// keys (lower case, without `AWS_` for `allow_http`).
+fn s3_options_from_env() -> std::collections::HashMap<String, String> {
+    let mut options = std::collections::HashMap::new();
+    for (var, key) in [
+        ("AWS_ENDPOINT", "aws_endpoint"),
+        ("AWS_ENDPOINT_URL", "aws_endpoint"),
+        ("AWS_REGION", "aws_region"),
+        ("AWS_DEFAULT_REGION", "aws_region"),
+        ("AWS_ACCESS_KEY_ID", "aws_access_key_id"),
+        ("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key"),
+        ("AWS_SESSION_TOKEN", "aws_session_token"),
+        ("AWS_ALLOW_HTTP", "allow_http"),
+    ] {
+        if let Ok(value) = std::env::var(var) {
+            options.entry(key.to_string()).or_insert(value);
+        }
+    }
+    options
 }
 
 #[cfg(test)]

@@ -19,6 +19,10 @@ pub enum Error {
     #[error(transparent)]
     Catalog(#[from] lakehouse_catalog::Error),
 
+    /// A vector-table or model-provider error.
+    #[error(transparent)]
+    Vector(#[from] lakehouse_vector::Error),
+
     /// A DataFusion error while planning or running a query.
     #[error(transparent)]
     DataFusion(#[from] DataFusionError),
@@ -96,6 +100,7 @@ impl Error {
     pub fn code(&self) -> Code {
         match self {
             Error::Catalog(e) => catalog_code(e),
+            Error::Vector(e) => vector_code(e),
             Error::DataFusion(e) => datafusion_code(e),
             Error::Arrow(e) => arrow_code(e),
             Error::Flight(FlightError::Tonic(s)) => s.code(),
@@ -164,6 +169,20 @@ fn catalog_code(e: &lakehouse_catalog::Error) -> Code {
     }
 }
 
+fn vector_code(e: &lakehouse_vector::Error) -> Code {
+    use lakehouse_vector::Error as V;
+    match e {
+        V::Unavailable { .. } => Code::Unavailable,
+        V::Refused { .. } | V::DimensionMismatch { .. } | V::Config(_) => Code::InvalidArgument,
+        V::InvalidResponse { .. } => Code::Unavailable,
+        V::Lance(lance::Error::InvalidInput { .. } | lance::Error::SchemaMismatch { .. }) => {
+            Code::InvalidArgument
+        }
+        V::Lance(lance::Error::DatasetAlreadyExists { .. }) => Code::AlreadyExists,
+        V::Lance(_) => Code::Internal,
+    }
+}
+
 fn arrow_code(e: &ArrowError) -> Code {
     match e {
         ArrowError::DivideByZero
@@ -190,6 +209,9 @@ fn datafusion_root(e: &DataFusionError) -> &DataFusionError {
 fn external_code(e: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<Code> {
     if let Some(c) = e.downcast_ref::<lakehouse_catalog::Error>() {
         return Some(catalog_code(c));
+    }
+    if let Some(v) = e.downcast_ref::<lakehouse_vector::Error>() {
+        return Some(vector_code(v));
     }
     if let Some(s) = e.downcast_ref::<Error>() {
         return Some(s.code());

@@ -7,6 +7,7 @@ mod embedding;
 mod ingest;
 mod ingest_file;
 mod jdbc;
+mod lance;
 mod limits;
 mod metadata;
 mod params;

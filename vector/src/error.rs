@@ -47,6 +47,10 @@ pub enum Error {
         actual: usize,
     },
 
+    /// Lance failed to read or write a dataset.
+    #[error("Lance: {0}")]
+    Lance(#[from] lance::Error),
+
     /// A model configuration is unusable, or a model name is unknown.
     #[error("{0}")]
     Config(String),

@@ -6,6 +6,12 @@
 //! options mean `create`. The mode and, for appends, the column-level schema check are decided
 //! before anything is written; the batches stream straight into Parquet files (never collected);
 //! the answer is the number of rows ingested.
+//!
+//! Lance tables: ingest into a live Lance table appends to its dataset (one Lance commit); the
+//! option `lakehouse.table_format = lance` (CommandStatementIngest `options`) creates a new
+//! table as Lance, with `lakehouse.vector.metric` (cosine, l2, dot; default cosine) and
+//! `lakehouse.vector.model` (the embedding model of its vectors) recorded for its
+//! `FixedSizeList<Float32, D>` columns.
 
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
@@ -15,8 +21,11 @@ use futures::{StreamExt, TryStreamExt};
 use lakehouse_catalog::{CATALOG_NAME, SchemaName, TableRef, WriteMode};
 use tonic::{Request, Status};
 
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
 use super::LakehouseFlightSql;
 use crate::error::Error;
+use crate::query::lance::{LanceCreate, to_datafusion};
 
 /// The write mode for ADBC's table-definition options.
 fn write_mode(cmd: &CommandStatementIngest) -> Result<(WriteMode, bool), Error> {
@@ -75,10 +84,13 @@ pub(super) async fn do_put(
         table: lakehouse_catalog::TableName::new(cmd.table.clone()).map_err(Error::from)?,
     };
     let (mode, must_exist) = write_mode(&cmd)?;
+    let lance = LanceCreate::from_options(&cmd.options)?;
     let catalog = service.catalog();
-    if must_exist {
-        catalog.table(&table).await.map_err(Error::from)?;
-    }
+    let live = match catalog.table(&table).await {
+        Ok(manifest) => Some(manifest),
+        Err(lakehouse_catalog::Error::TableNotFound(_)) if !must_exist => None,
+        Err(e) => return Err(Error::from(e).into()),
+    };
 
     let location = format!("ingest into {table}");
     let flight_data = request.into_inner().map_err(FlightError::from);
@@ -89,6 +101,18 @@ pub(super) async fn do_put(
         .cloned()
         .ok_or_else(|| Error::invalid(format!("{location}: the stream has no schema message")))?;
     let stream = futures::stream::iter(first.map(Ok)).chain(batches);
+    if lance.is_some() || live.as_ref().is_some_and(|m| m.lance.is_some()) {
+        let stream = Box::pin(RecordBatchStreamAdapter::new(
+            std::sync::Arc::clone(&input_schema),
+            stream.map_err(to_datafusion),
+        ));
+        let rows = service
+            .engine
+            .write_lance(&table, mode, live, lance, &input_schema, stream)
+            .await?;
+        tracing::info!(%table, rows, ?mode, "ingested into Lance");
+        return Ok(rows as i64);
+    }
     let (manifest, rows) = service
         .engine
         .write_batches(&table, mode, &input_schema, stream, location)

@@ -151,6 +151,15 @@ impl SchemaProvider for LakehouseSchemaProvider {
             Err(e) => return Err(external(e)),
         };
         self.pins.record(&table, manifest.version);
+        if let Some(lance) = &manifest.lance {
+            // The Lance dataset's newest version: Lance's manifest is the truth for its rows.
+            let store = lakehouse_vector::table::LanceStore::new(self.catalog.location());
+            let provider = store
+                .provider(&lance.location)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            return Ok(Some(provider));
+        }
         Ok(Some(Arc::new(VersionTable::new(
             manifest,
             self.store_url.clone(),

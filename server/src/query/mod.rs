@@ -6,6 +6,7 @@
 //! the same versions.
 
 pub mod catalog_adapter;
+pub mod lance;
 pub mod limits;
 pub mod params;
 pub mod table;

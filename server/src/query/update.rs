@@ -341,6 +341,15 @@ impl QueryEngine {
         let physical = state.create_physical_plan(input).await?;
         let schema = physical.schema();
         let stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
+        if mode != WriteMode::Create
+            && let Ok(live) = self.catalog().table(table).await
+            && live.lance.is_some()
+        {
+            let rows = self
+                .write_lance(table, mode, Some(live), None, &schema, stream)
+                .await?;
+            return Ok(rows as i64);
+        }
         let (_, rows) = self
             .write_batches(table, mode, &schema, stream, format!("writing {table}"))
             .await?;
