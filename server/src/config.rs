@@ -52,6 +52,8 @@ pub struct ServeConfig {
     pub auth: AuthConfig,
     /// Query engine settings.
     pub query: QueryOptions,
+    /// Embedding models (`[embedding.models.NAME]`, see `lakehouse_vector::embedding`).
+    pub embedding: lakehouse_vector::embedding::EmbeddingConfig,
 }
 
 impl Default for ServeConfig {
@@ -68,6 +70,7 @@ impl Default for ServeConfig {
             tls_client_ca: None,
             auth: AuthConfig::default(),
             query: QueryOptions::default(),
+            embedding: Default::default(),
         }
     }
 }

@@ -47,6 +47,7 @@ fn tls_config(config: &ServeConfig) -> Result<Option<ServerTlsConfig>> {
             Ok(None)
         }
         (Some(cert), Some(key)) => {
+            lakehouse_client::install_crypto_provider();
             let mut tls =
                 ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
             if let Some(ca) = &config.tls_client_ca {
@@ -84,7 +85,7 @@ impl Server {
         if let Some(sample) = config.sample {
             sample::load(&catalog, sample).await?;
         }
-        let engine = QueryEngine::new(Arc::clone(&catalog), &config.query)?;
+        let engine = QueryEngine::new(Arc::clone(&catalog), &config.query, &config.embedding)?;
         let service = Arc::new(LakehouseFlightSql::new(engine)?);
         Ok(Self {
             catalog,

@@ -291,6 +291,7 @@ impl TestServer {
         identity: Option<(String, String)>,
     ) -> Result<FlightSqlServiceClient<Channel>, tonic::transport::Error> {
         use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        lakehouse_client::install_crypto_provider();
         let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca_pem))
             .domain_name("localhost");

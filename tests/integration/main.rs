@@ -13,4 +13,5 @@ mod metadata;
 mod params;
 mod query;
 mod tls;
+mod vector_search;
 mod writes;

@@ -119,6 +119,17 @@ pub fn endpoint_uri(url: &str) -> Result<String> {
     Ok(format!("{scheme}://{host_port}"))
 }
 
+/// Selects rustls's process-wide crypto provider (ring, which tonic's `tls-ring` uses), once.
+/// rustls cannot choose by itself when a process links more than one provider (Lance brings
+/// aws-lc-rs); TLS servers and clients call this before building their TLS configuration.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means another provider was installed first, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// How [`Client::connect_with`] connects: TLS trust, client certificate, login, headers.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
@@ -164,6 +175,7 @@ impl Client {
         let mut endpoint =
             Endpoint::from_shared(uri.clone()).map_err(|e| invalid(e.to_string()))?;
         if uri.starts_with("https://") {
+            install_crypto_provider();
             let ca = options.tls_ca_pem.as_ref().ok_or_else(|| {
                 invalid("a grpc+tls:// URL needs a CA certificate to trust (tls_ca_pem)".into())
             })?;

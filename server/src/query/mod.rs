@@ -137,6 +137,7 @@ pub struct QueryEngine {
     template: SessionState,
     store_url: ObjectStoreUrl,
     admission: Arc<limits::Admission>,
+    models: Arc<lakehouse_vector::embedding::EmbeddingModels>,
 }
 
 impl QueryEngine {
@@ -144,7 +145,15 @@ impl QueryEngine {
     ///
     /// # Errors
     /// [`Error::Config`] for an unknown or invalid DataFusion option.
-    pub fn new(catalog: Arc<Catalog>, options: &QueryOptions) -> Result<Self> {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        options: &QueryOptions,
+        embedding: &lakehouse_vector::embedding::EmbeddingConfig,
+    ) -> Result<Self> {
+        let models = lakehouse_vector::embedding::EmbeddingModels::new(
+            &embedding.models,
+            embedding.default_model.as_deref(),
+        )?;
         let mut config = SessionConfig::new()
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
@@ -206,6 +215,7 @@ impl QueryEngine {
             template,
             store_url,
             admission: Arc::new(limits::Admission::new(options)?),
+            models: Arc::new(models),
         })
     }
 
@@ -262,7 +272,49 @@ impl QueryEngine {
             .with_config(config)
             .with_catalog_list(Arc::new(catalogs) as Arc<dyn CatalogProviderList>)
             .build();
-        Ok(SessionContext::new_with_state(state))
+        let ctx = SessionContext::new_with_state(state);
+        ctx.register_udtf(
+            "vector_search",
+            Arc::new(lakehouse_vector::search::VectorSearchFunction::new(
+                Arc::clone(&self.catalog),
+                Arc::clone(&self.models),
+            )),
+        );
+        Ok(ctx)
+    }
+
+    /// Reads the newest manifests of the tables named in `vector_search('TABLE', ...)` calls,
+    /// so the (synchronous) table function sees them at planning.
+    async fn refresh_searched_tables(&self, sql: &str, default_schema: &SchemaName) {
+        use datafusion::sql::sqlparser::dialect::GenericDialect;
+        use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+        if !sql.to_ascii_lowercase().contains("vector_search") {
+            return;
+        }
+        let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+            return;
+        };
+        let tokens: Vec<&Token> = tokens
+            .iter()
+            .filter(|t| !matches!(t, Token::Whitespace(_)))
+            .collect();
+        for window in tokens.windows(3) {
+            if let [
+                Token::Word(w),
+                Token::LParen,
+                Token::SingleQuotedString(name),
+            ] = window
+                && w.value.eq_ignore_ascii_case("vector_search")
+            {
+                let table = match name.split_once('.') {
+                    Some((s, t)) => TableRef::new(s, t),
+                    None => TableRef::new(default_schema.to_string(), name.clone()),
+                };
+                if let Ok(table) = table {
+                    let _ = self.catalog.table(&table).await;
+                }
+            }
+        }
     }
 
     /// Parses one statement, with `?` placeholders numbered `$1..$n` first.
@@ -286,6 +338,7 @@ impl QueryEngine {
     ) -> Result<(SessionContext, LogicalPlan)> {
         let statement = self.parse(sql)?;
         ensure_query(&statement)?;
+        self.refresh_searched_tables(sql, default_schema).await;
         let references = self.template.resolve_table_references(&statement)?;
         let listing = references
             .iter()
@@ -429,7 +482,14 @@ async fn statement_to_plan(
 ) -> Result<LogicalPlan> {
     match state.statement_to_plan(statement).await {
         Ok(plan) => Ok(plan),
-        Err(e) => match (e.find_root(), pins.missing().into_iter().next()) {
+        // A name that resolved to no table explains a planning error — unless it is a table
+        // function's name (DataFusion looks those up as tables too).
+        Err(e) => match (
+            e.find_root(),
+            pins.missing()
+                .into_iter()
+                .find(|t| !state.table_functions().contains_key(t.table.as_str())),
+        ) {
             (DataFusionError::Plan(_), Some(table)) => {
                 Err(lakehouse_catalog::Error::TableNotFound(table).into())
             }

@@ -226,17 +226,17 @@ impl Embedder {
             let unique: Vec<String> = wanted.keys().map(|t| t.to_string()).collect();
             let deadline =
                 tokio::time::Instant::now() + Duration::from_millis(self.config.timeout_ms);
-            let batches: Vec<(Vec<String>, Vec<Vec<f32>>)> =
-                futures::stream::iter(unique.chunks(self.config.batch_size).map(|chunk| {
-                    let chunk = chunk.to_vec();
-                    async move {
-                        let vectors = self.embed_with_retries(&chunk, deadline).await?;
-                        Ok::<_, Error>((chunk, vectors))
-                    }
-                }))
-                .buffer_unordered(self.config.concurrency)
-                .try_collect()
-                .await?;
+            let jobs: Vec<Vec<String>> = unique
+                .chunks(self.config.batch_size)
+                .map(<[String]>::to_vec)
+                .collect();
+            let batches: Vec<(Vec<String>, Vec<Vec<f32>>)> = futures::stream::iter(
+                jobs.into_iter()
+                    .map(|chunk| self.embed_chunk(chunk, deadline)),
+            )
+            .buffer_unordered(self.config.concurrency)
+            .try_collect()
+            .await?;
             for (chunk, vectors) in batches {
                 for (text, vector) in chunk.into_iter().zip(vectors) {
                     let vector: Arc<[f32]> = vector.into();
@@ -253,6 +253,17 @@ impl Embedder {
             .into_iter()
             .map(|v| v.expect("every position filled"))
             .collect())
+    }
+
+    /// One batch with its texts (owned, so the future is `Send` without higher-ranked
+    /// lifetimes).
+    async fn embed_chunk(
+        &self,
+        chunk: Vec<String>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Vec<String>, Vec<Vec<f32>>)> {
+        let vectors = self.embed_with_retries(&chunk, deadline).await?;
+        Ok((chunk, vectors))
     }
 
     /// One batch, retried with exponential backoff (100 ms doubling, jittered, at most 5 s
@@ -321,6 +332,16 @@ impl Embedder {
         }
         Ok(vectors)
     }
+}
+
+/// The `[embedding]` section of the server config: models by name and the default one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddingConfig {
+    /// The model used when a call names none (default: the only model, if there is one).
+    pub default_model: Option<String>,
+    /// Models by name: `[embedding.models.NAME]`.
+    pub models: std::collections::BTreeMap<String, EmbeddingModelConfig>,
 }
 
 /// The configured embedding models by name (`[embedding.models.NAME]`), and the default one.

@@ -1,0 +1,262 @@
+//! `vector_search` over Lance tables: flat nearest-neighbour search with vector and text
+//! queries (MiniLM from the real model server), `_distance` checked against brute force,
+//! pre-filters, joins, and the errors for bad arguments.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch,
+    StringArray,
+};
+use arrow::datatypes::{DataType, Field, Float32Type, Int64Type};
+use arrow_flight::sql::{
+    CommandStatementIngest, TableDefinitionOptions, TableExistsOption, TableNotExistOption,
+};
+use lakehouse_server::ServeConfig;
+use lakehouse_tests::models::{EMBED_DIMENSION, EMBED_MODEL, ModelServer};
+use lakehouse_tests::{TestServer, code, query};
+use lakehouse_vector::embedding::{Embedder, EmbeddingModelConfig, ProviderKind};
+use tonic::Code;
+
+fn batch(ids: &[i64], bodies: &[String], vectors: &[Vec<f32>]) -> RecordBatch {
+    let dim = vectors[0].len() as i32;
+    let values: Vec<f32> = vectors.iter().flatten().copied().collect();
+    let item = Arc::new(Field::new("item", DataType::Float32, true));
+    let embedding = FixedSizeListArray::new(item, dim, Arc::new(Float32Array::from(values)), None);
+    RecordBatch::try_from_iter(vec![
+        ("id", Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef),
+        ("body", Arc::new(StringArray::from(bodies.to_vec()))),
+        ("embedding", Arc::new(embedding)),
+    ])
+    .unwrap()
+}
+
+async fn ingest_lance(server: &TestServer, table: &str, batch: RecordBatch, model: &str) {
+    let mut client = server.client().await;
+    let options: HashMap<String, String> = [
+        ("lakehouse.table_format", "lance"),
+        ("lakehouse.vector.model", model),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let command = CommandStatementIngest {
+        table: table.into(),
+        table_definition_options: Some(TableDefinitionOptions {
+            if_not_exist: TableNotExistOption::Create.into(),
+            if_exists: TableExistsOption::Fail.into(),
+        }),
+        options,
+        ..Default::default()
+    };
+    client
+        .execute_ingest(command, futures::stream::iter([Ok(batch)]))
+        .await
+        .unwrap();
+}
+
+fn column_i64(batches: &[RecordBatch], name: &str) -> Vec<i64> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+fn column_f32(batches: &[RecordBatch], name: &str) -> Vec<f32> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(name)
+                .unwrap()
+                .as_primitive::<Float32Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+fn with_minilm(c: &mut ServeConfig) {
+    let models = [(
+        "minilm".to_string(),
+        EmbeddingModelConfig::new(
+            ProviderKind::Ollama,
+            ModelServer::shared().url(),
+            EMBED_MODEL,
+            EMBED_DIMENSION,
+        ),
+    )];
+    c.embedding.models = models.into_iter().collect();
+}
+
+#[tokio::test]
+async fn vector_queries_return_the_k_nearest_with_exact_distances() {
+    let server = TestServer::start().await;
+    // 200 points on a circle in the first two dimensions, plus noise dimensions.
+    let ids: Vec<i64> = (0..200).collect();
+    let vectors: Vec<Vec<f32>> = ids
+        .iter()
+        .map(|&i| {
+            let a = i as f32 * std::f32::consts::TAU / 200.0;
+            vec![a.cos(), a.sin(), (i % 7) as f32 * 0.01, 0.5]
+        })
+        .collect();
+    let bodies: Vec<String> = ids.iter().map(|i| format!("point {i}")).collect();
+    ingest_lance(&server, "points", batch(&ids, &bodies, &vectors), "none").await;
+    let mut client = server.client().await;
+
+    let q = [1.0f32, 0.05, 0.0, 0.5];
+    let sql = format!(
+        "SELECT id, body, _distance FROM vector_search('points', [{}], 5) ORDER BY _distance",
+        q.map(|v| v.to_string()).join(", ")
+    );
+    let got = query(&mut client, &sql).await.unwrap();
+    // Brute force cosine distances.
+    let cosine = |v: &[f32]| {
+        let dot: f32 = v.iter().zip(&q).map(|(a, b)| a * b).sum();
+        let nv = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        let nq = q.iter().map(|a| a * a).sum::<f32>().sqrt();
+        1.0 - dot / (nv * nq)
+    };
+    let mut expected: Vec<(i64, f32)> = ids
+        .iter()
+        .map(|&i| (i, cosine(&vectors[i as usize])))
+        .collect();
+    expected.sort_by(|a, b| a.1.total_cmp(&b.1));
+    assert_eq!(
+        column_i64(&got, "id"),
+        expected[..5].iter().map(|e| e.0).collect::<Vec<_>>()
+    );
+    for (d, e) in column_f32(&got, "_distance").iter().zip(&expected) {
+        assert!((d - e.1).abs() < 1e-4, "{d} vs {}", e.1);
+    }
+
+    // Pre-filter: still k rows when k rows match, all matching.
+    let filtered = query(
+        &mut client,
+        "SELECT id FROM vector_search('points', [1.0, 0.0, 0.0, 0.5], 4, '{\"filter\": \"id >= 100\"}')",
+    )
+    .await
+    .unwrap();
+    let filtered_ids = column_i64(&filtered, "id");
+    assert_eq!(filtered_ids.len(), 4);
+    assert!(filtered_ids.iter().all(|&i| i >= 100), "{filtered_ids:?}");
+
+    // It is a table: aggregate and join.
+    let joined = query(
+        &mut client,
+        "SELECT count(*) AS n FROM vector_search('points', [0.0, 1.0, 0.0, 0.5], 10) s \
+         JOIN points p ON p.id = s.id WHERE p.id < 100",
+    )
+    .await
+    .unwrap();
+    assert_eq!(column_i64(&joined, "n"), [10]);
+
+    // Bad arguments name the problem.
+    for (sql, needle) in [
+        (
+            "SELECT * FROM vector_search('nope', [1.0, 0.0, 0.0, 0.5], 3)",
+            "not found",
+        ),
+        (
+            "SELECT * FROM vector_search('points', [1.0, 0.0], 3)",
+            "2 dimensions",
+        ),
+        (
+            "SELECT * FROM vector_search('points', [1.0, 0.0, 0.0, 0.5], 0)",
+            "k must be",
+        ),
+        (
+            "SELECT * FROM vector_search('points', [1.0, 0.0, 0.0, 0.5], 3, 'x')",
+            "JSON",
+        ),
+        (
+            "SELECT * FROM vector_search('points', [1.0, 0.0, 0.0, 0.5])",
+            "expects",
+        ),
+        (
+            "SELECT * FROM vector_search('points', [1.0, 0.0, 0.0, 0.5], 3, '{\"column\": \"body\"}')",
+            "no vector column body",
+        ),
+    ] {
+        let err = query(&mut client, sql).await.unwrap_err();
+        assert_eq!(code(&err), Code::InvalidArgument, "{sql}: {err}");
+        assert!(err.to_string().contains(needle), "{sql}: {err}");
+    }
+    client
+        .execute_update("CREATE TABLE plain AS SELECT 1 AS x".into(), None)
+        .await
+        .unwrap();
+    let err = query(
+        &mut client,
+        "SELECT * FROM vector_search('plain', [1.0], 1)",
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("Parquet table"), "{err}");
+}
+
+#[tokio::test]
+async fn text_queries_are_embedded_with_the_column_model() {
+    let server = TestServer::start_with(with_minilm).await;
+    let texts = [
+        "Kubernetes cluster migration with Helm charts",
+        "Baking sourdough bread at home",
+        "Quarterly revenue grew by twelve percent",
+        "Training a golden retriever puppy",
+    ];
+    let embedder = Embedder::new(
+        "minilm",
+        EmbeddingModelConfig::new(
+            ProviderKind::Ollama,
+            ModelServer::shared().url(),
+            EMBED_MODEL,
+            EMBED_DIMENSION,
+        ),
+    )
+    .unwrap();
+    let bodies: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    let vectors: Vec<Vec<f32>> = embedder
+        .embed(&bodies)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.to_vec())
+        .collect();
+    ingest_lance(
+        &server,
+        "notes",
+        batch(&[1, 2, 3, 4], &bodies, &vectors),
+        "minilm",
+    )
+    .await;
+    let mut client = server.client().await;
+    for (question, expected) in [
+        ("who can move our container platform?", 1),
+        ("how do I make bread", 2),
+        ("dog obedience", 4),
+    ] {
+        let got = query(
+            &mut client,
+            &format!("SELECT id FROM vector_search('notes', '{question}', 1)"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(column_i64(&got, "id"), [expected], "{question}");
+    }
+    let all = query(
+        &mut client,
+        "SELECT id, _distance FROM vector_search('notes', 'money and profits', 4) ORDER BY _distance",
+    )
+    .await
+    .unwrap();
+    assert_eq!(column_i64(&all, "id")[0], 3);
+    assert_eq!(all.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
+    assert!(all[0].column_by_name("_distance").unwrap().null_count() == 0);
+}
