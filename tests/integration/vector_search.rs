@@ -260,3 +260,80 @@ async fn text_queries_are_embedded_with_the_column_model() {
     assert_eq!(all.iter().map(|b| b.num_rows()).sum::<usize>(), 4);
     assert!(all[0].column_by_name("_distance").unwrap().null_count() == 0);
 }
+
+#[tokio::test]
+async fn embed_returns_the_model_vectors_and_null_for_null() {
+    let server = TestServer::start_with(with_minilm).await;
+    let mut client = server.client().await;
+    let embedder = Embedder::new(
+        "minilm",
+        EmbeddingModelConfig::new(
+            ProviderKind::Ollama,
+            ModelServer::shared().url(),
+            EMBED_MODEL,
+            EMBED_DIMENSION,
+        ),
+    )
+    .unwrap();
+    let expected = embedder
+        .embed(&["The cat sits on the mat".to_string()])
+        .await
+        .unwrap();
+    let got = query(
+        &mut client,
+        "SELECT embed('The cat sits on the mat') AS v, embed('The cat sits on the mat', 'minilm') AS w",
+    )
+    .await
+    .unwrap();
+    for name in ["v", "w"] {
+        let list = got[0].column_by_name(name).unwrap().as_fixed_size_list();
+        assert_eq!(list.value_length(), EMBED_DIMENSION as i32);
+        let values = list.value(0);
+        let values = values.as_primitive::<Float32Type>().values();
+        let dot: f32 = values
+            .iter()
+            .zip(expected[0].iter())
+            .map(|(a, b)| a * b)
+            .sum();
+        assert!(dot > 0.9999, "{name}: {dot}");
+    }
+    client
+        .execute_update(
+            "CREATE TABLE notes AS SELECT * FROM (VALUES (1, 'alpha'), (2, NULL), (3, 'gamma')) v(id, body)"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let rows = query(
+        &mut client,
+        "SELECT id, embed(body) AS v FROM notes ORDER BY id",
+    )
+    .await
+    .unwrap();
+    let nulls: Vec<bool> = rows
+        .iter()
+        .flat_map(|b| {
+            let v = b.column_by_name("v").unwrap();
+            (0..v.len()).map(|i| v.is_null(i)).collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(nulls, [false, true, false]);
+    let err = query(&mut client, "SELECT embed('x', 'nope')")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Code::InvalidArgument, "{err}");
+    assert!(
+        err.to_string().contains("unknown embedding model nope"),
+        "{err}"
+    );
+
+    // Without configured models, embed() says so.
+    let bare = TestServer::start().await;
+    let mut client = bare.client().await;
+    let err = query(&mut client, "SELECT embed('x')").await.unwrap_err();
+    assert!(
+        err.to_string().contains("no default embedding model"),
+        "{err}"
+    );
+}

@@ -273,6 +273,9 @@ impl QueryEngine {
             .with_catalog_list(Arc::new(catalogs) as Arc<dyn CatalogProviderList>)
             .build();
         let ctx = SessionContext::new_with_state(state);
+        ctx.register_udf(lakehouse_vector::embed::EmbedFunction::udf(Arc::clone(
+            &self.models,
+        )));
         ctx.register_udtf(
             "vector_search",
             Arc::new(lakehouse_vector::search::VectorSearchFunction::new(

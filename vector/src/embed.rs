@@ -1,0 +1,176 @@
+//! `embed(text [, model])`: the SQL scalar function that turns text into vectors with a
+//! configured embedding model.
+//!
+//! Returns `FixedSizeList<Float32, D>` where `D` is the model's configured dimension, known at
+//! planning (and checked against every answer of the model). `model` must be a string literal
+//! naming a configured model; without it the default model is used. NULL text gives a NULL
+//! vector. It runs as a DataFusion async UDF: the texts of each batch are sent through the
+//! [`crate::embedding::Embedder`] (batched, cached, retried within its timeout).
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, StringArray};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{DataType, Field, FieldRef};
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
+    TypeSignature, Volatility,
+};
+
+use crate::embedding::{Embedder, EmbeddingModels};
+
+/// The `embed` function over `models`.
+#[derive(Debug)]
+pub struct EmbedFunction {
+    models: Arc<EmbeddingModels>,
+    signature: Signature,
+}
+
+impl EmbedFunction {
+    /// `embed` as a DataFusion scalar UDF (async).
+    pub fn udf(models: Arc<EmbeddingModels>) -> ScalarUDF {
+        let function = Self {
+            models,
+            // Volatile: never evaluated at planning (that would call the model while planning).
+            signature: Signature::one_of(
+                vec![TypeSignature::String(1), TypeSignature::String(2)],
+                Volatility::Volatile,
+            ),
+        };
+        AsyncScalarUDF::new(Arc::new(function)).into_scalar_udf()
+    }
+
+    fn embedder(&self, model: Option<&ScalarValue>) -> datafusion::error::Result<&Arc<Embedder>> {
+        let name = match model {
+            None => None,
+            Some(
+                ScalarValue::Utf8(Some(name))
+                | ScalarValue::Utf8View(Some(name))
+                | ScalarValue::LargeUtf8(Some(name)),
+            ) => Some(name.as_str()),
+            Some(_) => {
+                return Err(DataFusionError::Plan(
+                    "embed: the model must be a string literal".into(),
+                ));
+            }
+        };
+        self.models
+            .get(name)
+            .map_err(|e| DataFusionError::Plan(format!("embed: {e}")))
+    }
+}
+
+impl PartialEq for EmbedFunction {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.models, &other.models)
+    }
+}
+
+impl Eq for EmbedFunction {}
+
+impl Hash for EmbedFunction {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        "embed".hash(state);
+    }
+}
+
+fn vector_type(dimension: usize) -> DataType {
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        i32::try_from(dimension).unwrap_or(i32::MAX),
+    )
+}
+
+impl ScalarUDFImpl for EmbedFunction {
+    fn name(&self) -> &str {
+        "embed"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(vector_type(self.embedder(None)?.dimension()))
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> datafusion::error::Result<FieldRef> {
+        let model = match args.arg_fields.len() {
+            1 => None,
+            _ => Some(
+                args.scalar_arguments
+                    .get(1)
+                    .copied()
+                    .flatten()
+                    .ok_or_else(|| {
+                        DataFusionError::Plan("embed: the model must be a string literal".into())
+                    })?,
+            ),
+        };
+        let dimension = self.embedder(model)?.dimension();
+        Ok(Arc::new(Field::new("embed", vector_type(dimension), true)))
+    }
+
+    fn invoke_with_args(
+        &self,
+        _args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        Err(DataFusionError::Internal(
+            "embed runs as an async function".into(),
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl AsyncScalarUDFImpl for EmbedFunction {
+    async fn invoke_async_with_args(
+        &self,
+        args: ScalarFunctionArgs,
+    ) -> datafusion::error::Result<ColumnarValue> {
+        let model = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(value)) => Some(value.clone()),
+            Some(ColumnarValue::Array(_)) => {
+                return Err(DataFusionError::Plan(
+                    "embed: the model must be a string literal".into(),
+                ));
+            }
+            None => None,
+        };
+        let embedder = self.embedder(model.as_ref())?;
+        let texts: ArrayRef = args.args[0].to_array(args.number_rows)?;
+        let texts = arrow::compute::cast(&texts, &DataType::Utf8)?;
+        let texts = texts
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("cast to Utf8");
+        let present: Vec<String> = texts.iter().flatten().map(String::from).collect();
+        let vectors = embedder
+            .embed(&present)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let dimension = embedder.dimension();
+        let mut values = Vec::with_capacity(texts.len() * dimension);
+        let mut next = vectors.iter();
+        for i in 0..texts.len() {
+            if texts.is_null(i) {
+                values.extend(std::iter::repeat_n(0.0, dimension));
+            } else {
+                values.extend_from_slice(next.next().expect("one vector per text"));
+            }
+        }
+        let nulls = texts
+            .nulls()
+            .cloned()
+            .map(|n| NullBuffer::new(n.inner().clone()));
+        let array = FixedSizeListArray::try_new(
+            Arc::new(Field::new("item", DataType::Float32, true)),
+            i32::try_from(dimension).unwrap_or(i32::MAX),
+            Arc::new(Float32Array::from(values)),
+            nulls,
+        )?;
+        Ok(ColumnarValue::Array(Arc::new(array)))
+    }
+}
