@@ -13,5 +13,6 @@ mod metadata;
 mod params;
 mod query;
 mod tls;
+mod vector_index;
 mod vector_search;
 mod writes;

@@ -175,3 +175,214 @@ pub fn check_schema(schema: &Schema) -> Result<()> {
     }
     Ok(())
 }
+
+/// The indexes `CREATE INDEX name ON table USING KIND (column) WITH (...)` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    /// IVF partitions with product-quantised vectors (`num_partitions`, `num_sub_vectors`
+    /// which must divide the dimension, `num_bits` 8).
+    IvfPq,
+    /// IVF partitions with exact vectors (`num_partitions`).
+    IvfFlat,
+    /// IVF partitions with an HNSW graph over scalar-quantised vectors (`num_partitions`).
+    IvfHnswSq,
+    /// A full-text (BM25 inverted) index on a text column.
+    Fts,
+}
+
+impl std::str::FromStr for IndexKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "IVF_PQ" => Ok(IndexKind::IvfPq),
+            "IVF_FLAT" => Ok(IndexKind::IvfFlat),
+            "IVF_HNSW_SQ" => Ok(IndexKind::IvfHnswSq),
+            "FTS" | "INVERTED" => Ok(IndexKind::Fts),
+            other => Err(Error::Config(format!(
+                "unknown index type {other}; use IVF_PQ, IVF_FLAT, IVF_HNSW_SQ or FTS"
+            ))),
+        }
+    }
+}
+
+/// The default number of PQ sub-vectors for dimension `d`: the largest divisor of `d` that
+/// leaves at least 8 dimensions per sub-vector (GloVe's 50 → 5, MiniLM's 384 → 48).
+pub fn default_sub_vectors(d: usize) -> usize {
+    (1..=d.max(1))
+        .rev()
+        .find(|m| d.is_multiple_of(*m) && d / m >= 8)
+        .unwrap_or(1)
+}
+
+/// What `CREATE INDEX` asks for.
+#[derive(Debug, Clone)]
+pub struct IndexSpec {
+    /// Index name (an existing index of that name is replaced).
+    pub name: String,
+    /// The kind of index.
+    pub kind: IndexKind,
+    /// The indexed column.
+    pub column: String,
+    /// Distance of a vector index (the column's metric).
+    pub metric: VectorMetric,
+    /// Dimension of a vector column (0 for FTS).
+    pub dimension: usize,
+    /// The `WITH (key = value, ...)` settings.
+    pub options: HashMap<String, String>,
+}
+
+impl LanceStore {
+    /// Builds (or rebuilds) the index `spec` describes on the dataset at `location` and
+    /// commits it (one Lance commit); returns the seconds it took.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for unknown or invalid options (naming them, e.g. a
+    /// `num_sub_vectors` that does not divide the dimension); [`Error::Lance`] when building
+    /// fails.
+    pub async fn create_index(&self, location: &str, spec: &IndexSpec) -> Result<f64> {
+        let IndexSpec {
+            name,
+            kind,
+            column,
+            metric,
+            dimension,
+            options,
+        } = spec;
+        let (name, kind, column, metric, dimension) =
+            (name.as_str(), *kind, column.as_str(), *metric, *dimension);
+        use lance::index::DatasetIndexExt;
+        use lance::index::vector::VectorIndexParams;
+        use lance_index::IndexType;
+        let started = std::time::Instant::now();
+        let number = |key: &str| -> Result<Option<usize>> {
+            options
+                .get(key)
+                .map(|v| {
+                    v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        Error::Config(format!("{key} must be a positive integer, not {v}"))
+                    })
+                })
+                .transpose()
+        };
+        let allowed: &[&str] = match kind {
+            IndexKind::IvfPq => &[
+                "num_partitions",
+                "num_sub_vectors",
+                "num_bits",
+                "max_iterations",
+            ],
+            IndexKind::IvfFlat | IndexKind::IvfHnswSq => &["num_partitions"],
+            IndexKind::Fts => &[],
+        };
+        if let Some(key) = options.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(Error::Config(format!(
+                "unknown index option {key} for {kind:?}; allowed: {}",
+                allowed.join(", ")
+            )));
+        }
+        let mut dataset = DatasetBuilder::from_uri(self.uri(location))
+            .with_storage_options(self.options.clone())
+            .load()
+            .await?;
+        let rows = dataset.count_rows(None).await?;
+        let partitions = match number("num_partitions")? {
+            Some(n) => n,
+            None => ((rows as f64).sqrt() as usize).clamp(1, 256),
+        };
+        let distance = match metric {
+            VectorMetric::Cosine => lance_linalg::distance::DistanceType::Cosine,
+            VectorMetric::L2 => lance_linalg::distance::DistanceType::L2,
+            VectorMetric::Dot => lance_linalg::distance::DistanceType::Dot,
+        };
+        match kind {
+            IndexKind::IvfPq => {
+                let sub =
+                    number("num_sub_vectors")?.unwrap_or_else(|| default_sub_vectors(dimension));
+                if !dimension.is_multiple_of(sub) {
+                    return Err(Error::Config(format!(
+                        "num_sub_vectors {sub} must divide the dimension {dimension}"
+                    )));
+                }
+                let bits = number("num_bits")?.unwrap_or(8);
+                let bits = u8::try_from(bits)
+                    .map_err(|_| Error::Config("num_bits must be at most 8".into()))?;
+                let iterations = number("max_iterations")?.unwrap_or(50);
+                let params = VectorIndexParams::ivf_pq(partitions, bits, sub, distance, iterations);
+                dataset
+                    .create_index(
+                        &[column],
+                        IndexType::Vector,
+                        Some(name.into()),
+                        &params,
+                        true,
+                    )
+                    .await?;
+            }
+            IndexKind::IvfFlat => {
+                let params = VectorIndexParams::ivf_flat(partitions, distance);
+                dataset
+                    .create_index(
+                        &[column],
+                        IndexType::Vector,
+                        Some(name.into()),
+                        &params,
+                        true,
+                    )
+                    .await?;
+            }
+            IndexKind::IvfHnswSq => {
+                let params = VectorIndexParams::with_ivf_hnsw_sq_params(
+                    distance,
+                    lance_index::vector::ivf::IvfBuildParams::new(partitions),
+                    lance_index::vector::hnsw::builder::HnswBuildParams::default(),
+                    lance_index::vector::sq::builder::SQBuildParams::default(),
+                );
+                dataset
+                    .create_index(
+                        &[column],
+                        IndexType::Vector,
+                        Some(name.into()),
+                        &params,
+                        true,
+                    )
+                    .await?;
+            }
+            IndexKind::Fts => {
+                let params = lance_index::scalar::InvertedIndexParams::default();
+                dataset
+                    .create_index(
+                        &[column],
+                        IndexType::Inverted,
+                        Some(name.into()),
+                        &params,
+                        true,
+                    )
+                    .await?;
+            }
+        }
+        Ok(started.elapsed().as_secs_f64())
+    }
+
+    /// Names of the indexes of the dataset at `location`, with the columns they cover.
+    ///
+    /// # Errors
+    /// [`Error::Lance`] when the dataset or its index metadata cannot be read.
+    pub async fn indexes(&self, location: &str) -> Result<Vec<(String, Vec<String>)>> {
+        use lance::index::DatasetIndexExt;
+        let dataset = self.open(location).await?;
+        let indices = dataset.load_indices().await?;
+        let schema = dataset.schema();
+        Ok(indices
+            .iter()
+            .filter(|i| !i.name.starts_with("__"))
+            .map(|i| {
+                let columns = i
+                    .fields
+                    .iter()
+                    .filter_map(|id| schema.field_by_id(*id).map(|f| f.name.clone()))
+                    .collect();
+                (i.name.clone(), columns)
+            })
+            .collect())
+    }
+}

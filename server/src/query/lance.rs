@@ -163,6 +163,109 @@ impl QueryEngine {
     }
 }
 
+impl QueryEngine {
+    /// `CREATE INDEX name ON table USING IVF_PQ|IVF_FLAT|IVF_HNSW_SQ|FTS (column)
+    /// [WITH (key = value, ...)]` on a Lance table: builds the Lance index (one Lance commit;
+    /// an existing index of that name is replaced). Answers 0 rows.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a missing name, method or column, a Parquet table, a
+    /// vector index on a non-vector column, unknown options; catalog `TableNotFound`.
+    pub(super) async fn create_index(
+        &self,
+        create: &datafusion::sql::sqlparser::ast::CreateIndex,
+        default_schema: &lakehouse_catalog::SchemaName,
+    ) -> Result<i64> {
+        use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr as SqlExpr, IndexType};
+        use lakehouse_vector::table::IndexKind;
+        let name = create
+            .name
+            .as_ref()
+            .ok_or_else(|| Error::invalid("CREATE INDEX needs an index name"))?
+            .to_string();
+        let kind: IndexKind = match &create.using {
+            Some(IndexType::Custom(method)) => method.value.parse()?,
+            Some(other) => other.to_string().parse()?,
+            None => {
+                return Err(Error::invalid(
+                    "CREATE INDEX needs USING IVF_PQ, IVF_FLAT, IVF_HNSW_SQ or FTS",
+                ));
+            }
+        };
+        let [column] = create.columns.as_slice() else {
+            return Err(Error::invalid("CREATE INDEX takes exactly one column"));
+        };
+        let column = column.column.expr.to_string().trim_matches('"').to_string();
+        let parts: Vec<String> = create
+            .table_name
+            .0
+            .iter()
+            .map(|p| p.to_string().trim_matches('"').to_string())
+            .collect();
+        let table = match parts.as_slice() {
+            [t] => TableRef::new(default_schema.to_string(), t.clone())?,
+            [s, t] => TableRef::new(s.clone(), t.clone())?,
+            _ => return Err(Error::invalid("CREATE INDEX ON [schema.]table")),
+        };
+        let mut options = std::collections::HashMap::new();
+        for expr in &create.with {
+            match expr {
+                SqlExpr::BinaryOp {
+                    left,
+                    op: BinaryOperator::Eq,
+                    right,
+                } => {
+                    let value = right.to_string().trim_matches('\'').to_string();
+                    options.insert(left.to_string().to_ascii_lowercase(), value);
+                }
+                other => {
+                    return Err(Error::invalid(format!(
+                        "CREATE INDEX ... WITH takes key = value settings, not {other}"
+                    )));
+                }
+            }
+        }
+        let manifest = self.catalog().table(&table).await?;
+        let Some(lance) = &manifest.lance else {
+            return Err(Error::invalid(format!(
+                "{table} is a Parquet table; indexes are built on Lance tables"
+            )));
+        };
+        let (metric, dimension) = match kind {
+            IndexKind::Fts => (VectorMetric::Cosine, 0),
+            _ => {
+                let vector = lance
+                    .vector_columns
+                    .iter()
+                    .find(|c| c.name == column)
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "{table}.{column} is not a vector column (FixedSizeList<Float32, D>)"
+                        ))
+                    })?;
+                (vector.metric, vector.dimension)
+            }
+        };
+        tracing::info!(%table, column = %column, index = %name, ?kind, "building index");
+        let seconds = self
+            .lance_store()
+            .create_index(
+                &lance.location,
+                &lakehouse_vector::table::IndexSpec {
+                    name: name.clone(),
+                    kind,
+                    column,
+                    metric,
+                    dimension,
+                    options,
+                },
+            )
+            .await?;
+        tracing::info!(%table, index = %name, seconds, "index built");
+        Ok(0)
+    }
+}
+
 /// A DataFusion error from a stream of `Result<RecordBatch, E>` (ingest decoding errors).
 pub fn to_datafusion(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
     DataFusionError::External(Box::new(e))

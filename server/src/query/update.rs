@@ -64,6 +64,12 @@ impl QueryEngine {
         parameters: Option<&RecordBatch>,
     ) -> Result<i64> {
         let statement = self.parse(sql)?;
+        // Statements DataFusion does not plan, handled on the parsed AST.
+        if let datafusion::sql::parser::Statement::Statement(inner) = &statement
+            && let datafusion::sql::sqlparser::ast::Statement::CreateIndex(create) = inner.as_ref()
+        {
+            return self.create_index(create, default_schema).await;
+        }
         let pins = Pins::default();
         let ctx = self.session(default_schema, pins.clone(), false).await?;
         let plan = super::statement_to_plan(&ctx.state(), statement, &pins).await?;
