@@ -226,3 +226,72 @@ async fn other_index_types_and_bad_statements() {
         .unwrap_err();
     assert_eq!(code(&err), Code::NotFound, "{err}");
 }
+
+#[tokio::test]
+async fn indexes_are_listed_to_clients_and_dropped() {
+    let server = TestServer::start().await;
+    ingest(&server, batch(0, &random_vectors(300, 5)), true).await;
+    let mut client = server.client().await;
+    for sql in [
+        "CREATE INDEX pts_vec ON pts USING IVF_FLAT (embedding) WITH (num_partitions = 2)",
+        "CREATE INDEX pts_text ON pts USING FTS (body)",
+    ] {
+        client.execute_update(sql.into(), None).await.unwrap();
+    }
+    let listed = |batches: Vec<RecordBatch>| -> Vec<String> {
+        let mut rows: Vec<String> = batches
+            .iter()
+            .flat_map(|b| {
+                (0..b.num_rows())
+                    .map(|i| {
+                        (0..b.num_columns())
+                            .map(|c| b.column(c).as_string::<i32>().value(i).to_string())
+                            .collect::<Vec<_>>()
+                            .join("|")
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let rows = listed(
+        query(&mut client, "SELECT * FROM vector_indexes()")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        rows,
+        ["public|pts|pts_text|body", "public|pts|pts_vec|embedding"]
+    );
+
+    client
+        .execute_update("DROP INDEX pts_vec".into(), None)
+        .await
+        .unwrap();
+    client
+        .execute_update("DROP INDEX pts_text ON pts".into(), None)
+        .await
+        .unwrap();
+    let rows = listed(
+        query(&mut client, "SELECT * FROM vector_indexes()")
+            .await
+            .unwrap(),
+    );
+    assert!(rows.is_empty(), "{rows:?}");
+    let err = client
+        .execute_update("DROP INDEX pts_vec".into(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Code::InvalidArgument, "{err}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    client
+        .execute_update("DROP INDEX IF EXISTS pts_vec".into(), None)
+        .await
+        .unwrap();
+    // Search still works without the index (flat).
+    assert_eq!(
+        top_ids(&server, &random_vectors(300, 5)[7], 1, "").await,
+        [7]
+    );
+}

@@ -5,6 +5,7 @@
 //!   (model, text) in a memory-bounded cache.
 //! - [`table`]: Lance datasets under the catalog's storage root, as DataFusion tables.
 //! - [`embed`]: the `embed(text [, model])` SQL function.
+//! - [`indexes`]: the `vector_indexes()` SQL table function (the index listing).
 //! - [`search`]: the `vector_search` SQL table function.
 //! - [`error`]: the crate's error type.
 //!
@@ -13,6 +14,7 @@
 pub mod embed;
 pub mod embedding;
 pub mod error;
+pub mod indexes;
 pub mod search;
 pub mod table;
 

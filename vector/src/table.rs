@@ -386,3 +386,19 @@ impl LanceStore {
             .collect())
     }
 }
+
+impl LanceStore {
+    /// Drops index `name` of the dataset at `location` (one Lance commit).
+    ///
+    /// # Errors
+    /// [`Error::Lance`] when the dataset has no such index or cannot be written.
+    pub async fn drop_index(&self, location: &str, name: &str) -> Result<()> {
+        use lance::index::DatasetIndexExt;
+        let mut dataset = DatasetBuilder::from_uri(self.uri(location))
+            .with_storage_options(self.options.clone())
+            .load()
+            .await?;
+        dataset.drop_index(name).await?;
+        Ok(())
+    }
+}

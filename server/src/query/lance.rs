@@ -266,6 +266,76 @@ impl QueryEngine {
     }
 }
 
+impl QueryEngine {
+    /// `DROP INDEX [IF EXISTS] name [ON [schema.]table]`: drops the Lance index (one Lance
+    /// commit). Without `ON`, the index is looked up among all Lance tables.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the index does not exist (without `IF EXISTS`) or the
+    /// name is ambiguous; catalog errors.
+    pub(super) async fn drop_index(
+        &self,
+        names: &[datafusion::sql::sqlparser::ast::ObjectName],
+        table: Option<&datafusion::sql::sqlparser::ast::ObjectName>,
+        if_exists: bool,
+        default_schema: &lakehouse_catalog::SchemaName,
+    ) -> Result<i64> {
+        let [name] = names else {
+            return Err(Error::invalid("DROP INDEX takes one index name"));
+        };
+        let name = name.to_string().trim_matches('"').to_string();
+        let store = self.lance_store();
+        let mut owners = Vec::new();
+        match table {
+            Some(table) => {
+                let parts: Vec<String> = table
+                    .0
+                    .iter()
+                    .map(|p| p.to_string().trim_matches('"').to_string())
+                    .collect();
+                let table = match parts.as_slice() {
+                    [t] => TableRef::new(default_schema.to_string(), t.clone())?,
+                    [s, t] => TableRef::new(s.clone(), t.clone())?,
+                    _ => return Err(Error::invalid("DROP INDEX name ON [schema.]table")),
+                };
+                owners.push(self.catalog().table(&table).await?);
+            }
+            None => {
+                for (_, manifests) in self.catalog().list().await? {
+                    owners.extend(manifests);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        for manifest in owners {
+            let Some(lance) = &manifest.lance else {
+                continue;
+            };
+            if store
+                .indexes(&lance.location)
+                .await?
+                .iter()
+                .any(|(n, _)| n == &name)
+            {
+                found.push((manifest.table.clone(), lance.location.clone()));
+            }
+        }
+        match found.as_slice() {
+            [] if if_exists => Ok(0),
+            [] => Err(Error::invalid(format!("index {name} does not exist"))),
+            [(table, location)] => {
+                store.drop_index(location, &name).await?;
+                tracing::info!(%table, index = %name, "index dropped");
+                Ok(0)
+            }
+            several => Err(Error::invalid(format!(
+                "index {name} exists on {} tables; say which: DROP INDEX {name} ON table",
+                several.len()
+            ))),
+        }
+    }
+}
+
 /// A DataFusion error from a stream of `Result<RecordBatch, E>` (ingest decoding errors).
 pub fn to_datafusion(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
     DataFusionError::External(Box::new(e))

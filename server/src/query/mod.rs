@@ -277,6 +277,12 @@ impl QueryEngine {
             &self.models,
         )));
         ctx.register_udtf(
+            "vector_indexes",
+            Arc::new(lakehouse_vector::indexes::VectorIndexesFunction::new(
+                Arc::clone(&self.catalog),
+            )),
+        );
+        ctx.register_udtf(
             "vector_search",
             Arc::new(lakehouse_vector::search::VectorSearchFunction::new(
                 Arc::clone(&self.catalog),

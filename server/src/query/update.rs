@@ -70,6 +70,19 @@ impl QueryEngine {
         {
             return self.create_index(create, default_schema).await;
         }
+        if let datafusion::sql::parser::Statement::Statement(inner) = &statement
+            && let datafusion::sql::sqlparser::ast::Statement::Drop {
+                object_type: datafusion::sql::sqlparser::ast::ObjectType::Index,
+                if_exists,
+                names,
+                table,
+                ..
+            } = inner.as_ref()
+        {
+            return self
+                .drop_index(names, table.as_ref(), *if_exists, default_schema)
+                .await;
+        }
         let pins = Pins::default();
         let ctx = self.session(default_schema, pins.clone(), false).await?;
         let plan = super::statement_to_plan(&ctx.state(), statement, &pins).await?;
