@@ -295,3 +295,55 @@ async fn indexes_are_listed_to_clients_and_dropped() {
         [7]
     );
 }
+
+#[tokio::test]
+async fn text_search_ranks_by_bm25_over_the_fts_index() {
+    let server = TestServer::start().await;
+    let texts = [
+        "kubernetes cluster migration with helm",
+        "baking sourdough bread",
+        "kubernetes operators and kubernetes networking",
+        "quarterly revenue report",
+    ];
+    let vectors = random_vectors(texts.len(), 11);
+    let mut b = batch(1, &vectors);
+    let bodies: ArrayRef = Arc::new(StringArray::from(texts.to_vec()));
+    b = RecordBatch::try_new(
+        b.schema(),
+        vec![b.column(0).clone(), bodies, b.column(2).clone()],
+    )
+    .unwrap();
+    ingest(&server, b, true).await;
+    let mut client = server.client().await;
+    client
+        .execute_update("CREATE INDEX pts_text ON pts USING FTS (body)".into(), None)
+        .await
+        .unwrap();
+    let got = query(
+        &mut client,
+        "SELECT id, _score FROM text_search('pts', 'kubernetes', 5) ORDER BY _score DESC",
+    )
+    .await
+    .unwrap();
+    let ids: Vec<i64> = got
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    // Both kubernetes rows, the one that says it twice first; nothing else matches.
+    assert_eq!(ids, [3, 1]);
+    let filtered = query(
+        &mut client,
+        r#"SELECT id FROM text_search('pts', 'kubernetes', 5, '{"filter": "id < 3"}')"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        filtered.iter().map(|b| b.num_rows()).sum::<usize>(),
+        1,
+        "the pre-filter keeps only id 1"
+    );
+    let err = query(&mut client, "SELECT * FROM text_search('pts', 'x', 0)")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Code::InvalidArgument, "{err}");
+}

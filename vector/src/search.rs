@@ -306,24 +306,174 @@ impl TableProvider for VectorSearchTable {
             scanner.ef(ef);
         }
         let plan = scanner.create_plan().await.map_err(external)?;
-        // Lance answers the dataset's columns then `_distance` (plus `_rowid`); select ours by
-        // name, in our schema's order, then the projection DataFusion asked for.
-        let plan_schema = plan.schema();
-        let wanted: Vec<usize> = match projection {
-            Some(p) => p.clone(),
-            None => (0..self.schema.fields().len()).collect(),
+        project_by_name(plan, &self.schema, projection)
+    }
+}
+
+/// `plan`'s columns named as in `schema` (Lance answers the dataset's columns, then
+/// `_distance`/`_score`, plus `_rowid`), in `schema`'s order, then `projection`.
+fn project_by_name(
+    plan: Arc<dyn ExecutionPlan>,
+    schema: &SchemaRef,
+    projection: Option<&Vec<usize>>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    let plan_schema = plan.schema();
+    let wanted: Vec<usize> = match projection {
+        Some(p) => p.clone(),
+        None => (0..schema.fields().len()).collect(),
+    };
+    let exprs = wanted
+        .iter()
+        .map(|&i| {
+            let name = schema.field(i).name();
+            let index = plan_schema.index_of(name)?;
+            let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> = Arc::new(
+                datafusion::physical_expr::expressions::Column::new(name, index),
+            );
+            Ok((column, name.clone()))
+        })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
+}
+
+/// `text_search(table, query, k [, options])`: BM25 full-text search over the FTS-indexed text
+/// columns of a Lance table (`CREATE INDEX ... USING FTS (column)`).
+///
+/// `options` is a JSON object string with `column` (search only that indexed column) and
+/// `filter` (a SQL predicate applied before ranking). The result has the table's columns plus
+/// `_score` (Float32, BM25, higher is better), best first, at most `k` rows.
+#[derive(Debug)]
+pub struct TextSearchFunction {
+    catalog: Arc<Catalog>,
+    store: LanceStore,
+}
+
+impl TextSearchFunction {
+    /// The function over `catalog`'s Lance tables.
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        let store = LanceStore::new(catalog.location());
+        Self { catalog, store }
+    }
+}
+
+/// The `options` of `text_search`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TextOptions {
+    column: Option<String>,
+    filter: Option<String>,
+}
+
+fn text_err(message: impl Into<String>) -> DataFusionError {
+    DataFusionError::Plan(format!("text_search: {}", message.into()))
+}
+
+impl TableFunctionImpl for TextSearchFunction {
+    fn call_with_args(
+        &self,
+        args: TableFunctionArgs,
+    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if !(3..=4).contains(&exprs.len()) {
+            return Err(text_err(
+                "expects (table, query, k [, options]), e.g. text_search('docs', 'kubernetes', 5)",
+            ));
+        }
+        let Some(ScalarValue::Utf8(Some(name))) = literal(&exprs[0]) else {
+            return Err(text_err("the table must be a string literal, e.g. 'docs'"));
         };
-        let exprs = wanted
-            .iter()
-            .map(|&i| {
-                let name = self.schema.field(i).name();
-                let index = plan_schema.index_of(name)?;
-                let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> = Arc::new(
-                    datafusion::physical_expr::expressions::Column::new(name, index),
-                );
-                Ok((column, name.clone()))
-            })
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
-        Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
+        let default_schema = args
+            .session()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone();
+        let table = resolve(name, default_schema).map_err(|e| text_err(e.to_string()))?;
+        let Some(ScalarValue::Utf8(Some(query))) = literal(&exprs[1]) else {
+            return Err(text_err("the query must be a string literal"));
+        };
+        let k = match literal(&exprs[2]).and_then(|v| v.cast_to(&DataType::Int64).ok()) {
+            Some(ScalarValue::Int64(Some(k))) if (1..=MAX_K as i64).contains(&k) => k as usize,
+            _ => return Err(text_err(format!("k must be an integer from 1 to {MAX_K}"))),
+        };
+        let options: TextOptions = match exprs.get(3).map(literal) {
+            None => TextOptions::default(),
+            Some(Some(ScalarValue::Utf8(Some(json)))) => serde_json::from_str(json)
+                .map_err(|e| text_err(format!("options must be a JSON object: {e}")))?,
+            Some(_) => return Err(text_err("options must be a JSON string literal")),
+        };
+        let manifest = self
+            .catalog
+            .cached_table(&table)
+            .ok_or_else(|| text_err(format!("table {table} not found")))?;
+        let Some(lance) = manifest.lance.clone() else {
+            return Err(text_err(format!(
+                "{table} is a Parquet table; full-text search needs a Lance table with an FTS index"
+            )));
+        };
+        let mut fields: Vec<Arc<Field>> =
+            manifest.arrow_schema().fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new("_score", DataType::Float32, true)));
+        Ok(Arc::new(TextSearchTable {
+            schema: Arc::new(Schema::new(fields)),
+            store: self.store.clone(),
+            location: lance.location,
+            query: query.clone(),
+            k,
+            options,
+        }))
+    }
+}
+
+fn resolve(name: &str, default_schema: String) -> lakehouse_catalog::Result<TableRef> {
+    match name.split_once('.') {
+        Some((schema, table)) => TableRef::new(schema, table),
+        None => TableRef::new(default_schema, name),
+    }
+}
+
+#[derive(Debug)]
+struct TextSearchTable {
+    schema: SchemaRef,
+    store: LanceStore,
+    location: String,
+    query: String,
+    k: usize,
+    options: TextOptions,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for TextSearchTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        use lance_index::scalar::FullTextSearchQuery;
+        let dataset = self.store.open(&self.location).await.map_err(external)?;
+        let mut query = FullTextSearchQuery::new(self.query.clone()).limit(Some(self.k as i64));
+        if let Some(column) = &self.options.column {
+            query = query.with_column(column.clone()).map_err(external)?;
+        }
+        let mut scanner = dataset.scan();
+        scanner.full_text_search(query).map_err(external)?;
+        if let Some(filter) = &self.options.filter {
+            scanner.filter(filter).map_err(external)?;
+            scanner.prefilter(true);
+        }
+        scanner.limit(Some(self.k as i64), None).map_err(external)?;
+        let plan = scanner.create_plan().await.map_err(external)?;
+        project_by_name(plan, &self.schema, projection)
     }
 }

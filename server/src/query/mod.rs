@@ -277,6 +277,12 @@ impl QueryEngine {
             &self.models,
         )));
         ctx.register_udtf(
+            "text_search",
+            Arc::new(lakehouse_vector::search::TextSearchFunction::new(
+                Arc::clone(&self.catalog),
+            )),
+        );
+        ctx.register_udtf(
             "vector_indexes",
             Arc::new(lakehouse_vector::indexes::VectorIndexesFunction::new(
                 Arc::clone(&self.catalog),
@@ -297,7 +303,8 @@ impl QueryEngine {
     async fn refresh_searched_tables(&self, sql: &str, default_schema: &SchemaName) {
         use datafusion::sql::sqlparser::dialect::GenericDialect;
         use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-        if !sql.to_ascii_lowercase().contains("vector_search") {
+        let lower = sql.to_ascii_lowercase();
+        if !lower.contains("vector_search") && !lower.contains("text_search") {
             return;
         }
         let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
@@ -313,7 +320,8 @@ impl QueryEngine {
                 Token::LParen,
                 Token::SingleQuotedString(name),
             ] = window
-                && w.value.eq_ignore_ascii_case("vector_search")
+                && (w.value.eq_ignore_ascii_case("vector_search")
+                    || w.value.eq_ignore_ascii_case("text_search"))
             {
                 let table = match name.split_once('.') {
                     Some((s, t)) => TableRef::new(s, t),
