@@ -337,3 +337,94 @@ async fn embed_returns_the_model_vectors_and_null_for_null() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn hybrid_search_fuses_vector_and_text_ranks() {
+    let server = TestServer::start_with(with_minilm).await;
+    let texts = [
+        "Kubernetes cluster migration with Helm charts",
+        "Baking sourdough bread at home",
+        "Quarterly revenue grew by twelve percent",
+        "Training a golden retriever puppy",
+        "Migrating databases between clusters",
+    ];
+    let embedder = Embedder::new(
+        "minilm",
+        EmbeddingModelConfig::new(
+            ProviderKind::Ollama,
+            ModelServer::shared().url(),
+            EMBED_MODEL,
+            EMBED_DIMENSION,
+        ),
+    )
+    .unwrap();
+    let bodies: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    let vectors: Vec<Vec<f32>> = embedder
+        .embed(&bodies)
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.to_vec())
+        .collect();
+    ingest_lance(
+        &server,
+        "notes",
+        batch(&[1, 2, 3, 4, 5], &bodies, &vectors),
+        "minilm",
+    )
+    .await;
+    let mut client = server.client().await;
+    client
+        .execute_update(
+            "CREATE INDEX notes_text ON notes USING FTS (body)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let got = query(
+        &mut client,
+        "SELECT id, _score FROM hybrid_search('notes', 'kubernetes cluster migration', 3)",
+    )
+    .await
+    .unwrap();
+    let ids = column_i64(&got, "id");
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[0], 1, "first on both sides");
+    let scores: Vec<f64> = got
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("_score")
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert!(
+        (scores[0] - 2.0 / 61.0).abs() < 1e-9,
+        "rank 1 on both sides: {}",
+        scores[0]
+    );
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    // With the text side weighted 0, the order is the vector order.
+    let vector_only = query(
+        &mut client,
+        r#"SELECT id FROM hybrid_search('notes', 'dog obedience', 2, '{"text_weight": 0}')"#,
+    )
+    .await
+    .unwrap();
+    let nearest = query(
+        &mut client,
+        "SELECT id FROM vector_search('notes', 'dog obedience', 2) ORDER BY _distance",
+    )
+    .await
+    .unwrap();
+    assert_eq!(column_i64(&vector_only, "id"), column_i64(&nearest, "id"));
+    let err = query(
+        &mut client,
+        "SELECT * FROM hybrid_search('notes', 'x', 3, '{\"bogus\": 1}')",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(code(&err), Code::InvalidArgument, "{err}");
+}

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, Float32Array};
+use arrow::array::{Array, ArrayRef, Float32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{DataFusionError, ScalarValue};
@@ -475,5 +475,250 @@ impl TableProvider for TextSearchTable {
         scanner.limit(Some(self.k as i64), None).map_err(external)?;
         let plan = scanner.create_plan().await.map_err(external)?;
         project_by_name(plan, &self.schema, projection)
+    }
+}
+
+/// Default constant of reciprocal rank fusion, `score = Σ weight / (rrf_k + rank)` (Cormack,
+/// Clarke and Büttcher, SIGIR 2009, use 60).
+pub const DEFAULT_RRF_K: f64 = 60.0;
+
+/// `hybrid_search(table, query, k [, options])`: vector and BM25 text search fused by
+/// reciprocal rank fusion.
+///
+/// Each side ranks its top `3k` candidates (vector: by `_distance`; text: by BM25 over the
+/// FTS index); a row's `_score` is `vector_weight / (rrf_k + vector_rank) + text_weight /
+/// (rrf_k + text_rank)` (a side where the row is not among the candidates adds nothing).
+/// `options` (JSON): `column` (vector column), `text_column`, `filter` (pre-filter for both
+/// sides), `vector_weight`, `text_weight` (default 1.0 each), `rrf_k` (default 60),
+/// `nprobes`, `refine_factor`, `ef`. The result has the table's columns plus `_score`
+/// (Float64, higher is better), best first, at most `k` rows.
+#[derive(Debug)]
+pub struct HybridSearchFunction {
+    vector: VectorSearchFunction,
+    text: TextSearchFunction,
+}
+
+impl HybridSearchFunction {
+    /// The function over `catalog`'s Lance tables, embedding queries with `models`.
+    pub fn new(catalog: Arc<Catalog>, models: Arc<EmbeddingModels>) -> Self {
+        Self {
+            vector: VectorSearchFunction::new(Arc::clone(&catalog), models),
+            text: TextSearchFunction::new(catalog),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HybridOptions {
+    column: Option<String>,
+    text_column: Option<String>,
+    filter: Option<String>,
+    vector_weight: Option<f64>,
+    text_weight: Option<f64>,
+    rrf_k: Option<f64>,
+    nprobes: Option<usize>,
+    refine_factor: Option<u32>,
+    ef: Option<usize>,
+}
+
+impl TableFunctionImpl for HybridSearchFunction {
+    fn call_with_args(
+        &self,
+        args: TableFunctionArgs,
+    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if !(3..=4).contains(&exprs.len()) {
+            return Err(DataFusionError::Plan(
+                "hybrid_search: expects (table, query, k [, options])".into(),
+            ));
+        }
+        let options: HybridOptions = match exprs.get(3).map(literal) {
+            None => HybridOptions::default(),
+            Some(Some(ScalarValue::Utf8(Some(json)))) => {
+                serde_json::from_str(json).map_err(|e| {
+                    DataFusionError::Plan(format!(
+                        "hybrid_search: options must be a JSON object: {e}"
+                    ))
+                })?
+            }
+            Some(_) => {
+                return Err(DataFusionError::Plan(
+                    "hybrid_search: options must be a JSON string literal".into(),
+                ));
+            }
+        };
+        let k = match literal(&exprs[2]).and_then(|v| v.cast_to(&DataType::Int64).ok()) {
+            Some(ScalarValue::Int64(Some(k))) if (1..=MAX_K as i64).contains(&k) => k as usize,
+            _ => {
+                return Err(DataFusionError::Plan(format!(
+                    "hybrid_search: k must be an integer from 1 to {MAX_K}"
+                )));
+            }
+        };
+        let candidates = Expr::Literal(ScalarValue::Int64(Some((3 * k).min(MAX_K) as i64)), None);
+        let vector_options = serde_json::json!({
+            "column": options.column, "filter": options.filter, "nprobes": options.nprobes,
+            "refine_factor": options.refine_factor, "ef": options.ef,
+        });
+        let text_options =
+            serde_json::json!({ "column": options.text_column, "filter": options.filter });
+        let json = |v: serde_json::Value| {
+            let map: serde_json::Map<String, serde_json::Value> = v
+                .as_object()
+                .expect("object")
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            Expr::Literal(
+                ScalarValue::Utf8(Some(serde_json::Value::Object(map).to_string())),
+                None,
+            )
+        };
+        let vector_args = [
+            exprs[0].clone(),
+            exprs[1].clone(),
+            candidates.clone(),
+            json(vector_options),
+        ];
+        let text_args = [
+            exprs[0].clone(),
+            exprs[1].clone(),
+            candidates,
+            json(text_options),
+        ];
+        let vector = self
+            .vector
+            .call_with_args(TableFunctionArgs::new(&vector_args, args.session()))?;
+        let text = self
+            .text
+            .call_with_args(TableFunctionArgs::new(&text_args, args.session()))?;
+        let table_fields: Vec<Arc<Field>> = text
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| f.name() != "_score")
+            .cloned()
+            .collect();
+        let mut fields = table_fields.clone();
+        fields.push(Arc::new(Field::new("_score", DataType::Float64, false)));
+        Ok(Arc::new(HybridSearchTable {
+            schema: Arc::new(Schema::new(fields)),
+            table_columns: table_fields.len(),
+            vector,
+            text,
+            k,
+            rrf_k: options.rrf_k.unwrap_or(DEFAULT_RRF_K),
+            weights: (
+                options.vector_weight.unwrap_or(1.0),
+                options.text_weight.unwrap_or(1.0),
+            ),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct HybridSearchTable {
+    schema: SchemaRef,
+    table_columns: usize,
+    vector: Arc<dyn TableProvider>,
+    text: Arc<dyn TableProvider>,
+    k: usize,
+    rrf_k: f64,
+    weights: (f64, f64),
+}
+
+/// Runs `provider` and returns its rows as one batch, sorted by `order` (`_distance`
+/// ascending or `_score` descending).
+async fn ranked(
+    provider: &Arc<dyn TableProvider>,
+    state: &dyn Session,
+    order: &str,
+    ascending: bool,
+) -> datafusion::error::Result<arrow::array::RecordBatch> {
+    let plan = provider.scan(state, None, &[], None).await?;
+    let schema = plan.schema();
+    let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
+    let batch = arrow::compute::concat_batches(&schema, &batches)?;
+    let key = batch.column(schema.index_of(order)?);
+    let options = arrow::compute::SortOptions {
+        descending: !ascending,
+        nulls_first: false,
+    };
+    let indices = arrow::compute::sort_to_indices(key, Some(options), None)?;
+    Ok(arrow::compute::take_record_batch(&batch, &indices)?)
+}
+
+#[async_trait::async_trait]
+impl TableProvider for HybridSearchTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Temporary
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        use std::collections::HashMap;
+        let vector = ranked(&self.vector, state, "_distance", true).await?;
+        let text = ranked(&self.text, state, "_score", false).await?;
+        // Rows are identified by their values in the table's columns (both sides read the
+        // same dataset version), rendered as one key string.
+        let keys = |batch: &arrow::array::RecordBatch| -> datafusion::error::Result<Vec<String>> {
+            let columns: Vec<ArrayRef> = (0..self.table_columns)
+                .map(|i| batch.column(i).clone())
+                .collect();
+            let formatters = columns
+                .iter()
+                .map(|c| {
+                    arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((0..batch.num_rows())
+                .map(|row| {
+                    formatters
+                        .iter()
+                        .map(|f| f.value(row).to_string())
+                        .collect::<Vec<_>>()
+                        .join("\u{1f}")
+                })
+                .collect())
+        };
+        let mut fused: HashMap<String, (f64, usize, usize)> = HashMap::new();
+        for (side, batch, weight) in [(0, &vector, self.weights.0), (1, &text, self.weights.1)] {
+            for (rank, key) in keys(batch)?.into_iter().enumerate() {
+                let entry = fused.entry(key).or_insert((0.0, side, rank));
+                entry.0 += weight / (self.rrf_k + (rank + 1) as f64);
+            }
+        }
+        let mut ranking: Vec<(f64, usize, usize)> = fused.into_values().collect();
+        ranking.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        ranking.truncate(self.k);
+        let indices: Vec<(usize, usize)> =
+            ranking.iter().map(|(_, side, row)| (*side, *row)).collect();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.table_columns + 1);
+        for i in 0..self.table_columns {
+            let sources = [vector.column(i).as_ref(), text.column(i).as_ref()];
+            columns.push(arrow::compute::interleave(&sources, &indices)?);
+        }
+        columns.push(Arc::new(arrow::array::Float64Array::from_iter_values(
+            ranking.iter().map(|(score, _, _)| *score),
+        )));
+        let batch = arrow::array::RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        let plan: Arc<dyn ExecutionPlan> =
+            datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+                &[vec![batch]],
+                Arc::clone(&self.schema),
+                projection.cloned(),
+            )?;
+        Ok(plan)
     }
 }

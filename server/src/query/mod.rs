@@ -277,6 +277,13 @@ impl QueryEngine {
             &self.models,
         )));
         ctx.register_udtf(
+            "hybrid_search",
+            Arc::new(lakehouse_vector::search::HybridSearchFunction::new(
+                Arc::clone(&self.catalog),
+                Arc::clone(&self.models),
+            )),
+        );
+        ctx.register_udtf(
             "text_search",
             Arc::new(lakehouse_vector::search::TextSearchFunction::new(
                 Arc::clone(&self.catalog),
@@ -304,7 +311,10 @@ impl QueryEngine {
         use datafusion::sql::sqlparser::dialect::GenericDialect;
         use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
         let lower = sql.to_ascii_lowercase();
-        if !lower.contains("vector_search") && !lower.contains("text_search") {
+        if !["vector_search", "text_search", "hybrid_search"]
+            .iter()
+            .any(|f| lower.contains(f))
+        {
             return;
         }
         let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
@@ -321,7 +331,8 @@ impl QueryEngine {
                 Token::SingleQuotedString(name),
             ] = window
                 && (w.value.eq_ignore_ascii_case("vector_search")
-                    || w.value.eq_ignore_ascii_case("text_search"))
+                    || w.value.eq_ignore_ascii_case("text_search")
+                    || w.value.eq_ignore_ascii_case("hybrid_search"))
             {
                 let table = match name.split_once('.') {
                     Some((s, t)) => TableRef::new(s, t),
