@@ -212,6 +212,50 @@ pub fn scalar_i64(batches: &[RecordBatch]) -> i64 {
     }
 }
 
+/// The values of the Int64 column `name` of every batch, in order. Panics when a batch lacks
+/// the column or it is not Int64.
+pub fn column_i64(batches: &[RecordBatch], name: &str) -> Vec<i64> {
+    use arrow::array::AsArray;
+    batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(name)
+                .unwrap_or_else(|| panic!("no column {name}"))
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect()
+}
+
+/// A `CommandStatementIngest` into `public.<table>`: `create` fails when the table exists,
+/// otherwise it appends to an existing one; `options` are the command's ingest options (e.g.
+/// `lakehouse.table_format = lance`).
+pub fn ingest_command(
+    table: &str,
+    create: bool,
+    options: &[(&str, &str)],
+) -> arrow_flight::sql::CommandStatementIngest {
+    use arrow_flight::sql::{TableDefinitionOptions, TableExistsOption, TableNotExistOption};
+    let (not_exist, exists) = if create {
+        (TableNotExistOption::Create, TableExistsOption::Fail)
+    } else {
+        (TableNotExistOption::Fail, TableExistsOption::Append)
+    };
+    arrow_flight::sql::CommandStatementIngest {
+        table: table.into(),
+        table_definition_options: Some(TableDefinitionOptions {
+            if_not_exist: not_exist.into(),
+            if_exists: exists.into(),
+        }),
+        options: options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
 /// Opens the catalog on `dir` directly, as another process (a CLI, a second server) would.
 pub async fn open_catalog(dir: &TempDir) -> lakehouse_catalog::Catalog {
     let location = lakehouse_catalog::StorageLocation::open(dir.path().to_str().expect("utf-8"))

@@ -126,3 +126,27 @@ impl Drop for ModelServer {
         self.kill();
     }
 }
+
+/// The MiniLM model of `server` as an Ollama embedding-model config (384-d, defaults).
+pub fn minilm_config(server: &ModelServer) -> lakehouse_vector::embedding::EmbeddingModelConfig {
+    lakehouse_vector::embedding::EmbeddingModelConfig::new(
+        lakehouse_vector::embedding::ProviderKind::Ollama,
+        server.url(),
+        EMBED_MODEL,
+        EMBED_DIMENSION,
+    )
+}
+
+/// The MiniLM vectors of `texts` from the shared server, in order.
+pub async fn minilm_vectors(texts: &[String]) -> Vec<Vec<f32>> {
+    let embedder =
+        lakehouse_vector::embedding::Embedder::new("minilm", minilm_config(ModelServer::shared()))
+            .expect("embedder");
+    embedder
+        .embed(texts)
+        .await
+        .expect("embeddings")
+        .iter()
+        .map(|v| v.to_vec())
+        .collect()
+}

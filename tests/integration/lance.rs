@@ -2,20 +2,19 @@
 //! appended by ingest and INSERT (one Lance commit each), read, filtered and joined with
 //! Parquet tables in the same session, listed by GetTables, kept across restarts.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int32Array, Int64Array, RecordBatch,
     StringArray,
 };
-use arrow::datatypes::{DataType, Field, Int64Type, Schema};
-use arrow_flight::sql::{
-    CommandGetTables, CommandStatementIngest, TableDefinitionOptions, TableExistsOption,
-    TableNotExistOption,
-};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow_flight::sql::CommandGetTables;
 use lakehouse_catalog::{TableRef, VectorMetric, WriteMode};
-use lakehouse_tests::{TestServer, code, fetch, open_catalog, people, query, scalar_i64, write};
+use lakehouse_tests::{
+    TestServer, code, column_i64, fetch, ingest_command, open_catalog, people, query, scalar_i64,
+    write,
+};
 use tonic::Code;
 
 const DIM: i32 = 4;
@@ -43,26 +42,6 @@ fn docs(ids: &[i64], item_type: DataType) -> RecordBatch {
     .unwrap()
 }
 
-fn ingest_command(table: &str, create: bool, options: &[(&str, &str)]) -> CommandStatementIngest {
-    let (not_exist, exists) = if create {
-        (TableNotExistOption::Create, TableExistsOption::Fail)
-    } else {
-        (TableNotExistOption::Fail, TableExistsOption::Append)
-    };
-    CommandStatementIngest {
-        table: table.into(),
-        table_definition_options: Some(TableDefinitionOptions {
-            if_not_exist: not_exist.into(),
-            if_exists: exists.into(),
-        }),
-        options: options
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<HashMap<_, _>>(),
-        ..Default::default()
-    }
-}
-
 const LANCE: &[(&str, &str)] = &[
     ("lakehouse.table_format", "lance"),
     ("lakehouse.vector.model", "all-minilm"),
@@ -77,13 +56,6 @@ async fn lance_version(server: &TestServer, table: &str) -> u64 {
     let lance = manifest.lance.clone().expect("a Lance table");
     let store = lakehouse_vector::table::LanceStore::new(catalog.location());
     store.open(&lance.location).await.unwrap().version().version
-}
-
-fn ids(batches: &[RecordBatch]) -> Vec<i64> {
-    batches
-        .iter()
-        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
-        .collect()
 }
 
 #[tokio::test]
@@ -146,7 +118,7 @@ async fn lance_tables_are_created_appended_read_joined_and_listed() {
     let got = query(&mut client, "SELECT id FROM docs WHERE id > 2 ORDER BY id")
         .await
         .unwrap();
-    assert_eq!(ids(&got), [3, 4, 5, 11, 12]);
+    assert_eq!(column_i64(&got, "id"), [3, 4, 5, 11, 12]);
     write(&catalog, "people", WriteMode::Create, people(0..6))
         .await
         .unwrap();
@@ -156,7 +128,7 @@ async fn lance_tables_are_created_appended_read_joined_and_listed() {
     )
     .await
     .unwrap();
-    assert_eq!(ids(&joined), [1, 2, 3, 4, 5]);
+    assert_eq!(column_i64(&joined, "id"), [1, 2, 3, 4, 5]);
     assert_eq!(
         scalar_i64(
             &query(&mut client, "SELECT count(*) FROM docs")
@@ -278,9 +250,12 @@ async fn bad_lance_writes_are_refused_and_change_nothing() {
     let second = catalog.table(&table).await.unwrap().lance.clone().unwrap();
     assert_ne!(first.location, second.location);
     assert_eq!(
-        ids(&query(&mut client, "SELECT id FROM docs ORDER BY id")
-            .await
-            .unwrap()),
+        column_i64(
+            &query(&mut client, "SELECT id FROM docs ORDER BY id")
+                .await
+                .unwrap(),
+            "id"
+        ),
         [7, 8]
     );
 }

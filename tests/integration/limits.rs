@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use arrow_flight::{CancelFlightInfoRequest, CancelStatus};
 use futures::StreamExt;
-use lakehouse_tests::{TestServer, code, fetch, query, scalar_i64};
+use lakehouse_tests::{TestServer, code, column_i64, fetch, query, scalar_i64};
 use tonic::Code;
 
 /// A query that runs far longer than any test (counting 10^11 generated rows).
@@ -182,16 +182,7 @@ async fn the_memory_limit_spills_sorts_and_refuses_what_cannot_spill() {
     )
     .await
     .unwrap();
-    use arrow::array::AsArray;
-    let values: Vec<i64> = batches
-        .iter()
-        .flat_map(|b| {
-            b.column(0)
-                .as_primitive::<arrow::datatypes::Int64Type>()
-                .values()
-                .to_vec()
-        })
-        .collect();
+    let values = column_i64(&batches, "value");
     assert_eq!(values.len(), 3_000_000);
     assert_eq!(values[..3], [3_000_000, 2_999_999, 2_999_998]);
     assert!(values.windows(2).all(|w| w[0] > w[1]), "sorted descending");

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, Int32Array, Int64Array, RecordBatch, StringArray};
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::DataType;
 use lakehouse_catalog::WriteMode;
-use lakehouse_tests::{TestServer, code, fetch, open_catalog, people, write};
+use lakehouse_tests::{TestServer, code, column_i64, fetch, open_catalog, people, write};
 use tonic::Code;
 
 fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
@@ -45,10 +45,7 @@ async fn question_mark_parameters_bind_and_rebind() {
         .unwrap();
     let info = prepared.execute().await.unwrap();
     let rows = fetch(&mut client, info).await.unwrap();
-    let ids: Vec<i64> = rows
-        .iter()
-        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
-        .collect();
+    let ids = column_i64(&rows, "id");
     assert_eq!(ids, [95, 96, 98, 99]);
 
     // Re-binding the same prepared statement.
@@ -169,10 +166,7 @@ async fn insert_parameters_one_row_or_a_batch_in_one_commit() {
     let rows = lakehouse_tests::query(&mut client, "SELECT id, label FROM items ORDER BY id")
         .await
         .unwrap();
-    let ids: Vec<i64> = rows
-        .iter()
-        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
-        .collect();
+    let ids = column_i64(&rows, "id");
     assert_eq!(ids, [1, 2, 3, 4]);
     let labels: Vec<Option<String>> = rows
         .iter()

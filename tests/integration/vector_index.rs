@@ -2,18 +2,15 @@
 //! indexed search against the exact (flat) answer, persistence across restarts, rows appended
 //! after the build still found, and the errors for bad statements.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
 };
-use arrow::datatypes::{DataType, Field, Int64Type};
-use arrow_flight::sql::{
-    CommandStatementIngest, TableDefinitionOptions, TableExistsOption, TableNotExistOption,
-};
+use arrow::datatypes::{DataType, Field};
 use lakehouse_catalog::TableRef;
-use lakehouse_tests::{TestServer, code, open_catalog, query};
+use lakehouse_tests::{TestServer, code, column_i64, ingest_command, open_catalog, query};
 use tonic::Code;
 
 const DIM: usize = 16;
@@ -46,28 +43,17 @@ fn batch(start: i64, vectors: &[Vec<f32>]) -> RecordBatch {
 }
 
 async fn ingest(server: &TestServer, batch: RecordBatch, create: bool) {
+    let options: &[(&str, &str)] = if create {
+        &[("lakehouse.table_format", "lance")]
+    } else {
+        &[]
+    };
     let mut client = server.client().await;
-    let options: HashMap<String, String> = if create {
-        [("lakehouse.table_format".to_string(), "lance".to_string())].into()
-    } else {
-        HashMap::new()
-    };
-    let (not_exist, exists) = if create {
-        (TableNotExistOption::Create, TableExistsOption::Fail)
-    } else {
-        (TableNotExistOption::Fail, TableExistsOption::Append)
-    };
-    let command = CommandStatementIngest {
-        table: "pts".into(),
-        table_definition_options: Some(TableDefinitionOptions {
-            if_not_exist: not_exist.into(),
-            if_exists: exists.into(),
-        }),
-        options,
-        ..Default::default()
-    };
     client
-        .execute_ingest(command, futures::stream::iter([Ok(batch)]))
+        .execute_ingest(
+            ingest_command("pts", create, options),
+            futures::stream::iter([Ok(batch)]),
+        )
         .await
         .unwrap();
 }
@@ -93,12 +79,7 @@ async fn top_ids(server: &TestServer, q: &[f32], k: usize, options: &str) -> Vec
         "SELECT id FROM vector_search('pts', {}, {k}{options}) ORDER BY _distance",
         literal(q)
     );
-    query(&mut client, &sql)
-        .await
-        .unwrap()
-        .iter()
-        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
-        .collect()
+    column_i64(&query(&mut client, &sql).await.unwrap(), "id")
 }
 
 async fn indexes(server: &TestServer) -> Vec<(String, Vec<String>)> {
@@ -325,10 +306,7 @@ async fn text_search_ranks_by_bm25_over_the_fts_index() {
     )
     .await
     .unwrap();
-    let ids: Vec<i64> = got
-        .iter()
-        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
-        .collect();
+    let ids = column_i64(&got, "id");
     // Both kubernetes rows, the one that says it twice first; nothing else matches.
     assert_eq!(ids, [3, 1]);
     let filtered = query(

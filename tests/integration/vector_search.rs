@@ -2,21 +2,16 @@
 //! queries (MiniLM from the real model server), `_distance` checked against brute force,
 //! pre-filters, joins, and the errors for bad arguments.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch,
     StringArray,
 };
-use arrow::datatypes::{DataType, Field, Float32Type, Int64Type};
-use arrow_flight::sql::{
-    CommandStatementIngest, TableDefinitionOptions, TableExistsOption, TableNotExistOption,
-};
+use arrow::datatypes::{DataType, Field, Float32Type};
 use lakehouse_server::ServeConfig;
-use lakehouse_tests::models::{EMBED_DIMENSION, EMBED_MODEL, ModelServer};
-use lakehouse_tests::{TestServer, code, query};
-use lakehouse_vector::embedding::{Embedder, EmbeddingModelConfig, ProviderKind};
+use lakehouse_tests::models::{EMBED_DIMENSION, ModelServer, minilm_config, minilm_vectors};
+use lakehouse_tests::{TestServer, code, column_i64, ingest_command, query};
 use tonic::Code;
 
 fn batch(ids: &[i64], bodies: &[String], vectors: &[Vec<f32>]) -> RecordBatch {
@@ -33,40 +28,18 @@ fn batch(ids: &[i64], bodies: &[String], vectors: &[Vec<f32>]) -> RecordBatch {
 }
 
 async fn ingest_lance(server: &TestServer, table: &str, batch: RecordBatch, model: &str) {
-    let mut client = server.client().await;
-    let options: HashMap<String, String> = [
+    let options = [
         ("lakehouse.table_format", "lance"),
         ("lakehouse.vector.model", model),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let command = CommandStatementIngest {
-        table: table.into(),
-        table_definition_options: Some(TableDefinitionOptions {
-            if_not_exist: TableNotExistOption::Create.into(),
-            if_exists: TableExistsOption::Fail.into(),
-        }),
-        options,
-        ..Default::default()
-    };
+    ];
+    let mut client = server.client().await;
     client
-        .execute_ingest(command, futures::stream::iter([Ok(batch)]))
+        .execute_ingest(
+            ingest_command(table, true, &options),
+            futures::stream::iter([Ok(batch)]),
+        )
         .await
         .unwrap();
-}
-
-fn column_i64(batches: &[RecordBatch], name: &str) -> Vec<i64> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            b.column_by_name(name)
-                .unwrap()
-                .as_primitive::<Int64Type>()
-                .values()
-                .to_vec()
-        })
-        .collect()
 }
 
 fn column_f32(batches: &[RecordBatch], name: &str) -> Vec<f32> {
@@ -83,15 +56,7 @@ fn column_f32(batches: &[RecordBatch], name: &str) -> Vec<f32> {
 }
 
 fn with_minilm(c: &mut ServeConfig) {
-    let models = [(
-        "minilm".to_string(),
-        EmbeddingModelConfig::new(
-            ProviderKind::Ollama,
-            ModelServer::shared().url(),
-            EMBED_MODEL,
-            EMBED_DIMENSION,
-        ),
-    )];
+    let models = [("minilm".to_string(), minilm_config(ModelServer::shared()))];
     c.embedding.models = models.into_iter().collect();
 }
 
@@ -211,24 +176,8 @@ async fn text_queries_are_embedded_with_the_column_model() {
         "Quarterly revenue grew by twelve percent",
         "Training a golden retriever puppy",
     ];
-    let embedder = Embedder::new(
-        "minilm",
-        EmbeddingModelConfig::new(
-            ProviderKind::Ollama,
-            ModelServer::shared().url(),
-            EMBED_MODEL,
-            EMBED_DIMENSION,
-        ),
-    )
-    .unwrap();
     let bodies: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
-    let vectors: Vec<Vec<f32>> = embedder
-        .embed(&bodies)
-        .await
-        .unwrap()
-        .iter()
-        .map(|v| v.to_vec())
-        .collect();
+    let vectors = minilm_vectors(&bodies).await;
     ingest_lance(
         &server,
         "notes",
@@ -265,20 +214,7 @@ async fn text_queries_are_embedded_with_the_column_model() {
 async fn embed_returns_the_model_vectors_and_null_for_null() {
     let server = TestServer::start_with(with_minilm).await;
     let mut client = server.client().await;
-    let embedder = Embedder::new(
-        "minilm",
-        EmbeddingModelConfig::new(
-            ProviderKind::Ollama,
-            ModelServer::shared().url(),
-            EMBED_MODEL,
-            EMBED_DIMENSION,
-        ),
-    )
-    .unwrap();
-    let expected = embedder
-        .embed(&["The cat sits on the mat".to_string()])
-        .await
-        .unwrap();
+    let expected = minilm_vectors(&["The cat sits on the mat".to_string()]).await;
     let got = query(
         &mut client,
         "SELECT embed('The cat sits on the mat') AS v, embed('The cat sits on the mat', 'minilm') AS w",
@@ -348,24 +284,8 @@ async fn hybrid_search_fuses_vector_and_text_ranks() {
         "Training a golden retriever puppy",
         "Migrating databases between clusters",
     ];
-    let embedder = Embedder::new(
-        "minilm",
-        EmbeddingModelConfig::new(
-            ProviderKind::Ollama,
-            ModelServer::shared().url(),
-            EMBED_MODEL,
-            EMBED_DIMENSION,
-        ),
-    )
-    .unwrap();
     let bodies: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
-    let vectors: Vec<Vec<f32>> = embedder
-        .embed(&bodies)
-        .await
-        .unwrap()
-        .iter()
-        .map(|v| v.to_vec())
-        .collect();
+    let vectors = minilm_vectors(&bodies).await;
     ingest_lance(
         &server,
         "notes",

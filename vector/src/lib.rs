@@ -19,3 +19,49 @@ pub mod search;
 pub mod table;
 
 pub use error::{Error, Result};
+
+use std::sync::Arc;
+
+/// The table functions that search one Lance table named by their first argument (a string
+/// literal); the server reads those tables' newest manifests before planning a call.
+pub const TABLE_SEARCH_FUNCTIONS: [&str; 3] = ["vector_search", "text_search", "hybrid_search"];
+
+/// Registers Lakehouse's SQL functions in `state`: `embed` (scalar, async) and the table
+/// functions `vector_search`, `text_search`, `hybrid_search` and `vector_indexes`, over
+/// `catalog`'s Lance tables, embedding with `models`.
+///
+/// # Errors
+/// [`Error::Config`] when DataFusion refuses the registration (not expected).
+pub fn register_functions(
+    state: &mut datafusion::execution::session_state::SessionState,
+    catalog: &Arc<lakehouse_catalog::Catalog>,
+    models: &Arc<embedding::EmbeddingModels>,
+) -> Result<()> {
+    use datafusion::execution::FunctionRegistry;
+    state
+        .register_udf(Arc::new(embed::EmbedFunction::udf(Arc::clone(models))))
+        .map_err(|e| Error::Config(format!("registering embed: {e}")))?;
+    state.register_udtf(
+        "vector_search",
+        Arc::new(search::VectorSearchFunction::new(
+            Arc::clone(catalog),
+            Arc::clone(models),
+        )),
+    );
+    state.register_udtf(
+        "text_search",
+        Arc::new(search::TextSearchFunction::new(Arc::clone(catalog))),
+    );
+    state.register_udtf(
+        "hybrid_search",
+        Arc::new(search::HybridSearchFunction::new(
+            Arc::clone(catalog),
+            Arc::clone(models),
+        )),
+    );
+    state.register_udtf(
+        "vector_indexes",
+        Arc::new(indexes::VectorIndexesFunction::new(Arc::clone(catalog))),
+    );
+    Ok(())
+}

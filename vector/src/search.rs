@@ -24,11 +24,11 @@ use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::projection::ProjectionExec;
-use lakehouse_catalog::{Catalog, SchemaName, TableRef, VectorColumn, VectorMetric};
+use lakehouse_catalog::{Catalog, TableRef, VectorColumn};
 use serde::Deserialize;
 
 use crate::embedding::EmbeddingModels;
-use crate::table::LanceStore;
+use crate::table::{LanceStore, distance_type};
 
 /// Largest `k` accepted.
 pub const MAX_K: usize = 10_000;
@@ -76,10 +76,6 @@ impl VectorSearchFunction {
     }
 }
 
-fn plan_err(message: impl Into<String>) -> DataFusionError {
-    DataFusionError::Plan(format!("vector_search: {}", message.into()))
-}
-
 fn literal(expr: &Expr) -> Option<&ScalarValue> {
     match expr {
         Expr::Literal(value, _) => Some(value),
@@ -111,103 +107,163 @@ fn vector(expr: &Expr) -> Option<Vec<f32>> {
     None
 }
 
-impl TableFunctionImpl for VectorSearchFunction {
-    fn call_with_args(
-        &self,
-        args: TableFunctionArgs,
-    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        if !(3..=4).contains(&exprs.len()) {
-            return Err(plan_err(
-                "expects (table, query, k [, options]), e.g. vector_search('docs', 'text', 5)",
+/// The parsed arguments `(table, query, k [, options])` shared by the search functions.
+struct Call<'e, O> {
+    table: TableRef,
+    query: &'e Expr,
+    k: usize,
+    options: O,
+}
+
+/// A planning error (`InvalidArgument` for clients) of search function `function`.
+fn call_err(function: &str, message: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Plan(format!("{function}: {message}"))
+}
+
+/// Parses `(table, query, k [, options])`: the table a string literal resolved in the
+/// session's default schema, `k` an integer in 1..=[`MAX_K`], `options` a JSON object string
+/// deserialized into `O` (unknown keys refused).
+fn parse_call<'e, O: serde::de::DeserializeOwned + Default>(
+    function: &str,
+    args: &TableFunctionArgs<'e, '_>,
+) -> datafusion::error::Result<Call<'e, O>> {
+    let exprs = args.exprs();
+    if !(3..=4).contains(&exprs.len()) {
+        return Err(call_err(
+            function,
+            format!(
+                "expects (table, query, k [, options]), e.g. {function}('docs', 'kubernetes', 5)"
+            ),
+        ));
+    }
+    let Some(ScalarValue::Utf8(Some(name))) = literal(&exprs[0]) else {
+        return Err(call_err(
+            function,
+            "the table must be a string literal, e.g. 'docs'",
+        ));
+    };
+    let default_schema = &args.session().config().options().catalog.default_schema;
+    let table = match name.split_once('.') {
+        Some((schema, table)) => TableRef::new(schema, table),
+        None => TableRef::new(default_schema.as_str(), name.as_str()),
+    }
+    .map_err(|e| call_err(function, e))?;
+    let k = match literal(&exprs[2]).and_then(|v| v.cast_to(&DataType::Int64).ok()) {
+        Some(ScalarValue::Int64(Some(k))) if (1..=MAX_K as i64).contains(&k) => k as usize,
+        _ => {
+            return Err(call_err(
+                function,
+                format!("k must be an integer from 1 to {MAX_K}"),
             ));
         }
-        let Some(ScalarValue::Utf8(Some(name))) = literal(&exprs[0]) else {
-            return Err(plan_err("the table must be a string literal, e.g. 'docs'"));
-        };
-        let default_schema = args
-            .session()
-            .config()
-            .options()
-            .catalog
-            .default_schema
-            .clone();
-        let table = match name.split_once('.') {
-            Some((schema, table)) => TableRef::new(schema, table),
-            None => SchemaName::new(default_schema).and_then(|s| {
-                Ok(TableRef {
-                    schema: s,
-                    table: lakehouse_catalog::TableName::new(name.clone())?,
-                })
-            }),
-        }
-        .map_err(|e| plan_err(e.to_string()))?;
-        let query = match literal(&exprs[1]) {
+    };
+    let options = match exprs.get(3).map(literal) {
+        None => O::default(),
+        Some(Some(ScalarValue::Utf8(Some(json)))) => serde_json::from_str(json)
+            .map_err(|e| call_err(function, format!("options must be a JSON object: {e}")))?,
+        Some(_) => return Err(call_err(function, "options must be a JSON string literal")),
+    };
+    Ok(Call {
+        table,
+        query: &exprs[1],
+        k,
+        options,
+    })
+}
+
+/// The live manifest and Lance record of `table`, from the catalog's heads (refreshed by the
+/// server before planning); `needs` says what the function needs, for the Parquet case.
+fn lance_table(
+    catalog: &Catalog,
+    table: &TableRef,
+    function: &str,
+    needs: &str,
+) -> datafusion::error::Result<(
+    Arc<lakehouse_catalog::Manifest>,
+    lakehouse_catalog::LanceTable,
+)> {
+    let manifest = catalog
+        .cached_table(table)
+        .ok_or_else(|| call_err(function, format!("table {table} not found")))?;
+    let lance = manifest
+        .lance
+        .clone()
+        .ok_or_else(|| call_err(function, format!("{table} is a Parquet table; {needs}")))?;
+    Ok((manifest, lance))
+}
+
+/// `schema` with one more column `name: data_type` (nullable) at the end.
+fn with_column(schema: &Schema, name: &str, data_type: DataType) -> SchemaRef {
+    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(name, data_type, true)));
+    Arc::new(Schema::new(fields))
+}
+
+impl VectorSearchFunction {
+    /// The search of `query` (a text or vector literal) in `table`, checked against the
+    /// table's vector columns and the configured models.
+    fn search(
+        &self,
+        table: &TableRef,
+        query: &Expr,
+        k: usize,
+        options: SearchOptions,
+    ) -> datafusion::error::Result<VectorSearchTable> {
+        const F: &str = "vector_search";
+        let query = match literal(query) {
             Some(ScalarValue::Utf8(Some(text)) | ScalarValue::LargeUtf8(Some(text))) => {
                 Query::Text(text.clone())
             }
-            _ => Query::Vector(vector(&exprs[1]).ok_or_else(|| {
-                plan_err("the query must be a text or a vector literal like [0.1, 0.2]")
+            _ => Query::Vector(vector(query).ok_or_else(|| {
+                call_err(
+                    F,
+                    "the query must be a text or a vector literal like [0.1, 0.2]",
+                )
             })?),
         };
-        let k = match literal(&exprs[2]).and_then(|v| v.cast_to(&DataType::Int64).ok()) {
-            Some(ScalarValue::Int64(Some(k))) if (1..=MAX_K as i64).contains(&k) => k as usize,
-            _ => return Err(plan_err(format!("k must be an integer from 1 to {MAX_K}"))),
-        };
-        let options: SearchOptions = match exprs.get(3).map(literal) {
-            None => SearchOptions::default(),
-            Some(Some(ScalarValue::Utf8(Some(json)))) => serde_json::from_str(json)
-                .map_err(|e| plan_err(format!("options must be a JSON object: {e}")))?,
-            Some(_) => return Err(plan_err("options must be a JSON string literal")),
-        };
-
-        let manifest = self
-            .catalog
-            .cached_table(&table)
-            .ok_or_else(|| plan_err(format!("table {table} not found")))?;
-        let Some(lance) = manifest.lance.clone() else {
-            return Err(plan_err(format!(
-                "{table} is a Parquet table; vector search needs a Lance table"
-            )));
-        };
+        let (manifest, lance) =
+            lance_table(&self.catalog, table, F, "vector search needs a Lance table")?;
         let column = match &options.column {
             Some(name) => lance
                 .vector_columns
                 .iter()
                 .find(|c| &c.name == name)
-                .ok_or_else(|| plan_err(format!("{table} has no vector column {name}")))?,
+                .ok_or_else(|| call_err(F, format!("{table} has no vector column {name}")))?,
             None => match lance.vector_columns.as_slice() {
                 [only] => only,
-                [] => return Err(plan_err(format!("{table} has no vector column"))),
+                [] => return Err(call_err(F, format!("{table} has no vector column"))),
                 _ => {
-                    return Err(plan_err(format!(
-                        "{table} has several vector columns; name one with {{\"column\": ...}}"
-                    )));
+                    return Err(call_err(
+                        F,
+                        format!(
+                            "{table} has several vector columns; name one with {{\"column\": ...}}"
+                        ),
+                    ));
                 }
             },
         }
         .clone();
         match &query {
             Query::Vector(v) if v.len() != column.dimension => {
-                return Err(plan_err(format!(
-                    "the query vector has {} dimensions, column {} has {}",
-                    v.len(),
-                    column.name,
-                    column.dimension
-                )));
+                return Err(call_err(
+                    F,
+                    format!(
+                        "the query vector has {} dimensions, column {} has {}",
+                        v.len(),
+                        column.name,
+                        column.dimension
+                    ),
+                ));
             }
             Query::Text(_) => {
                 self.models
                     .get(column.model.as_deref())
-                    .map_err(|e| plan_err(format!("column {}: {e}", column.name)))?;
+                    .map_err(|e| call_err(F, format!("column {}: {e}", column.name)))?;
             }
-            _ => {}
+            Query::Vector(_) => {}
         }
-        let mut fields: Vec<Arc<Field>> =
-            manifest.arrow_schema().fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new("_distance", DataType::Float32, true)));
-        Ok(Arc::new(VectorSearchTable {
-            schema: Arc::new(Schema::new(fields)),
+        Ok(VectorSearchTable {
+            schema: with_column(&manifest.arrow_schema(), "_distance", DataType::Float32),
             store: self.store.clone(),
             location: lance.location,
             models: Arc::clone(&self.models),
@@ -215,7 +271,22 @@ impl TableFunctionImpl for VectorSearchFunction {
             query,
             k,
             options,
-        }))
+        })
+    }
+}
+
+impl TableFunctionImpl for VectorSearchFunction {
+    fn call_with_args(
+        &self,
+        args: TableFunctionArgs,
+    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        let call: Call<SearchOptions> = parse_call("vector_search", &args)?;
+        Ok(Arc::new(self.search(
+            &call.table,
+            call.query,
+            call.k,
+            call.options,
+        )?))
     }
 }
 
@@ -230,15 +301,6 @@ struct VectorSearchTable {
     query: Query,
     k: usize,
     options: SearchOptions,
-}
-
-fn metric(metric: VectorMetric) -> lance_linalg::distance::DistanceType {
-    use lance_linalg::distance::DistanceType;
-    match metric {
-        VectorMetric::Cosine => DistanceType::Cosine,
-        VectorMetric::L2 => DistanceType::L2,
-        VectorMetric::Dot => DistanceType::Dot,
-    }
 }
 
 fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
@@ -274,13 +336,16 @@ impl TableProvider for VectorSearchTable {
                     .await
                     .map_err(external)?;
                 if vectors[0].len() != self.column.dimension {
-                    return Err(plan_err(format!(
-                        "model {} gives {}-dimensional vectors, column {} has {}",
-                        embedder.name(),
-                        vectors[0].len(),
-                        self.column.name,
-                        self.column.dimension
-                    )));
+                    return Err(call_err(
+                        "vector_search",
+                        format!(
+                            "model {} gives {}-dimensional vectors, column {} has {}",
+                            embedder.name(),
+                            vectors[0].len(),
+                            self.column.name,
+                            self.column.dimension
+                        ),
+                    ));
                 }
                 vectors[0].to_vec()
             }
@@ -291,7 +356,7 @@ impl TableProvider for VectorSearchTable {
         scanner
             .nearest(&self.column.name, &query, self.k)
             .map_err(external)?
-            .distance_metric(metric(self.column.metric));
+            .distance_metric(distance_type(self.column.metric));
         if let Some(filter) = &self.options.filter {
             scanner.filter(filter).map_err(external)?;
             scanner.prefilter(true);
@@ -364,8 +429,34 @@ struct TextOptions {
     filter: Option<String>,
 }
 
-fn text_err(message: impl Into<String>) -> DataFusionError {
-    DataFusionError::Plan(format!("text_search: {}", message.into()))
+impl TextSearchFunction {
+    /// The BM25 search of the text `query` in `table`.
+    fn search(
+        &self,
+        table: &TableRef,
+        query: &Expr,
+        k: usize,
+        options: TextOptions,
+    ) -> datafusion::error::Result<TextSearchTable> {
+        const F: &str = "text_search";
+        let Some(ScalarValue::Utf8(Some(query))) = literal(query) else {
+            return Err(call_err(F, "the query must be a string literal"));
+        };
+        let (manifest, lance) = lance_table(
+            &self.catalog,
+            table,
+            F,
+            "full-text search needs a Lance table with an FTS index",
+        )?;
+        Ok(TextSearchTable {
+            schema: with_column(&manifest.arrow_schema(), "_score", DataType::Float32),
+            store: self.store.clone(),
+            location: lance.location,
+            query: query.clone(),
+            k,
+            options,
+        })
+    }
 }
 
 impl TableFunctionImpl for TextSearchFunction {
@@ -373,63 +464,13 @@ impl TableFunctionImpl for TextSearchFunction {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        if !(3..=4).contains(&exprs.len()) {
-            return Err(text_err(
-                "expects (table, query, k [, options]), e.g. text_search('docs', 'kubernetes', 5)",
-            ));
-        }
-        let Some(ScalarValue::Utf8(Some(name))) = literal(&exprs[0]) else {
-            return Err(text_err("the table must be a string literal, e.g. 'docs'"));
-        };
-        let default_schema = args
-            .session()
-            .config()
-            .options()
-            .catalog
-            .default_schema
-            .clone();
-        let table = resolve(name, default_schema).map_err(|e| text_err(e.to_string()))?;
-        let Some(ScalarValue::Utf8(Some(query))) = literal(&exprs[1]) else {
-            return Err(text_err("the query must be a string literal"));
-        };
-        let k = match literal(&exprs[2]).and_then(|v| v.cast_to(&DataType::Int64).ok()) {
-            Some(ScalarValue::Int64(Some(k))) if (1..=MAX_K as i64).contains(&k) => k as usize,
-            _ => return Err(text_err(format!("k must be an integer from 1 to {MAX_K}"))),
-        };
-        let options: TextOptions = match exprs.get(3).map(literal) {
-            None => TextOptions::default(),
-            Some(Some(ScalarValue::Utf8(Some(json)))) => serde_json::from_str(json)
-                .map_err(|e| text_err(format!("options must be a JSON object: {e}")))?,
-            Some(_) => return Err(text_err("options must be a JSON string literal")),
-        };
-        let manifest = self
-            .catalog
-            .cached_table(&table)
-            .ok_or_else(|| text_err(format!("table {table} not found")))?;
-        let Some(lance) = manifest.lance.clone() else {
-            return Err(text_err(format!(
-                "{table} is a Parquet table; full-text search needs a Lance table with an FTS index"
-            )));
-        };
-        let mut fields: Vec<Arc<Field>> =
-            manifest.arrow_schema().fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new("_score", DataType::Float32, true)));
-        Ok(Arc::new(TextSearchTable {
-            schema: Arc::new(Schema::new(fields)),
-            store: self.store.clone(),
-            location: lance.location,
-            query: query.clone(),
-            k,
-            options,
-        }))
-    }
-}
-
-fn resolve(name: &str, default_schema: String) -> lakehouse_catalog::Result<TableRef> {
-    match name.split_once('.') {
-        Some((schema, table)) => TableRef::new(schema, table),
-        None => TableRef::new(default_schema, name),
+        let call: Call<TextOptions> = parse_call("text_search", &args)?;
+        Ok(Arc::new(self.search(
+            &call.table,
+            call.query,
+            call.k,
+            call.options,
+        )?))
     }
 }
 
@@ -527,87 +568,36 @@ impl TableFunctionImpl for HybridSearchFunction {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        let exprs = args.exprs();
-        if !(3..=4).contains(&exprs.len()) {
-            return Err(DataFusionError::Plan(
-                "hybrid_search: expects (table, query, k [, options])".into(),
-            ));
-        }
-        let options: HybridOptions = match exprs.get(3).map(literal) {
-            None => HybridOptions::default(),
-            Some(Some(ScalarValue::Utf8(Some(json)))) => {
-                serde_json::from_str(json).map_err(|e| {
-                    DataFusionError::Plan(format!(
-                        "hybrid_search: options must be a JSON object: {e}"
-                    ))
-                })?
-            }
-            Some(_) => {
-                return Err(DataFusionError::Plan(
-                    "hybrid_search: options must be a JSON string literal".into(),
-                ));
-            }
+        let Call {
+            table,
+            query,
+            k,
+            options,
+        }: Call<HybridOptions> = parse_call("hybrid_search", &args)?;
+        let candidates = (3 * k).min(MAX_K);
+        let vector_options = SearchOptions {
+            column: options.column,
+            filter: options.filter.clone(),
+            nprobes: options.nprobes,
+            refine_factor: options.refine_factor,
+            ef: options.ef,
         };
-        let k = match literal(&exprs[2]).and_then(|v| v.cast_to(&DataType::Int64).ok()) {
-            Some(ScalarValue::Int64(Some(k))) if (1..=MAX_K as i64).contains(&k) => k as usize,
-            _ => {
-                return Err(DataFusionError::Plan(format!(
-                    "hybrid_search: k must be an integer from 1 to {MAX_K}"
-                )));
-            }
+        let text_options = TextOptions {
+            column: options.text_column,
+            filter: options.filter,
         };
-        let candidates = Expr::Literal(ScalarValue::Int64(Some((3 * k).min(MAX_K) as i64)), None);
-        let vector_options = serde_json::json!({
-            "column": options.column, "filter": options.filter, "nprobes": options.nprobes,
-            "refine_factor": options.refine_factor, "ef": options.ef,
-        });
-        let text_options =
-            serde_json::json!({ "column": options.text_column, "filter": options.filter });
-        let json = |v: serde_json::Value| {
-            let map: serde_json::Map<String, serde_json::Value> = v
-                .as_object()
-                .expect("object")
-                .iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            Expr::Literal(
-                ScalarValue::Utf8(Some(serde_json::Value::Object(map).to_string())),
-                None,
-            )
-        };
-        let vector_args = [
-            exprs[0].clone(),
-            exprs[1].clone(),
-            candidates.clone(),
-            json(vector_options),
-        ];
-        let text_args = [
-            exprs[0].clone(),
-            exprs[1].clone(),
-            candidates,
-            json(text_options),
-        ];
         let vector = self
             .vector
-            .call_with_args(TableFunctionArgs::new(&vector_args, args.session()))?;
-        let text = self
-            .text
-            .call_with_args(TableFunctionArgs::new(&text_args, args.session()))?;
-        let table_fields: Vec<Arc<Field>> = text
-            .schema()
-            .fields()
-            .iter()
-            .filter(|f| f.name() != "_score")
-            .cloned()
-            .collect();
-        let mut fields = table_fields.clone();
-        fields.push(Arc::new(Field::new("_score", DataType::Float64, false)));
+            .search(&table, query, candidates, vector_options)?;
+        let text = self.text.search(&table, query, candidates, text_options)?;
+        // The table's columns are the text side's minus `_score`.
+        let table_columns = text.schema.fields().len() - 1;
+        let table_schema = Schema::new(text.schema.fields()[..table_columns].to_vec());
         Ok(Arc::new(HybridSearchTable {
-            schema: Arc::new(Schema::new(fields)),
-            table_columns: table_fields.len(),
-            vector,
-            text,
+            schema: with_column(&table_schema, "_score", DataType::Float64),
+            table_columns,
+            vector: Arc::new(vector),
+            text: Arc::new(text),
             k,
             rrf_k: options.rrf_k.unwrap_or(DEFAULT_RRF_K),
             weights: (

@@ -101,11 +101,15 @@ impl LanceStore {
     /// # Errors
     /// [`Error::Lance`] when it cannot be read.
     pub async fn open(&self, location: &str) -> Result<Arc<lance::Dataset>> {
-        let dataset = DatasetBuilder::from_uri(self.uri(location))
+        Ok(Arc::new(self.load(location).await?))
+    }
+
+    /// The newest version of the dataset at `location`, owned (for index changes).
+    async fn load(&self, location: &str) -> Result<lance::Dataset> {
+        Ok(DatasetBuilder::from_uri(self.uri(location))
             .with_storage_options(self.options.clone())
             .load()
-            .await?;
-        Ok(Arc::new(dataset))
+            .await?)
     }
 
     /// The dataset at `location` as a DataFusion `TableProvider` (Lance's own, with filter and
@@ -129,6 +133,16 @@ impl LanceStore {
         {
             let _ = tokio::fs::remove_dir_all(path).await;
         }
+    }
+}
+
+/// Lance's distance type for `metric`.
+pub fn distance_type(metric: VectorMetric) -> lance_linalg::distance::DistanceType {
+    use lance_linalg::distance::DistanceType;
+    match metric {
+        VectorMetric::Cosine => DistanceType::Cosine,
+        VectorMetric::L2 => DistanceType::L2,
+        VectorMetric::Dot => DistanceType::Dot,
     }
 }
 
@@ -280,21 +294,18 @@ impl LanceStore {
                 allowed.join(", ")
             )));
         }
-        let mut dataset = DatasetBuilder::from_uri(self.uri(location))
-            .with_storage_options(self.options.clone())
-            .load()
-            .await?;
-        let rows = dataset.count_rows(None).await?;
-        let partitions = match number("num_partitions")? {
-            Some(n) => n,
-            None => ((rows as f64).sqrt() as usize).clamp(1, 256),
+        let mut dataset = self.load(location).await?;
+        // √rows partitions unless given: count rows only for a vector index without the option.
+        let partitions = match (kind, number("num_partitions")?) {
+            (IndexKind::Fts, _) => 0,
+            (_, Some(n)) => n,
+            (_, None) => {
+                let rows = dataset.count_rows(None).await?;
+                ((rows as f64).sqrt() as usize).clamp(1, 256)
+            }
         };
-        let distance = match metric {
-            VectorMetric::Cosine => lance_linalg::distance::DistanceType::Cosine,
-            VectorMetric::L2 => lance_linalg::distance::DistanceType::L2,
-            VectorMetric::Dot => lance_linalg::distance::DistanceType::Dot,
-        };
-        match kind {
+        let distance = distance_type(metric);
+        let (index_type, params): (IndexType, Box<dyn lance_index::IndexParams>) = match kind {
             IndexKind::IvfPq => {
                 let sub =
                     number("num_sub_vectors")?.unwrap_or_else(|| default_sub_vectors(dimension));
@@ -308,58 +319,35 @@ impl LanceStore {
                     .map_err(|_| Error::Config("num_bits must be at most 8".into()))?;
                 let iterations = number("max_iterations")?.unwrap_or(50);
                 let params = VectorIndexParams::ivf_pq(partitions, bits, sub, distance, iterations);
-                dataset
-                    .create_index(
-                        &[column],
-                        IndexType::Vector,
-                        Some(name.into()),
-                        &params,
-                        true,
-                    )
-                    .await?;
+                (IndexType::Vector, Box::new(params))
             }
-            IndexKind::IvfFlat => {
-                let params = VectorIndexParams::ivf_flat(partitions, distance);
-                dataset
-                    .create_index(
-                        &[column],
-                        IndexType::Vector,
-                        Some(name.into()),
-                        &params,
-                        true,
-                    )
-                    .await?;
-            }
-            IndexKind::IvfHnswSq => {
-                let params = VectorIndexParams::with_ivf_hnsw_sq_params(
+            IndexKind::IvfFlat => (
+                IndexType::Vector,
+                Box::new(VectorIndexParams::ivf_flat(partitions, distance)),
+            ),
+            IndexKind::IvfHnswSq => (
+                IndexType::Vector,
+                Box::new(VectorIndexParams::with_ivf_hnsw_sq_params(
                     distance,
                     lance_index::vector::ivf::IvfBuildParams::new(partitions),
                     lance_index::vector::hnsw::builder::HnswBuildParams::default(),
                     lance_index::vector::sq::builder::SQBuildParams::default(),
-                );
-                dataset
-                    .create_index(
-                        &[column],
-                        IndexType::Vector,
-                        Some(name.into()),
-                        &params,
-                        true,
-                    )
-                    .await?;
-            }
-            IndexKind::Fts => {
-                let params = lance_index::scalar::InvertedIndexParams::default();
-                dataset
-                    .create_index(
-                        &[column],
-                        IndexType::Inverted,
-                        Some(name.into()),
-                        &params,
-                        true,
-                    )
-                    .await?;
-            }
-        }
+                )),
+            ),
+            IndexKind::Fts => (
+                IndexType::Inverted,
+                Box::new(lance_index::scalar::InvertedIndexParams::default()),
+            ),
+        };
+        dataset
+            .create_index(
+                &[column],
+                index_type,
+                Some(name.into()),
+                params.as_ref(),
+                true,
+            )
+            .await?;
         Ok(started.elapsed().as_secs_f64())
     }
 
@@ -385,19 +373,14 @@ impl LanceStore {
             })
             .collect())
     }
-}
 
-impl LanceStore {
     /// Drops index `name` of the dataset at `location` (one Lance commit).
     ///
     /// # Errors
     /// [`Error::Lance`] when the dataset has no such index or cannot be written.
     pub async fn drop_index(&self, location: &str, name: &str) -> Result<()> {
         use lance::index::DatasetIndexExt;
-        let mut dataset = DatasetBuilder::from_uri(self.uri(location))
-            .with_storage_options(self.options.clone())
-            .load()
-            .await?;
+        let mut dataset = self.load(location).await?;
         dataset.drop_index(name).await?;
         Ok(())
     }

@@ -196,17 +196,7 @@ impl QueryEngine {
             return Err(Error::invalid("CREATE INDEX takes exactly one column"));
         };
         let column = column.column.expr.to_string().trim_matches('"').to_string();
-        let parts: Vec<String> = create
-            .table_name
-            .0
-            .iter()
-            .map(|p| p.to_string().trim_matches('"').to_string())
-            .collect();
-        let table = match parts.as_slice() {
-            [t] => TableRef::new(default_schema.to_string(), t.clone())?,
-            [s, t] => TableRef::new(s.clone(), t.clone())?,
-            _ => return Err(Error::invalid("CREATE INDEX ON [schema.]table")),
-        };
+        let table = table_ref(&create.table_name, default_schema, "CREATE INDEX")?;
         let mut options = std::collections::HashMap::new();
         for expr in &create.with {
             match expr {
@@ -288,16 +278,7 @@ impl QueryEngine {
         let mut owners = Vec::new();
         match table {
             Some(table) => {
-                let parts: Vec<String> = table
-                    .0
-                    .iter()
-                    .map(|p| p.to_string().trim_matches('"').to_string())
-                    .collect();
-                let table = match parts.as_slice() {
-                    [t] => TableRef::new(default_schema.to_string(), t.clone())?,
-                    [s, t] => TableRef::new(s.clone(), t.clone())?,
-                    _ => return Err(Error::invalid("DROP INDEX name ON [schema.]table")),
-                };
+                let table = table_ref(table, default_schema, "DROP INDEX")?;
                 owners.push(self.catalog().table(&table).await?);
             }
             None => {
@@ -334,6 +315,28 @@ impl QueryEngine {
             ))),
         }
     }
+}
+
+/// The table an `ON [schema.]table` clause of `statement` names, unqualified names in
+/// `default_schema`.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for more than two name parts or invalid names.
+fn table_ref(
+    name: &datafusion::sql::sqlparser::ast::ObjectName,
+    default_schema: &lakehouse_catalog::SchemaName,
+    statement: &str,
+) -> Result<TableRef> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| p.to_string().trim_matches('"').to_string())
+        .collect();
+    Ok(match parts.as_slice() {
+        [t] => TableRef::new(default_schema.to_string(), t.clone())?,
+        [s, t] => TableRef::new(s.clone(), t.clone())?,
+        _ => return Err(Error::invalid(format!("{statement} ... ON [schema.]table"))),
+    })
 }
 
 /// A DataFusion error from a stream of `Result<RecordBatch, E>` (ingest decoding errors).

@@ -137,7 +137,6 @@ pub struct QueryEngine {
     template: SessionState,
     store_url: ObjectStoreUrl,
     admission: Arc<limits::Admission>,
-    models: Arc<lakehouse_vector::embedding::EmbeddingModels>,
 }
 
 impl QueryEngine {
@@ -205,17 +204,18 @@ impl QueryEngine {
             .map_err(|e| Error::Config(e.to_string()))?;
         let store_url = ObjectStoreUrl::parse(STORE_URL).expect("valid url");
         runtime.register_object_store(store_url.as_ref(), Arc::clone(catalog.store()));
-        let template = SessionStateBuilder::new()
+        let mut template = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
             .build();
+        // Registered once; every session starts from the template.
+        lakehouse_vector::register_functions(&mut template, &catalog, &Arc::new(models))?;
         Ok(Self {
             catalog,
             template,
             store_url,
             admission: Arc::new(limits::Admission::new(options)?),
-            models: Arc::new(models),
         })
     }
 
@@ -272,49 +272,18 @@ impl QueryEngine {
             .with_config(config)
             .with_catalog_list(Arc::new(catalogs) as Arc<dyn CatalogProviderList>)
             .build();
-        let ctx = SessionContext::new_with_state(state);
-        ctx.register_udf(lakehouse_vector::embed::EmbedFunction::udf(Arc::clone(
-            &self.models,
-        )));
-        ctx.register_udtf(
-            "hybrid_search",
-            Arc::new(lakehouse_vector::search::HybridSearchFunction::new(
-                Arc::clone(&self.catalog),
-                Arc::clone(&self.models),
-            )),
-        );
-        ctx.register_udtf(
-            "text_search",
-            Arc::new(lakehouse_vector::search::TextSearchFunction::new(
-                Arc::clone(&self.catalog),
-            )),
-        );
-        ctx.register_udtf(
-            "vector_indexes",
-            Arc::new(lakehouse_vector::indexes::VectorIndexesFunction::new(
-                Arc::clone(&self.catalog),
-            )),
-        );
-        ctx.register_udtf(
-            "vector_search",
-            Arc::new(lakehouse_vector::search::VectorSearchFunction::new(
-                Arc::clone(&self.catalog),
-                Arc::clone(&self.models),
-            )),
-        );
-        Ok(ctx)
+        Ok(SessionContext::new_with_state(state))
     }
 
-    /// Reads the newest manifests of the tables named in `vector_search('TABLE', ...)` calls,
-    /// so the (synchronous) table function sees them at planning.
+    /// Reads the newest manifests of the tables named in `vector_search('TABLE', ...)` (and
+    /// the other [`lakehouse_vector::TABLE_SEARCH_FUNCTIONS`]) calls, so the synchronous table
+    /// functions see them at planning.
     async fn refresh_searched_tables(&self, sql: &str, default_schema: &SchemaName) {
         use datafusion::sql::sqlparser::dialect::GenericDialect;
         use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+        use lakehouse_vector::TABLE_SEARCH_FUNCTIONS;
         let lower = sql.to_ascii_lowercase();
-        if !["vector_search", "text_search", "hybrid_search"]
-            .iter()
-            .any(|f| lower.contains(f))
-        {
+        if !TABLE_SEARCH_FUNCTIONS.iter().any(|f| lower.contains(f)) {
             return;
         }
         let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
@@ -330,9 +299,9 @@ impl QueryEngine {
                 Token::LParen,
                 Token::SingleQuotedString(name),
             ] = window
-                && (w.value.eq_ignore_ascii_case("vector_search")
-                    || w.value.eq_ignore_ascii_case("text_search")
-                    || w.value.eq_ignore_ascii_case("hybrid_search"))
+                && TABLE_SEARCH_FUNCTIONS
+                    .iter()
+                    .any(|f| w.value.eq_ignore_ascii_case(f))
             {
                 let table = match name.split_once('.') {
                     Some((s, t)) => TableRef::new(s, t),
