@@ -261,7 +261,9 @@ impl QueryEngine {
     }
 
     /// The check to pass to [`lakehouse_catalog::Catalog::write_stream_checked`] so that a
-    /// write into a table with a primary key is refused when it would duplicate a key.
+    /// write into a table with a primary key is refused when it would duplicate a key: the
+    /// returned future fails with the catalog's `DuplicateKey` (naming the key value) when the
+    /// candidate version holds a key twice, and with its storage errors when reading fails.
     pub fn primary_key_check(
         &self,
     ) -> impl FnOnce(

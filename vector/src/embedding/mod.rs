@@ -69,17 +69,18 @@ pub struct EmbeddingModelConfig {
     pub cache_bytes: u64,
 }
 
+/// Defaults of [`EmbeddingModelConfig`] (serde needs functions).
 mod defaults {
-    pub fn batch_size() -> usize {
+    pub(super) fn batch_size() -> usize {
         32
     }
-    pub fn concurrency() -> usize {
+    pub(super) fn concurrency() -> usize {
         2
     }
-    pub fn timeout_ms() -> u64 {
+    pub(super) fn timeout_ms() -> u64 {
         30_000
     }
-    pub fn cache_bytes() -> u64 {
+    pub(super) fn cache_bytes() -> u64 {
         64 * 1024 * 1024
     }
 }
