@@ -348,3 +348,165 @@ async fn hybrid_search_fuses_vector_and_text_ranks() {
     .unwrap_err();
     assert_eq!(code(&err), Code::InvalidArgument, "{err}");
 }
+
+#[tokio::test]
+async fn lance_tables_are_created_from_sql_with_embed() {
+    let server = TestServer::start_with(with_minilm).await;
+    let mut client = server.client().await;
+    client
+        .execute_update(
+            "CREATE TABLE docs AS SELECT * FROM (VALUES \
+             (1, 'Kubernetes cluster migration with Helm charts'), \
+             (2, 'Baking sourdough bread at home'), \
+             (3, 'Quarterly revenue grew by twelve percent'), \
+             (4, NULL)) v(id, body)"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let rows = client
+        .execute_update(
+            "CREATE TABLE docs_vec STORED AS LANCE AS \
+             SELECT id, body, embed(body) AS embedding FROM docs"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows, 4);
+    // The vector column records embed's model, so text queries need no model argument.
+    let top = query(
+        &mut client,
+        "SELECT id FROM vector_search('docs_vec', 'how do I make bread', 1)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(column_i64(&top, "id"), [2]);
+    client
+        .execute_update(
+            "INSERT INTO docs_vec SELECT 5, 'Pasta carbonara with guanciale', \
+             embed('Pasta carbonara with guanciale')"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let top = query(
+        &mut client,
+        "SELECT d.id, d.body FROM vector_search('docs_vec', 'Italian cooking', 1) s \
+         JOIN docs_vec d ON d.id = s.id",
+    )
+    .await
+    .unwrap();
+    assert_eq!(column_i64(&top, "id"), [5]);
+
+    // Declared columns, no rows yet; the metric applies to the FLOAT[3] column.
+    let rows = client
+        .execute_update(
+            "CREATE TABLE points (id BIGINT, v FLOAT[3]) stored as lance WITH (metric = 'l2')"
+                .into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    client
+        .execute_update(
+            "INSERT INTO points VALUES (1, [2.0, 0.0, 0.0]), (2, [0.0, 5.0, 0.0])".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let near = query(
+        &mut client,
+        "SELECT id, _distance FROM vector_search('points', [1.0, 0.0, 0.0], 1)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(column_i64(&near, "id"), [1]);
+    assert_eq!(column_f32(&near, "_distance"), [1.0], "squared L2");
+
+    // Bad statements are refused and leave nothing behind.
+    for (sql, expected, message) in [
+        (
+            "CREATE TABLE bad STORED AS LANCE WITH (colour = 'red') AS SELECT 1 AS x",
+            Code::InvalidArgument,
+            "colour",
+        ),
+        (
+            "CREATE TABLE bad STORED AS LANCE WITH (metric = 'manhattan') AS SELECT 1 AS x",
+            Code::InvalidArgument,
+            "metric",
+        ),
+        (
+            "CREATE TABLE bad STORED AS LANCE WITH (model = 'nope') AS SELECT 1 AS x",
+            Code::InvalidArgument,
+            "unknown embedding model nope",
+        ),
+        (
+            "CREATE OR REPLACE TABLE docs_vec STORED AS LANCE AS SELECT 1 AS x",
+            Code::InvalidArgument,
+            "OR REPLACE",
+        ),
+        (
+            "CREATE TABLE docs_vec STORED AS LANCE AS SELECT 1 AS x",
+            Code::AlreadyExists,
+            "docs_vec",
+        ),
+        (
+            "CREATE TABLE bad (id BIGINT PRIMARY KEY) STORED AS LANCE",
+            Code::InvalidArgument,
+            "PRIMARY KEY",
+        ),
+        (
+            "CREATE TABLE bad STORED AS LANCE AS SELECT no_such_column FROM docs",
+            Code::InvalidArgument,
+            "no_such_column",
+        ),
+        (
+            "CREATE VIEW bad STORED AS LANCE AS SELECT 1 AS x",
+            Code::InvalidArgument,
+            "STORED AS LANCE belongs to CREATE TABLE",
+        ),
+    ] {
+        let err = client.execute_update(sql.into(), None).await.unwrap_err();
+        assert_eq!(code(&err), expected, "{sql}: {err}");
+        assert!(err.to_string().contains(message), "{sql}: {err}");
+    }
+    let rows = client
+        .execute_update(
+            "CREATE TABLE IF NOT EXISTS docs_vec STORED AS LANCE AS SELECT 1 AS x".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    let tables = query(
+        &mut client,
+        "SELECT table_name FROM information_schema.tables \
+         WHERE table_schema = 'public' ORDER BY table_name",
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = tables
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(names, ["docs", "docs_vec", "points"]);
+    assert_eq!(
+        column_i64(
+            &query(&mut client, "SELECT count(*) AS n FROM docs_vec")
+                .await
+                .unwrap(),
+            "n"
+        ),
+        [5]
+    );
+}

@@ -8,11 +8,13 @@ import os
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flight_sql
 import pytest
 
 BIN = os.environ.get("LAKEHOUSE_BIN")
+MODEL_SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "model-server"
 
 
 def free_port() -> int:
@@ -77,6 +79,43 @@ class LakehouseServer:
         code = self.proc.wait(timeout=60)
         self.log.close()
         assert code == 0, f"server exit code {code} after SIGTERM:\n{open(self.log_path).read()}"
+
+
+class ModelServer:
+    """The real test model server (scripts/model-server: MiniLM over llama.cpp, Ollama and
+    OpenAI APIs) on a free port; `url` is its base URL, `models` the models directory."""
+
+    def __init__(self):
+        self.models = os.environ.get("LAKEHOUSE_MODELS_DIR") or subprocess.run(
+            [str(MODEL_SCRIPTS / "setup.sh")], capture_output=True, text=True, check=True,
+            timeout=900).stdout.strip()
+        self.proc = subprocess.Popen(
+            ["node", str(MODEL_SCRIPTS / "server.mjs"), "--port", "0", "--exit-with-parent",
+             "--embed", f"all-minilm={self.models}/minilm.gguf"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"model server did not start: {line!r}")
+        self.url = line.removeprefix("listening on ").strip()
+
+    def embedding_toml(self, name="minilm", timeout_ms=30000, base_url=None):
+        """The `[embedding]` config section for MiniLM (384-d) served by this server."""
+        return (f'[embedding]\ndefault_model = "{name}"\n'
+                f'[embedding.models.{name}]\nprovider = "ollama"\n'
+                f'base_url = "{base_url or self.url}"\nmodel = "all-minilm"\n'
+                f'dimension = 384\ntimeout_ms = {timeout_ms}\n')
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def model_server():
+    server = ModelServer()
+    yield server
+    server.stop()
 
 
 def self_signed(dir):

@@ -5,7 +5,8 @@
 //! planning (and checked against every answer of the model). `model` must be a string literal
 //! naming a configured model; without it the default model is used. NULL text gives a NULL
 //! vector. It runs as a DataFusion async UDF: the texts of each batch are sent through the
-//! [`crate::embedding::Embedder`] (batched, cached, retried within its timeout).
+//! [`crate::embedding::Embedder`] (batched, cached, retried within its timeout). The result
+//! field carries the model's name in its metadata under [`MODEL_METADATA_KEY`].
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -21,6 +22,11 @@ use datafusion::logical_expr::{
 };
 
 use crate::embedding::{Embedder, EmbeddingModels};
+
+/// Field metadata key on `embed`'s result naming the model that made the vectors, so a table
+/// created from them (`CREATE TABLE ... STORED AS LANCE AS SELECT embed(body) ...`) records
+/// its vector column's model.
+pub const MODEL_METADATA_KEY: &str = "lakehouse.embedding.model";
 
 /// The `embed` function over `models`.
 #[derive(Debug)]
@@ -110,8 +116,12 @@ impl ScalarUDFImpl for EmbedFunction {
                     })?,
             ),
         };
-        let dimension = self.embedder(model)?.dimension();
-        Ok(Arc::new(Field::new("embed", vector_type(dimension), true)))
+        let embedder = self.embedder(model)?;
+        Ok(Arc::new(
+            Field::new("embed", vector_type(embedder.dimension()), true).with_metadata(
+                [(MODEL_METADATA_KEY.to_string(), embedder.name().to_string())].into(),
+            ),
+        ))
     }
 
     fn invoke_with_args(

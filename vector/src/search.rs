@@ -41,9 +41,10 @@ pub struct SearchOptions {
     pub column: Option<String>,
     /// SQL predicate applied before the nearest-neighbour step.
     pub filter: Option<String>,
-    /// IVF partitions to probe.
+    /// IVF partitions to probe (default [`crate::table::DEFAULT_NPROBES`]).
     pub nprobes: Option<usize>,
-    /// Re-rank `k * refine_factor` candidates with exact distances.
+    /// Re-rank `k * refine_factor` candidates with exact distances (default
+    /// [`crate::table::DEFAULT_REFINE_FACTOR`]; 0: no re-ranking).
     pub refine_factor: Option<u32>,
     /// HNSW search breadth.
     pub ef: Option<usize>,
@@ -361,11 +362,16 @@ impl TableProvider for VectorSearchTable {
             scanner.filter(filter).map_err(external)?;
             scanner.prefilter(true);
         }
-        if let Some(n) = self.options.nprobes {
-            scanner.nprobes(n);
-        }
-        if let Some(factor) = self.options.refine_factor {
-            scanner.refine(factor);
+        scanner.nprobes(
+            self.options
+                .nprobes
+                .unwrap_or(crate::table::DEFAULT_NPROBES),
+        );
+        match self.options.refine_factor {
+            Some(0) => {}
+            factor => {
+                scanner.refine(factor.unwrap_or(crate::table::DEFAULT_REFINE_FACTOR));
+            }
         }
         if let Some(ef) = self.options.ef {
             scanner.ef(ef);

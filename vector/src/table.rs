@@ -147,7 +147,8 @@ pub fn distance_type(metric: VectorMetric) -> lance_linalg::distance::DistanceTy
 }
 
 /// The vector columns of `schema`: every `FixedSizeList<Float32, D>` column, with `metric` and
-/// the embedding `model` that made them (when known).
+/// the embedding `model` that made them: `model` when given, else the model named in the
+/// field's metadata by `embed` ([`crate::embed::MODEL_METADATA_KEY`]), else none.
 pub fn vector_columns(
     schema: &Schema,
     metric: VectorMetric,
@@ -162,7 +163,14 @@ pub fn vector_columns(
                     name: field.name().clone(),
                     dimension: usize::try_from(*dimension).unwrap_or(0),
                     metric,
-                    model: model.map(String::from),
+                    model: model
+                        .or_else(|| {
+                            field
+                                .metadata()
+                                .get(crate::embed::MODEL_METADATA_KEY)
+                                .map(String::as_str)
+                        })
+                        .map(String::from),
                 })
             }
             _ => None,
@@ -219,14 +227,27 @@ impl std::str::FromStr for IndexKind {
     }
 }
 
-/// The default number of PQ sub-vectors for dimension `d`: the largest divisor of `d` that
-/// leaves at least 8 dimensions per sub-vector (GloVe's 50 → 5, MiniLM's 384 → 48).
+/// The default number of PQ sub-vectors for dimension `d`: the largest divisor of `d` that is
+/// at most [`MAX_DEFAULT_SUB_VECTORS`] and leaves at least 2 dimensions per sub-vector
+/// (GloVe's 50 → 25, MiniLM's 384 → 96, 1536 → 96). Fine sub-vectors keep PQ's distance error
+/// small enough that, with the search defaults ([`DEFAULT_NPROBES`], [`DEFAULT_REFINE_FACTOR`]),
+/// recall@10 on 100k GloVe vectors is ≥ 0.95 (`tests/python/test_vector.py`).
 pub fn default_sub_vectors(d: usize) -> usize {
-    (1..=d.max(1))
+    (1..=d.clamp(1, MAX_DEFAULT_SUB_VECTORS))
         .rev()
-        .find(|m| d.is_multiple_of(*m) && d / m >= 8)
+        .find(|m| d.is_multiple_of(*m) && d / m >= 2)
         .unwrap_or(1)
 }
+
+/// The most PQ sub-vectors [`default_sub_vectors`] picks (PQ code bytes per vector at 8 bits).
+pub const MAX_DEFAULT_SUB_VECTORS: usize = 96;
+
+/// IVF partitions `vector_search` probes when the query does not say (`nprobes`).
+pub const DEFAULT_NPROBES: usize = 32;
+
+/// `vector_search` re-ranks `k * refine_factor` index candidates by exact distance when the
+/// query does not say (`refine_factor`; 0 turns re-ranking off). Flat scans are exact anyway.
+pub const DEFAULT_REFINE_FACTOR: u32 = 10;
 
 /// What `CREATE INDEX` asks for.
 #[derive(Debug, Clone)]

@@ -1,6 +1,21 @@
 //! Writes to Lance tables: creating one (the dataset first, then the catalog record), and
 //! appends, each one Lance commit. Reads go through the catalog adapter, which serves a Lance
 //! table's newest dataset version as Lance's own `TableProvider`.
+//!
+//! Lance tables are created by ingest (option `lakehouse.table_format = lance`) or by SQL:
+//!
+//! ```sql
+//! CREATE TABLE [IF NOT EXISTS] name [(column type, ...)] STORED AS LANCE
+//!     [WITH (metric = 'cosine' | 'l2' | 'dot', model = 'embedding-model')]
+//!     [AS SELECT ...]
+//! ```
+//!
+//! Vector columns are `FixedSizeList<Float32, D>` (SQL type `FLOAT[D]`, or `embed(...)`'s
+//! result). `metric` (default cosine) applies to every vector column; `model` names the
+//! embedding model of the vector columns, so text queries to `vector_search` are embedded
+//! with it; without it, a column made by `embed(text [, model])` records that model. sqlparser
+//! knows no `LANCE` storage format, so the clause is cut out of the SQL text by token before
+//! parsing ([`strip_stored_as_lance`]) and the rest is planned by DataFusion as `CREATE TABLE`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -78,7 +93,13 @@ fn normalized(
     batches: SendableRecordBatchStream,
     rows: Arc<AtomicU64>,
 ) -> SendableRecordBatchStream {
-    let target: SchemaRef = Arc::new(lakehouse_catalog::normalize_schema(schema));
+    // Field metadata (e.g. `embed`'s model name) is recorded in the catalog, not in Lance.
+    let fields: Vec<_> = lakehouse_catalog::normalize_schema(schema)
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_metadata(Default::default()))
+        .collect();
+    let target: SchemaRef = Arc::new(Schema::new(fields));
     let out = Arc::clone(&target);
     let stream = batches.map(move |batch| {
         let batch = batch?;
@@ -123,6 +144,7 @@ impl QueryEngine {
     ) -> Result<u64> {
         let store = self.lance_store();
         let rows = Arc::new(AtomicU64::new(0));
+        let schema_with_metadata = schema.as_ref();
         let stream = normalized(schema, batches, Arc::clone(&rows));
         match (live, mode) {
             (Some(live), WriteMode::Append | WriteMode::CreateOrAppend) => {
@@ -148,7 +170,11 @@ impl QueryEngine {
                 let dataset = store.create(&location, stream).await?;
                 let schema: SchemaRef = Arc::new(Schema::from(dataset.schema()));
                 let lance = LanceTable {
-                    vector_columns: vector_columns(&schema, create.metric, create.model.as_deref()),
+                    vector_columns: vector_columns(
+                        schema_with_metadata,
+                        create.metric,
+                        create.model.as_deref(),
+                    ),
                     location: location.clone(),
                 };
                 let change = Change::CreateLance { schema, lance };
@@ -339,7 +365,211 @@ fn table_ref(
     })
 }
 
+/// `sql` without its `STORED AS LANCE` clause when it is a `CREATE` statement with one at the
+/// top level (outside parentheses), else `None`. Works on tokens, so the words inside strings,
+/// quoted names and comments do not count.
+///
+/// # Errors
+/// None for SQL that does not tokenize (`Ok(None)`: the parser then reports it).
+pub(super) fn strip_stored_as_lance(
+    sql: &str,
+    dialect: &dyn datafusion::sql::sqlparser::dialect::Dialect,
+) -> Result<Option<String>> {
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize_with_location() else {
+        return Ok(None);
+    };
+    let words: Vec<_> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .collect();
+    let is_word = |i: usize, keyword: &str| {
+        matches!(words.get(i), Some(t) if matches!(&t.token, Token::Word(w)
+            if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(keyword)))
+    };
+    if !is_word(0, "CREATE") {
+        return Ok(None);
+    }
+    let mut depth = 0i64;
+    for (i, token) in words.iter().enumerate() {
+        match token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        if depth == 0 && is_word(i, "STORED") && is_word(i + 1, "AS") && is_word(i + 2, "LANCE") {
+            let start = super::params::byte_offset(sql, token.span.start);
+            let end = super::params::byte_offset(sql, words[i + 2].span.start);
+            let (Some(start), Some(end)) = (start, end) else {
+                return Err(Error::invalid(
+                    "cannot locate STORED AS LANCE in the statement",
+                ));
+            };
+            let end = end + "LANCE".len();
+            return Ok(Some(format!("{} {}", &sql[..start], &sql[end..])));
+        }
+    }
+    Ok(None)
+}
+
+/// A string option value: a quoted string or a bare word.
+fn option_text(value: &datafusion::sql::sqlparser::ast::Expr) -> String {
+    use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Value};
+    match value {
+        SqlExpr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        SqlExpr::Identifier(ident) => ident.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+impl QueryEngine {
+    /// `CREATE TABLE ... STORED AS LANCE ...` (see the module docs), given `sql` with the
+    /// `STORED AS LANCE` clause removed: plans the rest as `CREATE TABLE`, then writes the
+    /// query's rows (or none) as a new Lance dataset and records the table. Returns the rows
+    /// written.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for another statement than `CREATE TABLE`, `OR REPLACE`,
+    /// `TEMPORARY`, primary keys, unknown `WITH` options or metrics, or no vector-capable
+    /// schema; catalog `TableExists` (without `IF NOT EXISTS`); DataFusion planning errors.
+    pub(super) async fn create_lance_table(
+        &self,
+        sql: &str,
+        default_schema: &lakehouse_catalog::SchemaName,
+    ) -> Result<i64> {
+        use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+        use datafusion::sql::parser::Statement as DFStatement;
+        use datafusion::sql::sqlparser::ast::{CreateTableOptions, SqlOption, Statement};
+        let not_create =
+            || Error::invalid("STORED AS LANCE belongs to CREATE TABLE ... [AS SELECT ...]");
+        let DFStatement::Statement(statement) = self.parse(sql)? else {
+            return Err(not_create());
+        };
+        let Statement::CreateTable(mut create) = *statement else {
+            return Err(not_create());
+        };
+        if create.or_replace {
+            return Err(Error::invalid(
+                "CREATE OR REPLACE is not supported for Lance tables yet; DROP TABLE, then CREATE",
+            ));
+        }
+        let options = match std::mem::replace(&mut create.table_options, CreateTableOptions::None) {
+            CreateTableOptions::None => Vec::new(),
+            CreateTableOptions::With(o)
+            | CreateTableOptions::Options(o)
+            | CreateTableOptions::Plain(o)
+            | CreateTableOptions::TableProperties(o) => o,
+        };
+        let mut declared = LanceCreate::default();
+        for option in options {
+            let SqlOption::KeyValue { key, value } = option else {
+                return Err(Error::invalid(format!(
+                    "STORED AS LANCE WITH takes key = 'value' settings, not {option}"
+                )));
+            };
+            match key.value.to_ascii_lowercase().as_str() {
+                "metric" => {
+                    declared.metric = option_text(&value)
+                        .parse()
+                        .map_err(|e: String| Error::invalid(format!("metric: {e}")))?;
+                }
+                "model" => declared.model = Some(option_text(&value)),
+                other => {
+                    return Err(Error::invalid(format!(
+                        "unknown Lance table option {other:?}; the options are metric and model"
+                    )));
+                }
+            }
+        }
+        if let Some(model) = &declared.model {
+            self.embedding_models()
+                .get(Some(model))
+                .map_err(|e| Error::invalid(format!("model: {e}")))?;
+        }
+        let pins = super::Pins::default();
+        let ctx = self.session(default_schema, pins.clone(), false).await?;
+        let statement = DFStatement::Statement(Box::new(Statement::CreateTable(create)));
+        let plan = super::statement_to_plan(&ctx.state(), statement, &pins).await?;
+        let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = plan else {
+            return Err(not_create());
+        };
+        if create.temporary {
+            return Err(Error::invalid("temporary tables are not supported"));
+        }
+        if !create.constraints.is_empty() {
+            return Err(Error::invalid(
+                "Lance tables take no PRIMARY KEY or UNIQUE constraints",
+            ));
+        }
+        let table = super::update::resolve_table(&create.name, default_schema)?;
+        match self.catalog().table(&table).await {
+            Ok(_) if create.if_not_exists => return Ok(0),
+            Ok(_) => return Err(CatalogError::TableExists(table).into()),
+            Err(CatalogError::TableNotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let physical = ctx.state().create_physical_plan(&create.input).await?;
+        let schema = physical.schema();
+        let stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
+        let rows = self
+            .write_lance(
+                &table,
+                WriteMode::Create,
+                None,
+                Some(declared),
+                &schema,
+                stream,
+            )
+            .await?;
+        tracing::info!(%table, rows, "created Lance table");
+        Ok(rows as i64)
+    }
+}
+
 /// A DataFusion error from a stream of `Result<RecordBatch, E>` (ingest decoding errors).
 pub fn to_datafusion(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
     DataFusionError::External(Box::new(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+    use super::strip_stored_as_lance;
+
+    fn strip(sql: &str) -> Option<String> {
+        strip_stored_as_lance(sql, &GenericDialect {}).unwrap()
+    }
+
+    #[test]
+    fn the_clause_is_cut_only_at_the_top_level_of_a_create() {
+        assert_eq!(
+            strip("CREATE TABLE t stored  as\nLance AS SELECT 1").as_deref(),
+            Some("CREATE TABLE t   AS SELECT 1")
+        );
+        assert_eq!(
+            strip("create table t (v FLOAT[3]) STORED AS LANCE WITH (metric = 'l2')").as_deref(),
+            Some("create table t (v FLOAT[3])   WITH (metric = 'l2')")
+        );
+        // Inside strings, quoted names, comments and parentheses the words do not count.
+        for sql in [
+            "SELECT 'STORED AS LANCE'",
+            "INSERT INTO t SELECT 1 AS stored",
+            "CREATE TABLE t AS SELECT 'x STORED AS LANCE' AS s",
+            "CREATE TABLE t AS SELECT 1 -- STORED AS LANCE",
+            "CREATE TABLE t AS SELECT 1 AS \"STORED\"",
+            "CREATE TABLE t AS SELECT * FROM (SELECT 1 AS stored) AS lance",
+            "CREATE TABLE t STORED AS PARQUET AS SELECT 1",
+        ] {
+            assert_eq!(strip(sql), None, "{sql}");
+        }
+        // SQL that does not tokenize is left for the parser to report.
+        assert_eq!(
+            strip("CREATE TABLE t STORED AS LANCE AS SELECT 'open"),
+            None
+        );
+    }
 }

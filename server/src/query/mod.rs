@@ -137,6 +137,7 @@ pub struct QueryEngine {
     template: SessionState,
     store_url: ObjectStoreUrl,
     admission: Arc<limits::Admission>,
+    models: Arc<lakehouse_vector::embedding::EmbeddingModels>,
 }
 
 impl QueryEngine {
@@ -210,18 +211,25 @@ impl QueryEngine {
             .with_default_features()
             .build();
         // Registered once; every session starts from the template.
-        lakehouse_vector::register_functions(&mut template, &catalog, &Arc::new(models))?;
+        let models = Arc::new(models);
+        lakehouse_vector::register_functions(&mut template, &catalog, &models)?;
         Ok(Self {
             catalog,
             template,
             store_url,
             admission: Arc::new(limits::Admission::new(options)?),
+            models,
         })
     }
 
     /// The catalog this engine reads.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// The configured embedding models (`[embedding]`).
+    pub fn embedding_models(&self) -> &Arc<lakehouse_vector::embedding::EmbeddingModels> {
+        &self.models
     }
 
     /// Admission control and per-query limits.
@@ -320,10 +328,18 @@ impl QueryEngine {
     /// [`Error::InvalidArgument`] for SQL that does not parse or holds several statements.
     fn parse(&self, sql: &str) -> Result<DFStatement> {
         let dialect = self.template.config().options().sql_parser.dialect;
-        let parser_dialect = datafusion::sql::sqlparser::dialect::dialect_from_str(dialect)
-            .ok_or_else(|| Error::Config(format!("unsupported SQL dialect {dialect}")))?;
-        let sql = params::number_placeholders(sql, parser_dialect.as_ref())?;
+        let sql = params::number_placeholders(sql, self.dialect()?.as_ref())?;
         Ok(self.template.sql_to_statement(&sql, &dialect)?)
+    }
+
+    /// The sqlparser dialect the session parses with (`datafusion.sql_parser.dialect`).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a dialect sqlparser does not know.
+    fn dialect(&self) -> Result<Box<dyn datafusion::sql::sqlparser::dialect::Dialect>> {
+        let dialect = self.template.config().options().sql_parser.dialect;
+        datafusion::sql::sqlparser::dialect::dialect_from_str(dialect)
+            .ok_or_else(|| Error::Config(format!("unsupported SQL dialect {dialect}")))
     }
 
     /// Parses and plans `sql` to a logical plan in a fresh session (see [`QueryEngine::plan`]).
@@ -411,6 +427,9 @@ impl QueryEngine {
     /// # Errors
     /// [`Error::DataFusion`] when the SQL does not parse.
     pub fn is_query(&self, sql: &str) -> Result<bool> {
+        if lance::strip_stored_as_lance(sql, self.dialect()?.as_ref())?.is_some() {
+            return Ok(false);
+        }
         let dialect = self.template.config().options().sql_parser.dialect;
         let statement = self.template.sql_to_statement(sql, &dialect)?;
         Ok(ensure_query(&statement).is_ok())

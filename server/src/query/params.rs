@@ -16,7 +16,7 @@ use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::dialect::Dialect;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer};
 
 use crate::error::{Error, Result};
 
@@ -31,21 +31,13 @@ pub fn number_placeholders(sql: &str, dialect: &dyn Dialect) -> Result<String> {
     let tokens = Tokenizer::new(dialect, sql)
         .tokenize_with_location()
         .map_err(|e| Error::invalid(e.to_string()))?;
-    // Byte offset of each line start; token locations are 1-based (line, column in chars).
-    let line_starts: Vec<usize> = std::iter::once(0)
-        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
-        .collect();
     let mut offsets = Vec::new();
     for token in &tokens {
         if token.token == Token::Placeholder("?".to_string()) {
-            let start = token.span.start;
-            let line = line_starts[(start.line as usize).saturating_sub(1)];
-            let offset = sql[line..]
-                .char_indices()
-                .nth((start.column as usize).saturating_sub(1))
-                .map(|(i, _)| line + i)
-                .ok_or_else(|| Error::invalid("cannot locate a `?` placeholder"))?;
-            offsets.push(offset);
+            offsets.push(
+                byte_offset(sql, token.span.start)
+                    .ok_or_else(|| Error::invalid("cannot locate a `?` placeholder"))?,
+            );
         }
     }
     let mut out = String::with_capacity(sql.len() + offsets.len() * 2);
@@ -57,6 +49,21 @@ pub fn number_placeholders(sql: &str, dialect: &dyn Dialect) -> Result<String> {
     }
     out.push_str(&sql[last..]);
     Ok(out)
+}
+
+/// The byte offset in `sql` of a tokenizer `location` (1-based line and column, in chars), or
+/// `None` when it lies outside `sql`.
+pub(super) fn byte_offset(sql: &str, location: Location) -> Option<usize> {
+    let line = (location.line as usize).checked_sub(1)?;
+    let start = if line == 0 {
+        0
+    } else {
+        sql.match_indices('\n').nth(line - 1)?.0 + 1
+    };
+    sql[start..]
+        .char_indices()
+        .nth((location.column as usize).checked_sub(1)?)
+        .map(|(i, _)| start + i)
 }
 
 /// The parameters `$1..$n` of `plan` with the types DataFusion inferred (`Null` when it could

@@ -9,6 +9,8 @@
 //! | `INSERT INTO t [(cols)] VALUES ... / SELECT ...` | append version | rows written |
 //! | `INSERT OVERWRITE t ...` | replace version | rows written |
 //! | `DROP TABLE [IF EXISTS] t` | drop version | 0 |
+//! | `CREATE TABLE [IF NOT EXISTS] t [(cols)] STORED AS LANCE [WITH (...)] [AS SELECT ...]` | new Lance table (see [`super::lance`]) | rows written |
+//! | `CREATE INDEX` / `DROP INDEX` | Lance index commit | 0 |
 //! | `CREATE SCHEMA [IF NOT EXISTS] s` / `DROP SCHEMA [IF EXISTS] s [CASCADE]` | schema marker | 0 |
 //!
 //! The query part of CTAS and INSERT ... SELECT streams straight into Parquet files (never
@@ -63,8 +65,12 @@ impl QueryEngine {
         default_schema: &SchemaName,
         parameters: Option<&RecordBatch>,
     ) -> Result<i64> {
-        let statement = self.parse(sql)?;
         // Statements DataFusion does not plan, handled on the parsed AST.
+        let lance_ddl = super::lance::strip_stored_as_lance(sql, self.dialect()?.as_ref())?;
+        if let Some(rest) = lance_ddl {
+            return self.create_lance_table(&rest, default_schema).await;
+        }
+        let statement = self.parse(sql)?;
         if let datafusion::sql::parser::Statement::Statement(inner) = &statement
             && let datafusion::sql::sqlparser::ast::Statement::CreateIndex(create) = inner.as_ref()
         {
@@ -99,22 +105,7 @@ impl QueryEngine {
                 plan
             }
         };
-        let table_ref = |name: &TableReference| -> Result<TableRef> {
-            if let Some(catalog) = name.catalog()
-                && catalog != CATALOG_NAME
-            {
-                return Err(Error::invalid(format!(
-                    "unknown catalog {catalog:?}; the catalog is {CATALOG_NAME:?}"
-                )));
-            }
-            Ok(TableRef {
-                schema: match name.schema() {
-                    Some(s) => SchemaName::new(s)?,
-                    None => default_schema.clone(),
-                },
-                table: TableName::new(name.table())?,
-            })
-        };
+        let table_ref = |name: &TableReference| resolve_table(name, default_schema);
         let catalog = self.catalog();
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => {
@@ -423,6 +414,30 @@ impl QueryEngine {
             .await?;
         Ok((manifest, rows.load(Ordering::Relaxed)))
     }
+}
+
+/// The catalog table `name` refers to, unqualified names in `default_schema`.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for another catalog than [`CATALOG_NAME`] or invalid names.
+pub(super) fn resolve_table(
+    name: &TableReference,
+    default_schema: &SchemaName,
+) -> Result<TableRef> {
+    if let Some(catalog) = name.catalog()
+        && catalog != CATALOG_NAME
+    {
+        return Err(Error::invalid(format!(
+            "unknown catalog {catalog:?}; the catalog is {CATALOG_NAME:?}"
+        )));
+    }
+    Ok(TableRef {
+        schema: match name.schema() {
+            Some(s) => SchemaName::new(s)?,
+            None => default_schema.clone(),
+        },
+        table: TableName::new(name.table())?,
+    })
 }
 
 /// Refuses `candidate` (the table with the new files appended) when two rows share a primary
