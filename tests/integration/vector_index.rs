@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
 };
-use arrow::datatypes::{DataType, Field};
+use arrow::datatypes::{DataType, Field, Int64Type};
 use lakehouse_catalog::TableRef;
 use lakehouse_tests::{TestServer, code, column_i64, ingest_command, open_catalog, query};
 use tonic::Code;
@@ -93,6 +93,9 @@ async fn indexes(server: &TestServer) -> Vec<(String, Vec<String>)> {
         .indexes(&manifest.lance.clone().unwrap().location)
         .await
         .unwrap()
+        .into_iter()
+        .map(|index| (index.name, index.columns))
+        .collect()
 }
 
 #[tokio::test]
@@ -226,7 +229,12 @@ async fn indexes_are_listed_to_clients_and_dropped() {
                 (0..b.num_rows())
                     .map(|i| {
                         (0..b.num_columns())
-                            .map(|c| b.column(c).as_string::<i32>().value(i).to_string())
+                            .map(|c| match b.column(c).data_type() {
+                                DataType::Int64 => {
+                                    b.column(c).as_primitive::<Int64Type>().value(i).to_string()
+                                }
+                                _ => b.column(c).as_string::<i32>().value(i).to_string(),
+                            })
                             .collect::<Vec<_>>()
                             .join("|")
                     })
@@ -243,7 +251,10 @@ async fn indexes_are_listed_to_clients_and_dropped() {
     );
     assert_eq!(
         rows,
-        ["public|pts|pts_text|body", "public|pts|pts_vec|embedding"]
+        [
+            "public|pts|pts_text|body|Inverted|300",
+            "public|pts|pts_vec|embedding|IVF_FLAT|300"
+        ]
     );
 
     client

@@ -2,12 +2,14 @@
 //! listing clients see (`SELECT * FROM vector_indexes()`).
 //!
 //! Schema: `table_schema Utf8, table_name Utf8, index_name Utf8, columns Utf8` (the indexed
-//! columns, comma-separated), one row per index, read from each Lance dataset when the query
-//! runs.
+//! columns, comma-separated), `index_type Utf8` (Lance's name: `IVF_PQ`, `IVF_HNSW_SQ`,
+//! `IVF_FLAT`, `Inverted` for full-text), `indexed_rows Int64` (rows the index covers; rows
+//! appended later are searched unindexed); one row per index, read from each Lance dataset when
+//! the query runs.
 
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, StringArray};
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::DataFusionError;
@@ -38,6 +40,8 @@ fn schema() -> SchemaRef {
         Field::new("table_name", DataType::Utf8, false),
         Field::new("index_name", DataType::Utf8, false),
         Field::new("columns", DataType::Utf8, false),
+        Field::new("index_type", DataType::Utf8, false),
+        Field::new("indexed_rows", DataType::Int64, false),
     ]))
 }
 
@@ -84,29 +88,41 @@ impl TableProvider for IndexList {
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let store = LanceStore::new(self.catalog.location());
-        let mut rows: Vec<[String; 4]> = Vec::new();
+        let mut rows: Vec<[String; 5]> = Vec::new();
+        let mut indexed_rows: Vec<i64> = Vec::new();
         for (schema, manifests) in self.catalog.list().await.map_err(external)? {
             for manifest in manifests {
                 let Some(lance) = &manifest.lance else {
                     continue;
                 };
-                for (name, columns) in store.indexes(&lance.location).await.map_err(external)? {
+                for index in store.indexes(&lance.location).await.map_err(external)? {
                     rows.push([
                         schema.to_string(),
                         manifest.table.table.to_string(),
-                        name,
-                        columns.join(","),
+                        index.name,
+                        index.columns.join(","),
+                        index.index_type,
                     ]);
+                    indexed_rows.push(i64::try_from(index.indexed_rows).unwrap_or(i64::MAX));
                 }
             }
         }
-        let column = |i: usize| {
+        let column = |i: usize| -> ArrayRef {
             Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|r| r[i].clone()),
             ))
         };
-        let batch =
-            RecordBatch::try_new(schema(), vec![column(0), column(1), column(2), column(3)])?;
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                column(0),
+                column(1),
+                column(2),
+                column(3),
+                column(4),
+                Arc::new(Int64Array::from(indexed_rows)),
+            ],
+        )?;
         let plan: Arc<dyn ExecutionPlan> =
             MemorySourceConfig::try_new_exec(&[vec![batch]], schema(), projection.cloned())?;
         Ok(plan)

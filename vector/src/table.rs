@@ -249,6 +249,49 @@ pub const DEFAULT_NPROBES: usize = 32;
 /// query does not say (`refine_factor`; 0 turns re-ranking off). Flat scans are exact anyway.
 pub const DEFAULT_REFINE_FACTOR: u32 = 10;
 
+/// Logs the stages of an index build (Lance's `IndexBuildProgress`: e.g. `train_ivf`,
+/// `shuffle`, `merge_partitions` for vector indexes) at info level, with the seconds since the
+/// build started; progress within a stage at debug level.
+#[derive(Debug)]
+struct LogProgress {
+    index: String,
+    started: std::time::Instant,
+}
+
+#[async_trait::async_trait]
+impl lance_index::progress::IndexBuildProgress for LogProgress {
+    async fn stage_start(&self, stage: &str, total: Option<u64>, unit: &str) -> lance::Result<()> {
+        let seconds = self.started.elapsed().as_secs_f64();
+        tracing::info!(index = %self.index, stage, ?total, unit, seconds, "index build stage started");
+        Ok(())
+    }
+
+    async fn stage_progress(&self, stage: &str, completed: u64) -> lance::Result<()> {
+        tracing::debug!(index = %self.index, stage, completed, "index build progress");
+        Ok(())
+    }
+
+    async fn stage_complete(&self, stage: &str) -> lance::Result<()> {
+        let seconds = self.started.elapsed().as_secs_f64();
+        tracing::info!(index = %self.index, stage, seconds, "index build stage done");
+        Ok(())
+    }
+}
+
+/// One index of a Lance dataset, as [`LanceStore::indexes`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexInfo {
+    /// The index name.
+    pub name: String,
+    /// The indexed columns.
+    pub columns: Vec<String>,
+    /// Lance's short type name, e.g. `IVF_PQ`, `IVF_HNSW_SQ`, `IVF_FLAT`, `Inverted`.
+    pub index_type: String,
+    /// Rows the index covers (approximate: may include deleted rows); rows appended since
+    /// the build are searched unindexed.
+    pub indexed_rows: u64,
+}
+
 /// What `CREATE INDEX` asks for.
 #[derive(Debug, Clone)]
 pub struct IndexSpec {
@@ -360,39 +403,49 @@ impl LanceStore {
                 Box::new(lance_index::scalar::InvertedIndexParams::default()),
             ),
         };
+        let columns = [column];
         dataset
-            .create_index(
-                &[column],
-                index_type,
-                Some(name.into()),
-                params.as_ref(),
-                true,
-            )
+            .create_index_builder(&columns, index_type, params.as_ref())
+            .name(name.into())
+            .replace(true)
+            .progress(Arc::new(LogProgress {
+                index: name.to_string(),
+                started,
+            }))
             .await?;
         Ok(started.elapsed().as_secs_f64())
     }
 
-    /// Names of the indexes of the dataset at `location`, with the columns they cover.
+    /// The indexes of the dataset at `location` (system indexes left out), by name.
     ///
     /// # Errors
     /// [`Error::Lance`] when the dataset or its index metadata cannot be read.
-    pub async fn indexes(&self, location: &str) -> Result<Vec<(String, Vec<String>)>> {
+    pub async fn indexes(&self, location: &str) -> Result<Vec<IndexInfo>> {
         use lance::index::DatasetIndexExt;
         let dataset = self.open(location).await?;
-        let indices = dataset.load_indices().await?;
         let schema = dataset.schema();
-        Ok(indices
+        let mut indexes: Vec<IndexInfo> = dataset
+            .describe_indices(None)
+            .await?
             .iter()
-            .filter(|i| !i.name.starts_with("__"))
-            .map(|i| {
-                let columns = i
-                    .fields
+            .filter(|i| !i.name().starts_with("__"))
+            .map(|i| IndexInfo {
+                name: i.name().to_string(),
+                columns: i
+                    .field_ids()
                     .iter()
-                    .filter_map(|id| schema.field_by_id(*id).map(|f| f.name.clone()))
-                    .collect();
-                (i.name.clone(), columns)
+                    .filter_map(|id| {
+                        schema
+                            .field_by_id(i32::try_from(*id).ok()?)
+                            .map(|f| f.name.clone())
+                    })
+                    .collect(),
+                index_type: i.index_type().to_string(),
+                indexed_rows: i.rows_indexed(),
             })
-            .collect())
+            .collect();
+        indexes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(indexes)
     }
 
     /// Drops index `name` of the dataset at `location` (one Lance commit).

@@ -322,7 +322,7 @@ impl QueryEngine {
                 .indexes(&lance.location)
                 .await?
                 .iter()
-                .any(|(n, _)| n == &name)
+                .any(|index| index.name == name)
             {
                 found.push((manifest.table.clone(), lance.location.clone()));
             }

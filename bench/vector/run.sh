@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Vector search benchmark on all 400k GloVe 6B 50-d vectors: IVF_PQ build time, recall@10 and
+# p50/p99 latency of `vector_search` through Flight SQL and in-process, beside pylance (Lance's
+# Python package, same Lance version, same index and search parameters), plus cached vs
+# uncached `embed` throughput against the real MiniLM model server. Prints a Markdown table and
+# writes it to bench/vector/results.md. A benchmark, not a test: it builds release binaries
+# (~35 min the first time) and is not run by CI.
+#   bench/vector/run.sh [--queries N]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+scripts/setup.sh
+. scripts/cargo-env.sh
+cargo build --release --locked --bin lakehouse
+cargo bench --locked --no-run -p lakehouse-server --bench vector_search
+LAKEHOUSE_MODELS_DIR=$(scripts/model-server/setup.sh)
+export LAKEHOUSE_MODELS_DIR
+venv=$(scripts/python-env.sh bench/vector/requirements.txt "$HOME/.cache/lakehouse/venv-bench-vector")
+exec "$venv/bin/python" bench/vector/bench.py --bin "$CARGO_TARGET_DIR/release/lakehouse" \
+  --work "$HOME/.cache/lakehouse/bench/vector" --out bench/vector/results.md "$@"
