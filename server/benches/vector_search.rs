@@ -69,8 +69,13 @@ async fn main() {
     };
     let location = StorageLocation::open(storage).expect("storage");
     let catalog = Arc::new(Catalog::open(location).await.expect("catalog"));
-    let engine =
-        QueryEngine::new(catalog, &QueryOptions::default(), &Default::default()).expect("engine");
+    let engine = QueryEngine::new(
+        catalog,
+        &QueryOptions::default(),
+        &Default::default(),
+        &Default::default(),
+    )
+    .expect("engine");
     let schema = SchemaName::new(lakehouse_catalog::DEFAULT_SCHEMA).expect("schema");
     let literals = read_queries(queries);
     let run = async |literal: &String| -> Vec<i64> {

@@ -54,6 +54,8 @@ pub struct ServeConfig {
     pub query: QueryOptions,
     /// Embedding models (`[embedding.models.NAME]`, see `lakehouse_vector::embedding`).
     pub embedding: lakehouse_vector::embedding::EmbeddingConfig,
+    /// Chat models and the `ai()` row cap (`[chat]`, see `lakehouse_vector::chat`).
+    pub chat: lakehouse_vector::chat::ChatConfig,
 }
 
 impl Default for ServeConfig {
@@ -71,6 +73,7 @@ impl Default for ServeConfig {
             auth: AuthConfig::default(),
             query: QueryOptions::default(),
             embedding: Default::default(),
+            chat: Default::default(),
         }
     }
 }

@@ -85,7 +85,12 @@ impl Server {
         if let Some(sample) = config.sample {
             sample::load(&catalog, sample).await?;
         }
-        let engine = QueryEngine::new(Arc::clone(&catalog), &config.query, &config.embedding)?;
+        let engine = QueryEngine::new(
+            Arc::clone(&catalog),
+            &config.query,
+            &config.embedding,
+            &config.chat,
+        )?;
         let service = Arc::new(LakehouseFlightSql::new(engine)?);
         Ok(Self {
             catalog,

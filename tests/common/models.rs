@@ -11,6 +11,8 @@ use std::time::Duration;
 pub const EMBED_MODEL: &str = "all-minilm";
 /// Its dimension.
 pub const EMBED_DIMENSION: usize = 384;
+/// The chat model every model server serves: SmolLM2-135M-Instruct (Q4_1).
+pub const CHAT_MODEL: &str = "smollm2";
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -68,6 +70,11 @@ impl ModelServer {
             .arg(format!(
                 "{EMBED_MODEL}={}",
                 models.join("minilm.gguf").display()
+            ))
+            .arg("--chat")
+            .arg(format!(
+                "{CHAT_MODEL}={}",
+                models.join("smollm2-135m.gguf").display()
             ))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -134,6 +141,15 @@ pub fn minilm_config(server: &ModelServer) -> lakehouse_vector::embedding::Embed
         server.url(),
         EMBED_MODEL,
         EMBED_DIMENSION,
+    )
+}
+
+/// The SmolLM2 model of `server` as an Ollama chat-model config (temperature 0, defaults).
+pub fn smollm2_config(server: &ModelServer) -> lakehouse_vector::chat::ChatModelConfig {
+    lakehouse_vector::chat::ChatModelConfig::new(
+        lakehouse_vector::embedding::ProviderKind::Ollama,
+        server.url(),
+        CHAT_MODEL,
     )
 }
 

@@ -3,6 +3,7 @@
 
 mod auth;
 mod catalog;
+mod chat;
 mod embedding;
 mod ingest;
 mod ingest_file;

@@ -91,7 +91,8 @@ class ModelServer:
             timeout=900).stdout.strip()
         self.proc = subprocess.Popen(
             ["node", str(MODEL_SCRIPTS / "server.mjs"), "--port", "0", "--exit-with-parent",
-             "--embed", f"all-minilm={self.models}/minilm.gguf"],
+             "--embed", f"all-minilm={self.models}/minilm.gguf",
+             "--chat", f"smollm2={self.models}/smollm2-135m.gguf"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("listening on "):
@@ -105,6 +106,12 @@ class ModelServer:
                 f'[embedding.models.{name}]\nprovider = "ollama"\n'
                 f'base_url = "{base_url or self.url}"\nmodel = "all-minilm"\n'
                 f'dimension = 384\ntimeout_ms = {timeout_ms}\n')
+
+    def chat_toml(self, ai_max_rows=100, timeout_ms=60000, base_url=None):
+        """The `[chat]` config section for SmolLM2-135M served by this server (temperature 0)."""
+        return (f'[chat]\nai_max_rows = {ai_max_rows}\n[chat.models.smollm2]\n'
+                f'provider = "ollama"\nbase_url = "{base_url or self.url}"\n'
+                f'model = "smollm2"\nmax_tokens = 48\ntimeout_ms = {timeout_ms}\n')
 
     def stop(self):
         self.proc.terminate()

@@ -3,6 +3,9 @@
 //! - [`embedding`]: embedding providers over HTTP (Ollama `/api/embed`, OpenAI-compatible
 //!   `/v1/embeddings`), batched, bounded in concurrency, retried with backoff, cached by
 //!   (model, text) in a memory-bounded cache.
+//! - [`ai`]: the `ai(prompt [, model])` SQL function (registered per query session).
+//! - [`chat`]: chat (LLM) providers over HTTP (Ollama `/api/chat`, OpenAI-compatible
+//!   `/v1/chat/completions`), bounded in concurrency and retried with backoff.
 //! - [`table`]: Lance datasets under the catalog's storage root, as DataFusion tables.
 //! - [`embed`]: the `embed(text [, model])` SQL function.
 //! - [`indexes`]: the `vector_indexes()` SQL table function (the index listing).
@@ -11,9 +14,12 @@
 //!
 //! Lance-backed vector tables and the `vector_search` table functions build on these.
 
+pub mod ai;
+pub mod chat;
 pub mod embed;
 pub mod embedding;
 pub mod error;
+mod http;
 pub mod indexes;
 pub mod search;
 pub mod table;

@@ -138,10 +138,13 @@ pub struct QueryEngine {
     store_url: ObjectStoreUrl,
     admission: Arc<limits::Admission>,
     models: Arc<lakehouse_vector::embedding::EmbeddingModels>,
+    chat: Arc<lakehouse_vector::chat::ChatModels>,
+    ai_max_rows: usize,
 }
 
 impl QueryEngine {
-    /// An engine over `catalog` with `options`.
+    /// An engine over `catalog` with `options`, the embedding models of `embedding` and the
+    /// chat models of `chat`.
     ///
     /// # Errors
     /// [`Error::Config`] for an unknown or invalid DataFusion option.
@@ -149,6 +152,7 @@ impl QueryEngine {
         catalog: Arc<Catalog>,
         options: &QueryOptions,
         embedding: &lakehouse_vector::embedding::EmbeddingConfig,
+        chat: &lakehouse_vector::chat::ChatConfig,
     ) -> Result<Self> {
         let models = lakehouse_vector::embedding::EmbeddingModels::new(
             &embedding.models,
@@ -219,6 +223,8 @@ impl QueryEngine {
             store_url,
             admission: Arc::new(limits::Admission::new(options)?),
             models,
+            chat: Arc::new(lakehouse_vector::chat::ChatModels::new(chat)?),
+            ai_max_rows: chat.ai_max_rows,
         })
     }
 
@@ -280,7 +286,13 @@ impl QueryEngine {
             .with_config(config)
             .with_catalog_list(Arc::new(catalogs) as Arc<dyn CatalogProviderList>)
             .build();
-        Ok(SessionContext::new_with_state(state))
+        let ctx = SessionContext::new_with_state(state);
+        // Per session, so each query counts its own ai() rows.
+        ctx.register_udf(lakehouse_vector::ai::AiFunction::udf(
+            Arc::clone(&self.chat),
+            self.ai_max_rows,
+        ));
+        Ok(ctx)
     }
 
     /// Reads the newest manifests of the tables named in `vector_search('TABLE', ...)` (and

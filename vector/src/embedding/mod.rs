@@ -267,54 +267,23 @@ impl Embedder {
         Ok((chunk, vectors))
     }
 
-    /// One batch, retried with exponential backoff (100 ms doubling, jittered, at most 5 s
-    /// apart) on retryable errors until `deadline`.
+    /// One batch, retried on retryable errors until `deadline` ([`crate::http::with_retries`]).
     async fn embed_with_retries(
         &self,
         texts: &[String],
         deadline: tokio::time::Instant,
     ) -> Result<Vec<Vec<f32>>> {
-        use backon::BackoffBuilder;
-        let mut backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(5))
-            .with_jitter()
-            .without_max_times()
-            .build();
-        let timeout = Duration::from_millis(self.config.timeout_ms);
-        loop {
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let attempt = tokio::time::timeout_at(deadline, self.provider.embed_batch(texts)).await;
-            let error = match attempt {
-                Ok(Ok(vectors)) => return self.check(texts, vectors),
-                Ok(Err(e @ Error::Unavailable { .. })) => e,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => {
-                    return Err(Error::Unavailable {
-                        provider: self.provider.describe(),
-                        message: format!(
-                            "no answer within {} ms (timeout_ms)",
-                            timeout.as_millis()
-                        ),
-                    });
-                }
-            };
-            let delay = backoff.next().unwrap_or(Duration::from_secs(5));
-            if tokio::time::Instant::now() + delay >= deadline {
-                let Error::Unavailable { provider, message } = error else {
-                    unreachable!("only Unavailable is retried")
-                };
-                return Err(Error::Unavailable {
-                    provider,
-                    message: format!(
-                        "{message} (still failing after {} ms of retries)",
-                        timeout.as_millis()
-                    ),
-                });
-            }
-            tracing::debug!(model = %self.name, %error, ?delay, "retrying embedding request");
-            tokio::time::sleep(delay).await;
-        }
+        let vectors = crate::http::with_retries(
+            &self.provider.describe(),
+            Duration::from_millis(self.config.timeout_ms),
+            deadline,
+            || {
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                self.provider.embed_batch(texts)
+            },
+        )
+        .await?;
+        self.check(texts, vectors)
     }
 
     fn check(&self, texts: &[String], vectors: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
@@ -366,16 +335,7 @@ impl EmbeddingModels {
         for (name, config) in configs {
             models.insert(name.clone(), Arc::new(Embedder::new(name, config.clone())?));
         }
-        let default = match default {
-            Some(name) if !models.contains_key(name) => {
-                return Err(Error::Config(format!(
-                    "default embedding model {name} is not configured"
-                )));
-            }
-            Some(name) => Some(name.to_string()),
-            None if models.len() == 1 => models.keys().next().cloned(),
-            None => None,
-        };
+        let default = pick_default("embedding", &models, default)?;
         Ok(Self { models, default })
     }
 
@@ -385,27 +345,61 @@ impl EmbeddingModels {
     /// [`Error::Config`] naming the configured models when `name` is unknown or no default
     /// exists.
     pub fn get(&self, name: Option<&str>) -> Result<&Arc<Embedder>> {
-        let name = match name.or(self.default.as_deref()) {
-            Some(name) => name,
-            None => {
-                return Err(Error::Config(format!(
-                    "no default embedding model; name one of: {}",
-                    self.names().join(", ")
-                )));
-            }
-        };
-        self.models.get(name).ok_or_else(|| {
-            Error::Config(format!(
-                "unknown embedding model {name}; configured: {}",
-                self.names().join(", ")
-            ))
-        })
+        lookup("embedding", &self.models, name, self.default.as_deref())
     }
 
     /// Configured model names, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.models.keys().cloned().collect();
-        names.sort();
-        names
+        sorted_names(&self.models)
     }
+}
+
+fn sorted_names<T>(models: &HashMap<String, T>) -> Vec<String> {
+    let mut names: Vec<String> = models.keys().cloned().collect();
+    names.sort();
+    names
+}
+
+/// The default model of a registry of `kind` (`embedding`, `chat`): `default` when configured,
+/// else the only model when there is exactly one.
+///
+/// # Errors
+/// [`Error::Config`] when `default` is not among `models`.
+pub(crate) fn pick_default<T>(
+    kind: &str,
+    models: &HashMap<String, T>,
+    default: Option<&str>,
+) -> Result<Option<String>> {
+    match default {
+        Some(name) if !models.contains_key(name) => Err(Error::Config(format!(
+            "default {kind} model {name} is not configured"
+        ))),
+        Some(name) => Ok(Some(name.to_string())),
+        None if models.len() == 1 => Ok(models.keys().next().cloned()),
+        None => Ok(None),
+    }
+}
+
+/// The model `name` (or `default` for `None`) of a registry of `kind`.
+///
+/// # Errors
+/// [`Error::Config`] naming the configured models when `name` is unknown or no default exists.
+pub(crate) fn lookup<'a, T>(
+    kind: &str,
+    models: &'a HashMap<String, T>,
+    name: Option<&str>,
+    default: Option<&str>,
+) -> Result<&'a T> {
+    let Some(name) = name.or(default) else {
+        return Err(Error::Config(format!(
+            "no default {kind} model; name one of: {}",
+            sorted_names(models).join(", ")
+        )));
+    };
+    models.get(name).ok_or_else(|| {
+        Error::Config(format!(
+            "unknown {kind} model {name}; configured: {}",
+            sorted_names(models).join(", ")
+        ))
+    })
 }

@@ -1,0 +1,43 @@
+"""`ai()` through ADBC with the real chat model (SmolLM2-135M on the test model server): one
+answer per row, repeatable at temperature 0, and the per-query row cap."""
+
+import adbc_driver_manager
+import pyarrow as pa
+import pytest
+
+from conftest import LakehouseServer
+
+
+@pytest.fixture
+def ai_server(tmp_path, model_server):
+    config = tmp_path / "lakehouse.toml"
+    config.write_text(model_server.chat_toml(ai_max_rows=5))
+    server = LakehouseServer(tmp_path / "data", "--config", str(config),
+                             log_path=tmp_path / "server.log")
+    yield server
+    server.stop()
+
+
+def test_ai_answers_five_rows_and_refuses_a_query_over_the_cap(ai_server):
+    with ai_server.connect() as conn, conn.cursor() as cur:
+        cur.adbc_ingest("clients", pa.table({
+            "id": pa.array(range(1, 8), pa.int64()),
+            "notes": [f"Client {i} asked about invoice number {100 + i}." for i in range(1, 8)],
+        }), mode="create")
+        # The LIMIT goes below ai(): an ORDER BY ... LIMIT on the outer query would sort after
+        # calling the model for every row (and here pass the cap).
+        sql = ("SELECT id, ai('Summarise in five words: ' || notes) AS summary "
+               "FROM (SELECT * FROM clients ORDER BY id LIMIT 5) c ORDER BY id")
+        cur.execute(sql)
+        rows = cur.fetchall()
+        assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
+        assert all(isinstance(r[1], str) and r[1].strip() for r in rows), rows
+        cur.execute(sql)
+        assert cur.fetchall() == rows, "temperature 0: the same answers again"
+
+        with pytest.raises(adbc_driver_manager.Error) as err:
+            cur.execute("SELECT ai('Summarise: ' || notes) FROM clients")
+            cur.fetchall()
+        assert "ResourceExhausted" in str(err.value) or "RESOURCE_EXHAUSTED" in str(err.value), \
+            err.value
+        assert "ai_max_rows = 5" in str(err.value)
