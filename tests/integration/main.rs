@@ -13,6 +13,7 @@ mod limits;
 mod metadata;
 mod params;
 mod query;
+mod rag;
 mod tls;
 mod vector_index;
 mod vector_search;

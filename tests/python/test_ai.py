@@ -41,3 +41,35 @@ def test_ai_answers_five_rows_and_refuses_a_query_over_the_cap(ai_server):
         assert "ResourceExhausted" in str(err.value) or "RESOURCE_EXHAUSTED" in str(err.value), \
             err.value
         assert "ai_max_rows = 5" in str(err.value)
+
+
+@pytest.fixture
+def rag_server(tmp_path, model_server):
+    config = tmp_path / "lakehouse.toml"
+    config.write_text(model_server.embedding_toml() + model_server.chat_toml())
+    server = LakehouseServer(tmp_path / "data", "--config", str(config),
+                             log_path=tmp_path / "server.log")
+    yield server
+    server.stop()
+
+
+def test_rag_cites_the_planted_document_first_and_repeats(rag_server):
+    docs = [
+        "Our cafeteria serves vegetarian lasagne every Tuesday.",
+        "Invoices are paid within thirty days of receipt.",
+        "The Zorblax project deadline is the fourteenth of March.",
+        "Kubernetes clusters are upgraded during the weekend window.",
+    ]
+    with rag_server.connect() as conn, conn.cursor() as cur:
+        cur.adbc_ingest("docs", pa.table({"doc_id": [f"doc-{i}" for i in range(4)],
+                                          "body": docs}), mode="create")
+        cur.execute("CREATE TABLE chunks STORED AS LANCE AS SELECT doc_id, body AS text, "
+                    "embed(body) AS embedding FROM docs")
+        sql = "SELECT answer, sources FROM rag('When is the Zorblax project deadline?', 'chunks')"
+        cur.execute(sql)
+        answer, sources = cur.fetchone()
+        assert answer.strip()
+        assert sources[0]["doc_id"] == "doc-2", sources
+        assert "Zorblax" in sources[0]["text"]
+        cur.execute(sql)
+        assert cur.fetchone()[0] == answer

@@ -9,7 +9,8 @@
 //! - [`table`]: Lance datasets under the catalog's storage root, as DataFusion tables.
 //! - [`embed`]: the `embed(text [, model])` SQL function.
 //! - [`indexes`]: the `vector_indexes()` SQL table function (the index listing).
-//! - [`search`]: the `vector_search` SQL table function.
+//! - [`search`]: the `vector_search`, `text_search` and `hybrid_search` SQL table functions.
+//! - [`rag`]: the `rag(question, table [, options])` SQL table function.
 //! - [`error`]: the crate's error type.
 //!
 //! Lance-backed vector tables and the `vector_search` table functions build on these.
@@ -21,6 +22,7 @@ pub mod embedding;
 pub mod error;
 mod http;
 pub mod indexes;
+pub mod rag;
 pub mod search;
 pub mod table;
 
@@ -28,13 +30,20 @@ pub use error::{Error, Result};
 
 use std::sync::Arc;
 
-/// The table functions that search one Lance table named by their first argument (a string
-/// literal); the server reads those tables' newest manifests before planning a call.
-pub const TABLE_SEARCH_FUNCTIONS: [&str; 3] = ["vector_search", "text_search", "hybrid_search"];
+/// The table functions that search one Lance table named by a string-literal argument, with
+/// that argument's position (0-based); the server reads those tables' newest manifests before
+/// planning a call.
+pub const TABLE_SEARCH_FUNCTIONS: [(&str, usize); 4] = [
+    ("vector_search", 0),
+    ("text_search", 0),
+    ("hybrid_search", 0),
+    ("rag", 1),
+];
 
 /// Registers Lakehouse's SQL functions in `state`: `embed` (scalar, async) and the table
-/// functions `vector_search`, `text_search`, `hybrid_search` and `vector_indexes`, over
-/// `catalog`'s Lance tables, embedding with `models`.
+/// functions `vector_search`, `text_search`, `hybrid_search`, `rag` and `vector_indexes`, over
+/// `catalog`'s Lance tables, embedding with `models` and answering with `chat`. (`ai` counts
+/// rows per query, so the server registers it per session: [`ai::AiFunction::udf`].)
 ///
 /// # Errors
 /// [`Error::Config`] when DataFusion refuses the registration (not expected).
@@ -42,6 +51,7 @@ pub fn register_functions(
     state: &mut datafusion::execution::session_state::SessionState,
     catalog: &Arc<lakehouse_catalog::Catalog>,
     models: &Arc<embedding::EmbeddingModels>,
+    chat: &Arc<chat::ChatModels>,
 ) -> Result<()> {
     use datafusion::execution::FunctionRegistry;
     state
@@ -63,6 +73,14 @@ pub fn register_functions(
         Arc::new(search::HybridSearchFunction::new(
             Arc::clone(catalog),
             Arc::clone(models),
+        )),
+    );
+    state.register_udtf(
+        "rag",
+        Arc::new(rag::RagFunction::new(
+            search::VectorSearchFunction::new(Arc::clone(catalog), Arc::clone(models)),
+            search::HybridSearchFunction::new(Arc::clone(catalog), Arc::clone(models)),
+            Arc::clone(chat),
         )),
     );
     state.register_udtf(

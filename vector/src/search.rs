@@ -203,7 +203,7 @@ fn with_column(schema: &Schema, name: &str, data_type: DataType) -> SchemaRef {
 impl VectorSearchFunction {
     /// The search of `query` (a text or vector literal) in `table`, checked against the
     /// table's vector columns and the configured models.
-    fn search(
+    pub(crate) fn search(
         &self,
         table: &TableRef,
         query: &Expr,
@@ -293,7 +293,7 @@ impl TableFunctionImpl for VectorSearchFunction {
 
 /// The result of one `vector_search` call.
 #[derive(Debug)]
-struct VectorSearchTable {
+pub(crate) struct VectorSearchTable {
     schema: SchemaRef,
     store: LanceStore,
     location: String,
@@ -302,6 +302,13 @@ struct VectorSearchTable {
     query: Query,
     k: usize,
     options: SearchOptions,
+}
+
+impl VectorSearchTable {
+    /// The searched column's metric (what `_distance` measures).
+    pub(crate) fn metric(&self) -> lakehouse_catalog::VectorMetric {
+        self.column.metric
+    }
 }
 
 fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
@@ -569,17 +576,16 @@ struct HybridOptions {
     ef: Option<usize>,
 }
 
-impl TableFunctionImpl for HybridSearchFunction {
-    fn call_with_args(
+impl HybridSearchFunction {
+    /// The fused search of the text `query` in `table`: `k` rows from the `3k` best of each
+    /// side (see [`DEFAULT_RRF_K`]).
+    fn fused(
         &self,
-        args: TableFunctionArgs,
-    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        let Call {
-            table,
-            query,
-            k,
-            options,
-        }: Call<HybridOptions> = parse_call("hybrid_search", &args)?;
+        table: &TableRef,
+        query: &Expr,
+        k: usize,
+        options: HybridOptions,
+    ) -> datafusion::error::Result<HybridSearchTable> {
         let candidates = (3 * k).min(MAX_K);
         let vector_options = SearchOptions {
             column: options.column,
@@ -594,12 +600,12 @@ impl TableFunctionImpl for HybridSearchFunction {
         };
         let vector = self
             .vector
-            .search(&table, query, candidates, vector_options)?;
-        let text = self.text.search(&table, query, candidates, text_options)?;
+            .search(table, query, candidates, vector_options)?;
+        let text = self.text.search(table, query, candidates, text_options)?;
         // The table's columns are the text side's minus `_score`.
         let table_columns = text.schema.fields().len() - 1;
         let table_schema = Schema::new(text.schema.fields()[..table_columns].to_vec());
-        Ok(Arc::new(HybridSearchTable {
+        Ok(HybridSearchTable {
             schema: with_column(&table_schema, "_score", DataType::Float64),
             table_columns,
             vector: Arc::new(vector),
@@ -610,12 +616,46 @@ impl TableFunctionImpl for HybridSearchFunction {
                 options.vector_weight.unwrap_or(1.0),
                 options.text_weight.unwrap_or(1.0),
             ),
-        }))
+        })
+    }
+
+    /// [`Self::fused`] with default weights and knobs, for `rag`.
+    pub(crate) fn hybrid(
+        &self,
+        table: &TableRef,
+        query: &Expr,
+        k: usize,
+        column: Option<String>,
+        text_column: Option<String>,
+        filter: Option<String>,
+    ) -> datafusion::error::Result<HybridSearchTable> {
+        let options = HybridOptions {
+            column,
+            text_column,
+            filter,
+            ..Default::default()
+        };
+        self.fused(table, query, k, options)
+    }
+}
+
+impl TableFunctionImpl for HybridSearchFunction {
+    fn call_with_args(
+        &self,
+        args: TableFunctionArgs,
+    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        let Call {
+            table,
+            query,
+            k,
+            options,
+        }: Call<HybridOptions> = parse_call("hybrid_search", &args)?;
+        Ok(Arc::new(self.fused(&table, query, k, options)?))
     }
 }
 
 #[derive(Debug)]
-struct HybridSearchTable {
+pub(crate) struct HybridSearchTable {
     schema: SchemaRef,
     table_columns: usize,
     vector: Arc<dyn TableProvider>,

@@ -216,14 +216,15 @@ impl QueryEngine {
             .build();
         // Registered once; every session starts from the template.
         let models = Arc::new(models);
-        lakehouse_vector::register_functions(&mut template, &catalog, &models)?;
+        let chat_models = Arc::new(lakehouse_vector::chat::ChatModels::new(chat)?);
+        lakehouse_vector::register_functions(&mut template, &catalog, &models, &chat_models)?;
         Ok(Self {
             catalog,
             template,
             store_url,
             admission: Arc::new(limits::Admission::new(options)?),
             models,
-            chat: Arc::new(lakehouse_vector::chat::ChatModels::new(chat)?),
+            chat: chat_models,
             ai_max_rows: chat.ai_max_rows,
         })
     }
@@ -303,7 +304,10 @@ impl QueryEngine {
         use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
         use lakehouse_vector::TABLE_SEARCH_FUNCTIONS;
         let lower = sql.to_ascii_lowercase();
-        if !TABLE_SEARCH_FUNCTIONS.iter().any(|f| lower.contains(f)) {
+        if !TABLE_SEARCH_FUNCTIONS
+            .iter()
+            .any(|(f, _)| lower.contains(f))
+        {
             return;
         }
         let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
@@ -313,23 +317,34 @@ impl QueryEngine {
             .iter()
             .filter(|t| !matches!(t, Token::Whitespace(_)))
             .collect();
-        for window in tokens.windows(3) {
-            if let [
-                Token::Word(w),
-                Token::LParen,
-                Token::SingleQuotedString(name),
-            ] = window
-                && TABLE_SEARCH_FUNCTIONS
-                    .iter()
-                    .any(|f| w.value.eq_ignore_ascii_case(f))
-            {
-                let table = match name.split_once('.') {
-                    Some((s, t)) => TableRef::new(s, t),
-                    None => TableRef::new(default_schema.to_string(), name.clone()),
-                };
-                if let Ok(table) = table {
-                    let _ = self.catalog.table(&table).await;
+        for (i, token) in tokens.iter().enumerate() {
+            let Token::Word(w) = token else { continue };
+            let Some((_, position)) = TABLE_SEARCH_FUNCTIONS
+                .iter()
+                .find(|(f, _)| w.value.eq_ignore_ascii_case(f))
+            else {
+                continue;
+            };
+            if tokens.get(i + 1) != Some(&&Token::LParen) {
+                continue;
+            }
+            // Arguments before the table's must be string literals too (`rag('q', 'table')`).
+            let mut at = i + 2;
+            for _ in 0..*position {
+                match (tokens.get(at), tokens.get(at + 1)) {
+                    (Some(Token::SingleQuotedString(_)), Some(Token::Comma)) => at += 2,
+                    _ => break,
                 }
+            }
+            let Some(Token::SingleQuotedString(name)) = tokens.get(at) else {
+                continue;
+            };
+            let table = match name.split_once('.') {
+                Some((s, t)) => TableRef::new(s, t),
+                None => TableRef::new(default_schema.to_string(), name.clone()),
+            };
+            if let Ok(table) = table {
+                let _ = self.catalog.table(&table).await;
             }
         }
     }

@@ -1,0 +1,422 @@
+//! `rag(question, table [, options])`: retrieval-augmented generation as a SQL table function.
+//!
+//! Retrieves the `k` passages of a Lance table nearest to the question (`vector_search`, or
+//! `hybrid_search` with `"mode": "hybrid"`), numbers them as sources in a grounded prompt, asks
+//! a chat model, and answers one row:
+//!
+//! | column | type | |
+//! |---|---|---|
+//! | `answer` | Utf8 | the model's answer, citing sources as `[n]` |
+//! | `sources` | List<Struct<doc_id Utf8, chunk_index Int64, text Utf8, score Float64>> | the passages given to the model, `[1]` first |
+//! | `model` | Utf8 | the chat model's configured name |
+//! | `retrieval_ms` | Float64 | time to embed the question and search |
+//! | `generation_ms` | Float64 | time the chat model took (0 when it was not asked) |
+//!
+//! `doc_id` comes from the table's `doc_id` column (else `id`), `chunk_index` from
+//! `chunk_index`, when present. `score` is higher-is-better: cosine similarity (`1 - _distance`)
+//! for cosine columns, `-_distance` for l2/dot, the RRF `_score` in hybrid mode. Passages scoring
+//! below `min_score` are dropped; when none is left the model is not asked and the answer says
+//! that the table has nothing relevant ("I don't know ..."), rather than letting it invent one.
+//!
+//! Options (a JSON object string): `k` (passages, default 5), `mode` (`vector` or `hybrid`),
+//! `column` (vector column), `text_column` (default `text`), `filter` (pre-filter predicate),
+//! `min_score` (default 0.3 for cosine in vector mode, else none), `model` (chat model),
+//! `system` (system prompt) and `template` (user prompt, with `{sources}` and `{question}`).
+//!
+//! The work runs when the query executes (a streaming table), not while it is planned.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, ListArray, RecordBatch, StringArray,
+    StructArray,
+};
+use arrow::buffer::OffsetBuffer;
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::PartitionStream;
+use lakehouse_catalog::{TableRef, VectorMetric};
+use serde::Deserialize;
+
+use crate::chat::{ChatMessage, ChatModel, ChatModels};
+use crate::search::{HybridSearchFunction, VectorSearchFunction};
+
+/// Passages retrieved when the options do not say (`k`).
+pub const DEFAULT_K: usize = 5;
+/// The least cosine similarity a passage needs in vector mode on a cosine column when the
+/// options do not say (`min_score`). MiniLM puts unrelated sentences below ~0.2.
+pub const DEFAULT_MIN_COSINE: f64 = 0.3;
+/// Characters of a passage kept in `sources.text`.
+pub const SNIPPET_CHARS: usize = 300;
+
+/// The system prompt when the options do not say (`system`).
+pub const DEFAULT_SYSTEM: &str = "You answer questions using only the numbered sources you are \
+given. Cite the sources you use as [1], [2], ... If the sources do not contain the answer, say \
+that you don't know.";
+/// The user prompt when the options do not say (`template`): `{sources}` becomes the numbered
+/// passages, `{question}` the question.
+pub const DEFAULT_TEMPLATE: &str = "Sources:\n{sources}\n\nQuestion: {question}\nAnswer:";
+
+/// The `rag` table function.
+#[derive(Debug)]
+pub struct RagFunction {
+    vector: VectorSearchFunction,
+    hybrid: HybridSearchFunction,
+    chat: Arc<ChatModels>,
+}
+
+impl RagFunction {
+    /// The function over `vector`/`hybrid` search and the `chat` models.
+    pub fn new(
+        vector: VectorSearchFunction,
+        hybrid: HybridSearchFunction,
+        chat: Arc<ChatModels>,
+    ) -> Self {
+        Self {
+            vector,
+            hybrid,
+            chat,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RagOptions {
+    k: Option<usize>,
+    mode: Option<String>,
+    column: Option<String>,
+    text_column: Option<String>,
+    filter: Option<String>,
+    min_score: Option<f64>,
+    model: Option<String>,
+    system: Option<String>,
+    template: Option<String>,
+}
+
+fn plan_err(message: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Plan(format!("rag: {message}"))
+}
+
+fn string_literal(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) => {
+            Some(s.as_str())
+        }
+        _ => None,
+    }
+}
+
+/// The result schema (see the module docs).
+pub fn result_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("answer", DataType::Utf8, false),
+        Field::new(
+            "sources",
+            DataType::List(Arc::new(Field::new("item", source_type(), true))),
+            false,
+        ),
+        Field::new("model", DataType::Utf8, false),
+        Field::new("retrieval_ms", DataType::Float64, false),
+        Field::new("generation_ms", DataType::Float64, false),
+    ]))
+}
+
+fn source_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("doc_id", DataType::Utf8, true),
+        Field::new("chunk_index", DataType::Int64, true),
+        Field::new("text", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, false),
+    ])
+}
+
+fn source_type() -> DataType {
+    DataType::Struct(source_fields())
+}
+
+impl TableFunctionImpl for RagFunction {
+    fn call_with_args(
+        &self,
+        args: TableFunctionArgs,
+    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        let exprs = args.exprs();
+        if !(2..=3).contains(&exprs.len()) {
+            return Err(plan_err(
+                "expects (question, table [, options]), e.g. rag('Who knows Kubernetes?', 'docs')",
+            ));
+        }
+        let question = string_literal(&exprs[0])
+            .ok_or_else(|| plan_err("the question must be a string literal"))?;
+        let table = string_literal(&exprs[1])
+            .ok_or_else(|| plan_err("the table must be a string literal, e.g. 'docs'"))?;
+        let options: RagOptions = match exprs.get(2) {
+            None => RagOptions::default(),
+            Some(e) => {
+                let json = string_literal(e)
+                    .ok_or_else(|| plan_err("options must be a JSON string literal"))?;
+                serde_json::from_str(json)
+                    .map_err(|e| plan_err(format!("options must be a JSON object: {e}")))?
+            }
+        };
+        let chat = Arc::clone(self.chat.get(options.model.as_deref()).map_err(plan_err)?);
+        let k = options.k.unwrap_or(DEFAULT_K);
+        if !(1..=100).contains(&k) {
+            return Err(plan_err("k must be from 1 to 100"));
+        }
+        let default_schema = &args.session().config().options().catalog.default_schema;
+        let table = match table.split_once('.') {
+            Some((schema, name)) => TableRef::new(schema, name),
+            None => TableRef::new(default_schema.as_str(), table),
+        }
+        .map_err(plan_err)?;
+        let question_expr = Expr::Literal(ScalarValue::Utf8(Some(question.to_string())), None);
+        let hybrid = match options.mode.as_deref() {
+            None | Some("vector") => false,
+            Some("hybrid") => true,
+            Some(other) => return Err(plan_err(format!("mode {other:?}: use vector or hybrid"))),
+        };
+        let (search, metric): (Arc<dyn TableProvider>, Option<VectorMetric>) = if hybrid {
+            let search = self.hybrid.hybrid(
+                &table,
+                &question_expr,
+                k,
+                options.column.clone(),
+                options.text_column.clone(),
+                options.filter.clone(),
+            )?;
+            (Arc::new(search), None)
+        } else {
+            let search = self.vector.search(
+                &table,
+                &question_expr,
+                k,
+                crate::search::SearchOptions {
+                    column: options.column.clone(),
+                    filter: options.filter.clone(),
+                    ..Default::default()
+                },
+            )?;
+            let metric = search.metric();
+            (Arc::new(search), Some(metric))
+        };
+        let text_column = options.text_column.clone().unwrap_or_else(|| "text".into());
+        let search_schema = search.schema();
+        match search_schema.field_with_name(&text_column) {
+            Ok(f)
+                if matches!(
+                    f.data_type(),
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+                ) => {}
+            _ => {
+                return Err(plan_err(format!(
+                    "{table} has no text column {text_column}; name it with {{\"text_column\": ...}}"
+                )));
+            }
+        }
+        let min_score = options.min_score.or(match metric {
+            Some(VectorMetric::Cosine) => Some(DEFAULT_MIN_COSINE),
+            _ => None,
+        });
+        let run = RagRun {
+            question: question.to_string(),
+            table,
+            search,
+            metric,
+            text_column,
+            min_score,
+            chat,
+            system: options.system.unwrap_or_else(|| DEFAULT_SYSTEM.into()),
+            template: options.template.unwrap_or_else(|| DEFAULT_TEMPLATE.into()),
+        };
+        let streaming = StreamingTable::try_new(result_schema(), vec![Arc::new(run)])?;
+        Ok(Arc::new(streaming))
+    }
+}
+
+/// One `rag` call, run when the query executes.
+#[derive(Debug)]
+struct RagRun {
+    question: String,
+    table: TableRef,
+    search: Arc<dyn TableProvider>,
+    /// `Some` in vector mode (the column's metric), `None` in hybrid mode.
+    metric: Option<VectorMetric>,
+    text_column: String,
+    min_score: Option<f64>,
+    chat: Arc<ChatModel>,
+    system: String,
+    template: String,
+}
+
+/// One retrieved passage.
+struct Passage {
+    doc_id: Option<String>,
+    chunk_index: Option<i64>,
+    text: String,
+    score: f64,
+}
+
+impl PartitionStream for RagRun {
+    fn schema(&self) -> &SchemaRef {
+        static SCHEMA: std::sync::OnceLock<SchemaRef> = std::sync::OnceLock::new();
+        SCHEMA.get_or_init(result_schema)
+    }
+
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let run = RagRun {
+            question: self.question.clone(),
+            table: self.table.clone(),
+            search: Arc::clone(&self.search),
+            metric: self.metric,
+            text_column: self.text_column.clone(),
+            min_score: self.min_score,
+            chat: Arc::clone(&self.chat),
+            system: self.system.clone(),
+            template: self.template.clone(),
+        };
+        let stream = futures::stream::once(async move { run.answer(ctx).await });
+        Box::pin(RecordBatchStreamAdapter::new(result_schema(), stream))
+    }
+}
+
+impl RagRun {
+    async fn retrieve(&self, ctx: Arc<TaskContext>) -> datafusion::error::Result<Vec<Passage>> {
+        let state = datafusion::execution::session_state::SessionStateBuilder::new()
+            .with_config(ctx.session_config().clone())
+            .with_runtime_env(ctx.runtime_env())
+            .build();
+        let session: &dyn Session = &state;
+        let plan = self.search.scan(session, None, &[], None).await?;
+        let schema = plan.schema();
+        let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
+        let batch = arrow::compute::concat_batches(&schema, &batches)?;
+        let column = |name: &str, to: &DataType| -> datafusion::error::Result<Option<ArrayRef>> {
+            match batch.schema().index_of(name) {
+                Ok(i) => Ok(Some(arrow::compute::cast(batch.column(i), to)?)),
+                Err(_) => Ok(None),
+            }
+        };
+        let text = column(&self.text_column, &DataType::Utf8)?.expect("checked at planning");
+        let doc_id = match column("doc_id", &DataType::Utf8)? {
+            Some(c) => Some(c),
+            None => column("id", &DataType::Utf8)?,
+        };
+        let chunk_index = column("chunk_index", &DataType::Int64)?;
+        let score = match self.metric {
+            Some(_) => column("_distance", &DataType::Float64)?,
+            None => column("_score", &DataType::Float64)?,
+        };
+        let score = score.ok_or_else(|| DataFusionError::Internal("rag: no score".into()))?;
+        let score = score.as_primitive::<arrow::datatypes::Float64Type>();
+        let text = text.as_string::<i32>();
+        let mut passages: Vec<Passage> = (0..batch.num_rows())
+            .filter(|&i| !text.is_null(i))
+            .map(|i| {
+                let raw = score.value(i);
+                let score = match self.metric {
+                    Some(VectorMetric::Cosine) => 1.0 - raw,
+                    Some(_) => -raw,
+                    None => raw,
+                };
+                Passage {
+                    doc_id: doc_id
+                        .as_ref()
+                        .map(|c| c.as_string::<i32>())
+                        .filter(|c| !c.is_null(i))
+                        .map(|c| c.value(i).to_string()),
+                    chunk_index: chunk_index
+                        .as_ref()
+                        .map(|c| c.as_primitive::<arrow::datatypes::Int64Type>())
+                        .filter(|c| !c.is_null(i))
+                        .map(|c| c.value(i)),
+                    text: text.value(i).to_string(),
+                    score,
+                }
+            })
+            .collect();
+        passages.sort_by(|a, b| b.score.total_cmp(&a.score));
+        if let Some(min) = self.min_score {
+            passages.retain(|p| p.score >= min);
+        }
+        Ok(passages)
+    }
+
+    async fn answer(self, ctx: Arc<TaskContext>) -> datafusion::error::Result<RecordBatch> {
+        let started = Instant::now();
+        let passages = self.retrieve(ctx).await?;
+        let retrieval_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let started = Instant::now();
+        let (answer, generation_ms) = if passages.is_empty() {
+            (
+                format!(
+                    "I don't know: no passage of {} is relevant enough to the question.",
+                    self.table
+                ),
+                0.0,
+            )
+        } else {
+            let sources = passages
+                .iter()
+                .enumerate()
+                .map(|(n, p)| format!("[{}] {}", n + 1, p.text.trim()))
+                .collect::<Vec<_>>()
+                .join("\n\n");
+            let prompt = self
+                .template
+                .replace("{sources}", &sources)
+                .replace("{question}", &self.question);
+            let answer = self
+                .chat
+                .complete(&[ChatMessage::system(&self.system), ChatMessage::user(prompt)])
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            (answer, started.elapsed().as_secs_f64() * 1000.0)
+        };
+        let sources = StructArray::new(
+            source_fields(),
+            vec![
+                Arc::new(StringArray::from(
+                    passages
+                        .iter()
+                        .map(|p| p.doc_id.clone())
+                        .collect::<Vec<_>>(),
+                )) as ArrayRef,
+                Arc::new(Int64Array::from(
+                    passages.iter().map(|p| p.chunk_index).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    passages
+                        .iter()
+                        .map(|p| p.text.chars().take(SNIPPET_CHARS).collect::<String>()),
+                )),
+                Arc::new(Float64Array::from_iter_values(
+                    passages.iter().map(|p| p.score),
+                )),
+            ],
+            None,
+        );
+        let list = ListArray::new(
+            Arc::new(Field::new("item", source_type(), true)),
+            OffsetBuffer::from_lengths([passages.len()]),
+            Arc::new(sources),
+            None,
+        );
+        Ok(RecordBatch::try_new(
+            result_schema(),
+            vec![
+                Arc::new(StringArray::from(vec![answer])),
+                Arc::new(list),
+                Arc::new(StringArray::from(vec![self.chat.name().to_string()])),
+                Arc::new(Float64Array::from(vec![retrieval_ms])),
+                Arc::new(Float64Array::from(vec![generation_ms])),
+            ],
+        )?)
+    }
+}
