@@ -11,6 +11,7 @@ mod jdbc;
 mod lance;
 mod limits;
 mod metadata;
+mod nl2sql;
 mod params;
 mod query;
 mod rag;

@@ -11,6 +11,7 @@
 //! - [`indexes`]: the `vector_indexes()` SQL table function (the index listing).
 //! - [`search`]: the `vector_search`, `text_search` and `hybrid_search` SQL table functions.
 //! - [`rag`]: the `rag(question, table [, options])` SQL table function.
+//! - [`nl2sql`]: the `nl2sql(question [, options])` SQL table function (plans, never runs).
 //! - [`error`]: the crate's error type.
 //!
 //! Lance-backed vector tables and the `vector_search` table functions build on these.
@@ -22,6 +23,7 @@ pub mod embedding;
 pub mod error;
 mod http;
 pub mod indexes;
+pub mod nl2sql;
 pub mod rag;
 pub mod search;
 pub mod table;
@@ -40,8 +42,13 @@ pub const TABLE_SEARCH_FUNCTIONS: [(&str, usize); 4] = [
     ("rag", 1),
 ];
 
+/// Table functions that read the session's table names (schema and table lists), so the
+/// server builds the session with the catalog's listing when the SQL mentions one.
+pub const LISTING_FUNCTIONS: [&str; 1] = ["nl2sql"];
+
 /// Registers Lakehouse's SQL functions in `state`: `embed` (scalar, async) and the table
-/// functions `vector_search`, `text_search`, `hybrid_search`, `rag` and `vector_indexes`, over
+/// functions `vector_search`, `text_search`, `hybrid_search`, `rag`, `nl2sql` and
+/// `vector_indexes`, over
 /// `catalog`'s Lance tables, embedding with `models` and answering with `chat`. (`ai` counts
 /// rows per query, so the server registers it per session: [`ai::AiFunction::udf`].)
 ///
@@ -82,6 +89,10 @@ pub fn register_functions(
             search::HybridSearchFunction::new(Arc::clone(catalog), Arc::clone(models)),
             Arc::clone(chat),
         )),
+    );
+    state.register_udtf(
+        "nl2sql",
+        Arc::new(nl2sql::Nl2SqlFunction::new(Arc::clone(chat))),
     );
     state.register_udtf(
         "vector_indexes",

@@ -380,9 +380,13 @@ impl QueryEngine {
         ensure_query(&statement)?;
         self.refresh_searched_tables(sql, default_schema).await;
         let references = self.template.resolve_table_references(&statement)?;
+        let lower = sql.to_ascii_lowercase();
         let listing = references
             .iter()
-            .any(|r| r.schema() == Some("information_schema"));
+            .any(|r| r.schema() == Some("information_schema"))
+            || lakehouse_vector::LISTING_FUNCTIONS
+                .iter()
+                .any(|f| lower.contains(f));
         let ctx = self.session(default_schema, pins.clone(), listing).await?;
         let logical = statement_to_plan(&ctx.state(), statement, pins).await?;
         SQLOptions::new()
