@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -68,9 +69,9 @@ class Server:
         deadline = time.monotonic() + 60
         while True:
             try:
-                flight_sql.connect(f"grpc://127.0.0.1:{self.port}").close()
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 break
-            except Exception:
+            except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
                     raise RuntimeError(f"server did not start, see {log}")
                 time.sleep(0.2)

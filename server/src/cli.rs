@@ -204,8 +204,9 @@ pub struct CleanupArgs {
 }
 
 fn init_logging(cli: &Cli) {
+    // Lance logs every index-partition load and query plan at info; keep that for -v.
     let default = match cli.verbose {
-        0 => "info",
+        0 => "info,lance=warn,lance_index=warn",
         1 => "debug",
         _ => "trace",
     };

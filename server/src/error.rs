@@ -173,7 +173,9 @@ fn vector_code(e: &lakehouse_vector::Error) -> Code {
     use lakehouse_vector::Error as V;
     match e {
         V::Unavailable { .. } => Code::Unavailable,
-        V::Refused { .. } | V::DimensionMismatch { .. } | V::Config(_) => Code::InvalidArgument,
+        V::Refused { .. } | V::DimensionMismatch { .. } | V::Config(_) | V::Document { .. } => {
+            Code::InvalidArgument
+        }
         V::InvalidResponse { .. } => Code::Unavailable,
         V::Lance(lance::Error::InvalidInput { .. } | lance::Error::SchemaMismatch { .. }) => {
             Code::InvalidArgument

@@ -47,6 +47,15 @@ pub enum Error {
         actual: usize,
     },
 
+    /// A document cannot be read as text (not UTF-8, unreadable HTML).
+    #[error("{name}: {message}")]
+    Document {
+        /// The document's name (its path as given).
+        name: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
     /// Lance failed to read or write a dataset.
     #[error("Lance: {0}")]
     Lance(#[from] lance::Error),

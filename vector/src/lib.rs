@@ -6,6 +6,7 @@
 //! - [`ai`]: the `ai(prompt [, model])` SQL function (registered per query session).
 //! - [`chat`]: chat (LLM) providers over HTTP (Ollama `/api/chat`, OpenAI-compatible
 //!   `/v1/chat/completions`), bounded in concurrency and retried with backoff.
+//! - [`documents`]: text of plain-text, Markdown and HTML documents, and its chunks.
 //! - [`table`]: Lance datasets under the catalog's storage root, as DataFusion tables.
 //! - [`embed`]: the `embed(text [, model])` SQL function.
 //! - [`indexes`]: the `vector_indexes()` SQL table function (the index listing).
@@ -18,6 +19,7 @@
 
 pub mod ai;
 pub mod chat;
+pub mod documents;
 pub mod embed;
 pub mod embedding;
 pub mod error;

@@ -108,6 +108,7 @@ impl LanceStore {
     async fn load(&self, location: &str) -> Result<lance::Dataset> {
         Ok(DatasetBuilder::from_uri(self.uri(location))
             .with_storage_options(self.options.clone())
+            .with_session(lance_session())
             .load()
             .await?)
     }
@@ -144,6 +145,14 @@ pub fn distance_type(metric: VectorMetric) -> lance_linalg::distance::DistanceTy
         VectorMetric::L2 => DistanceType::L2,
         VectorMetric::Dot => DistanceType::Dot,
     }
+}
+
+/// The one Lance session (index and metadata caches, bounded in bytes by Lance's defaults)
+/// shared by every dataset this process opens, so an index is read from storage once rather
+/// than on every query. Caches are keyed by dataset and version, so new versions are seen.
+fn lance_session() -> Arc<lance::session::Session> {
+    static SESSION: std::sync::OnceLock<Arc<lance::session::Session>> = std::sync::OnceLock::new();
+    Arc::clone(SESSION.get_or_init(|| Arc::new(lance::session::Session::default())))
 }
 
 /// The vector columns of `schema`: every `FixedSizeList<Float32, D>` column, with `metric` and
