@@ -228,6 +228,24 @@ pub fn column_i64(batches: &[RecordBatch], name: &str) -> Vec<i64> {
         .collect()
 }
 
+/// The values of the Utf8 column `name` of every batch, in order (`None` for NULL). Panics
+/// when a batch lacks the column or it is not Utf8.
+pub fn column_str(batches: &[RecordBatch], name: &str) -> Vec<Option<String>> {
+    use arrow::array::{Array, AsArray};
+    batches
+        .iter()
+        .flat_map(|b| {
+            let column = b
+                .column_by_name(name)
+                .unwrap_or_else(|| panic!("no column {name}"))
+                .as_string::<i32>();
+            (0..column.len())
+                .map(|i| (!column.is_null(i)).then(|| column.value(i).to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// A `CommandStatementIngest` into `public.<table>`: `create` fails when the table exists,
 /// otherwise it appends to an existing one; `options` are the command's ingest options (e.g.
 /// `lakehouse.table_format = lance`).

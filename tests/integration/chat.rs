@@ -4,10 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray};
 use lakehouse_server::ServeConfig;
 use lakehouse_tests::models::{ModelServer, smollm2_config};
-use lakehouse_tests::{TestServer, code, query};
+use lakehouse_tests::{TestServer, code, column_str, query};
 use lakehouse_vector::Error;
 use lakehouse_vector::chat::{ChatMessage, ChatModel, ChatModelConfig};
 use lakehouse_vector::embedding::ProviderKind;
@@ -19,18 +18,6 @@ fn chat_config(server: &ModelServer, max_rows: usize) -> impl FnOnce(&mut ServeC
         c.chat.models = [("smollm2".to_string(), model)].into_iter().collect();
         c.chat.ai_max_rows = max_rows;
     }
-}
-
-fn strings(batches: &[arrow::array::RecordBatch], name: &str) -> Vec<Option<String>> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let column = b.column_by_name(name).unwrap().as_string::<i32>();
-            (0..column.len())
-                .map(|i| (!column.is_null(i)).then(|| column.value(i).to_string()))
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -94,7 +81,7 @@ async fn ai_answers_every_row_within_the_row_cap() {
         .unwrap();
     let sql = "SELECT id, ai('What is the capital of ' || country || '?') AS answer \
                FROM cities ORDER BY id";
-    let first = strings(&query(&mut client, sql).await.unwrap(), "answer");
+    let first = column_str(&query(&mut client, sql).await.unwrap(), "answer");
     assert_eq!(first.len(), 5);
     assert!(first[2].is_none(), "NULL prompt, NULL answer");
     assert!(
@@ -106,7 +93,7 @@ async fn ai_answers_every_row_within_the_row_cap() {
     );
     assert!(first[0].as_ref().unwrap().contains("Paris"), "{first:?}");
     // Each query has its own count: the same query runs again, with the same answers.
-    let second = strings(&query(&mut client, sql).await.unwrap(), "answer");
+    let second = column_str(&query(&mut client, sql).await.unwrap(), "answer");
     assert_eq!(first, second);
 
     // Over the cap: refused before the rows over it reach the model.
@@ -128,7 +115,7 @@ async fn ai_answers_every_row_within_the_row_cap() {
     let limited = query(&mut client, "SELECT ai(t) AS a FROM many LIMIT 2")
         .await
         .unwrap();
-    assert_eq!(strings(&limited, "a").len(), 2);
+    assert_eq!(column_str(&limited, "a").len(), 2);
 
     for (sql, message) in [
         ("SELECT ai('hi', 'nope')", "unknown chat model nope"),
@@ -164,7 +151,7 @@ async fn a_chat_server_that_fails_or_goes_down_is_retried_then_unavailable() {
         .await
         .unwrap();
     assert!(
-        strings(&answer, "a")[0]
+        column_str(&answer, "a")[0]
             .as_ref()
             .is_some_and(|a| !a.is_empty())
     );

@@ -11,7 +11,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Float32Type};
 use lakehouse_server::ServeConfig;
 use lakehouse_tests::models::{EMBED_DIMENSION, ModelServer, minilm_config, minilm_vectors};
-use lakehouse_tests::{TestServer, code, column_i64, ingest_command, query};
+use lakehouse_tests::{TestServer, code, column_i64, column_str, ingest_command, query};
 use tonic::Code;
 
 fn batch(ids: &[i64], bodies: &[String], vectors: &[Vec<f32>]) -> RecordBatch {
@@ -40,6 +40,15 @@ async fn ingest_lance(server: &TestServer, table: &str, batch: RecordBatch, mode
         )
         .await
         .unwrap();
+}
+
+/// The Lance table `notes` (`id` 1..=n, `body`, MiniLM `embedding` recorded as model
+/// `minilm`) holding `texts`.
+async fn ingest_notes(server: &TestServer, texts: &[&str]) {
+    let bodies: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    let ids: Vec<i64> = (1..=texts.len() as i64).collect();
+    let vectors = minilm_vectors(&bodies).await;
+    ingest_lance(server, "notes", batch(&ids, &bodies, &vectors), "minilm").await;
 }
 
 fn column_f32(batches: &[RecordBatch], name: &str) -> Vec<f32> {
@@ -176,15 +185,7 @@ async fn text_queries_are_embedded_with_the_column_model() {
         "Quarterly revenue grew by twelve percent",
         "Training a golden retriever puppy",
     ];
-    let bodies: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
-    let vectors = minilm_vectors(&bodies).await;
-    ingest_lance(
-        &server,
-        "notes",
-        batch(&[1, 2, 3, 4], &bodies, &vectors),
-        "minilm",
-    )
-    .await;
+    ingest_notes(&server, &texts).await;
     let mut client = server.client().await;
     for (question, expected) in [
         ("who can move our container platform?", 1),
@@ -284,15 +285,7 @@ async fn hybrid_search_fuses_vector_and_text_ranks() {
         "Training a golden retriever puppy",
         "Migrating databases between clusters",
     ];
-    let bodies: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
-    let vectors = minilm_vectors(&bodies).await;
-    ingest_lance(
-        &server,
-        "notes",
-        batch(&[1, 2, 3, 4, 5], &bodies, &vectors),
-        "minilm",
-    )
-    .await;
+    ingest_notes(&server, &texts).await;
     let mut client = server.client().await;
     client
         .execute_update(
@@ -489,15 +482,9 @@ async fn lance_tables_are_created_from_sql_with_embed() {
     )
     .await
     .unwrap();
-    let names: Vec<String> = tables
-        .iter()
-        .flat_map(|b| {
-            b.column(0)
-                .as_string::<i32>()
-                .iter()
-                .map(|s| s.unwrap().to_string())
-                .collect::<Vec<_>>()
-        })
+    let names: Vec<String> = column_str(&tables, "table_name")
+        .into_iter()
+        .flatten()
         .collect();
     assert_eq!(names, ["docs", "docs_vec", "points"]);
     assert_eq!(

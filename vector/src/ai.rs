@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{Array, ArrayRef, StringArray};
 use arrow::datatypes::DataType;
-use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::common::DataFusionError;
 use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
@@ -28,6 +28,7 @@ use datafusion::logical_expr::{
 };
 use futures::{StreamExt, TryStreamExt};
 
+use crate::args;
 use crate::chat::{ChatMessage, ChatModel, ChatModels};
 
 /// The `ai` function over `models`, with its own row count (one per query).
@@ -57,19 +58,9 @@ impl AiFunction {
     }
 
     fn model(&self, model: Option<&ColumnarValue>) -> datafusion::error::Result<&Arc<ChatModel>> {
-        let not_literal = || DataFusionError::Plan("ai: the model must be a string literal".into());
-        let name = match model {
-            None => None,
-            Some(ColumnarValue::Scalar(
-                ScalarValue::Utf8(Some(name))
-                | ScalarValue::Utf8View(Some(name))
-                | ScalarValue::LargeUtf8(Some(name)),
-            )) => Some(name.as_str()),
-            Some(_) => return Err(not_literal()),
-        };
         self.models
-            .get(name)
-            .map_err(|e| DataFusionError::Plan(format!("ai: {e}")))
+            .get(args::model_arg("ai", model)?)
+            .map_err(|e| args::plan_err("ai", e))
     }
 }
 
@@ -152,7 +143,7 @@ impl AsyncScalarUDFImpl for AiFunction {
             .buffered(concurrency)
             .try_collect()
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            .map_err(args::to_datafusion)?;
         Ok(ColumnarValue::Array(Arc::new(StringArray::from(answers))))
     }
 }

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, FixedSizeListArray, Float32Array, StringArray};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, FieldRef};
-use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::common::DataFusionError;
 use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     TypeSignature, Volatility,
 };
 
+use crate::args::{self, model_arg, model_name, plan_err, to_datafusion};
 use crate::embedding::{Embedder, EmbeddingModels};
 
 /// Field metadata key on `embed`'s result naming the model that made the vectors, so a table
@@ -49,23 +50,10 @@ impl EmbedFunction {
         AsyncScalarUDF::new(Arc::new(function)).into_scalar_udf()
     }
 
-    fn embedder(&self, model: Option<&ScalarValue>) -> datafusion::error::Result<&Arc<Embedder>> {
-        let name = match model {
-            None => None,
-            Some(
-                ScalarValue::Utf8(Some(name))
-                | ScalarValue::Utf8View(Some(name))
-                | ScalarValue::LargeUtf8(Some(name)),
-            ) => Some(name.as_str()),
-            Some(_) => {
-                return Err(DataFusionError::Plan(
-                    "embed: the model must be a string literal".into(),
-                ));
-            }
-        };
+    fn embedder(&self, model: Option<&str>) -> datafusion::error::Result<&Arc<Embedder>> {
         self.models
-            .get(name)
-            .map_err(|e| DataFusionError::Plan(format!("embed: {e}")))
+            .get(model)
+            .map_err(|e| args::plan_err("embed", e))
     }
 }
 
@@ -111,11 +99,10 @@ impl ScalarUDFImpl for EmbedFunction {
                     .get(1)
                     .copied()
                     .flatten()
-                    .ok_or_else(|| {
-                        DataFusionError::Plan("embed: the model must be a string literal".into())
-                    })?,
+                    .ok_or_else(|| plan_err("embed", "the model must be a string literal"))?,
             ),
         };
+        let model = model_name("embed", model)?;
         let embedder = self.embedder(model)?;
         Ok(Arc::new(
             Field::new("embed", vector_type(embedder.dimension()), true).with_metadata(
@@ -140,16 +127,7 @@ impl AsyncScalarUDFImpl for EmbedFunction {
         &self,
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
-        let model = match args.args.get(1) {
-            Some(ColumnarValue::Scalar(value)) => Some(value.clone()),
-            Some(ColumnarValue::Array(_)) => {
-                return Err(DataFusionError::Plan(
-                    "embed: the model must be a string literal".into(),
-                ));
-            }
-            None => None,
-        };
-        let embedder = self.embedder(model.as_ref())?;
+        let embedder = self.embedder(model_arg("embed", args.args.get(1))?)?;
         let texts: ArrayRef = args.args[0].to_array(args.number_rows)?;
         let texts = arrow::compute::cast(&texts, &DataType::Utf8)?;
         let texts = texts
@@ -157,10 +135,7 @@ impl AsyncScalarUDFImpl for EmbedFunction {
             .downcast_ref::<StringArray>()
             .expect("cast to Utf8");
         let present: Vec<String> = texts.iter().flatten().map(String::from).collect();
-        let vectors = embedder
-            .embed(&present)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let vectors = embedder.embed(&present).await.map_err(to_datafusion)?;
         let dimension = embedder.dimension();
         let mut values = Vec::with_capacity(texts.len() * dimension);
         let mut next = vectors.iter();

@@ -19,6 +19,7 @@ use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use lakehouse_catalog::Catalog;
 
+use crate::args::to_datafusion;
 use crate::table::LanceStore;
 
 /// The `vector_indexes` table function.
@@ -66,10 +67,6 @@ struct IndexList {
     catalog: Arc<Catalog>,
 }
 
-fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
-}
-
 #[async_trait::async_trait]
 impl TableProvider for IndexList {
     fn schema(&self) -> SchemaRef {
@@ -90,12 +87,16 @@ impl TableProvider for IndexList {
         let store = LanceStore::new(self.catalog.location());
         let mut rows: Vec<[String; 5]> = Vec::new();
         let mut indexed_rows: Vec<i64> = Vec::new();
-        for (schema, manifests) in self.catalog.list().await.map_err(external)? {
+        for (schema, manifests) in self.catalog.list().await.map_err(to_datafusion)? {
             for manifest in manifests {
                 let Some(lance) = &manifest.lance else {
                     continue;
                 };
-                for index in store.indexes(&lance.location).await.map_err(external)? {
+                for index in store
+                    .indexes(&lance.location)
+                    .await
+                    .map_err(to_datafusion)?
+                {
                     rows.push([
                         schema.to_string(),
                         manifest.table.table.to_string(),

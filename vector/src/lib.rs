@@ -18,6 +18,7 @@
 //! Lance-backed vector tables and the `vector_search` table functions build on these.
 
 pub mod ai;
+mod args;
 pub mod chat;
 pub mod documents;
 pub mod embed;
@@ -45,7 +46,7 @@ pub const TABLE_SEARCH_FUNCTIONS: [(&str, usize); 4] = [
 ];
 
 /// Table functions that read the session's table names (schema and table lists), so the
-/// server builds the session with the catalog's listing when the SQL mentions one.
+/// server builds the session with the catalog's listing when a statement calls one.
 pub const LISTING_FUNCTIONS: [&str; 1] = ["nl2sql"];
 
 /// Registers Lakehouse's SQL functions in `state`: `embed` (scalar, async) and the table

@@ -26,16 +26,13 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::common::DataFusionError;
+use datafusion::execution::TaskContext;
 use datafusion::execution::session_state::SessionState;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
 use serde::Deserialize;
 
+use crate::args::{self, Deferred, string_literal};
 use crate::chat::{ChatMessage, ChatModel, ChatModels};
 
 /// Most tables described to the model.
@@ -69,16 +66,7 @@ struct Options {
 }
 
 fn plan_err(message: impl std::fmt::Display) -> DataFusionError {
-    DataFusionError::Plan(format!("nl2sql: {message}"))
-}
-
-fn string_literal(expr: &Expr) -> Option<&str> {
-    match expr {
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) => {
-            Some(s.as_str())
-        }
-        _ => None,
-    }
+    args::plan_err("nl2sql", message)
 }
 
 /// The result schema (see the module docs).
@@ -104,13 +92,7 @@ impl TableFunctionImpl for Nl2SqlFunction {
         }
         let question = string_literal(&exprs[0])
             .ok_or_else(|| plan_err("the question must be a string literal"))?;
-        let options: Options = match exprs.get(1) {
-            None => Options::default(),
-            Some(e) => serde_json::from_str(
-                string_literal(e).ok_or_else(|| plan_err("options must be a JSON string"))?,
-            )
-            .map_err(|e| plan_err(format!("options must be a JSON object: {e}")))?,
-        };
+        let options: Options = args::json_options("nl2sql", exprs.get(1))?;
         let chat = Arc::clone(self.chat.get(options.model.as_deref()).map_err(plan_err)?);
         let state = args
             .session()
@@ -125,10 +107,7 @@ impl TableFunctionImpl for Nl2SqlFunction {
             chat,
             state: Arc::new(state),
         };
-        Ok(Arc::new(StreamingTable::try_new(
-            result_schema(),
-            vec![Arc::new(run)],
-        )?))
+        args::deferred_table(result_schema(), run)
     }
 }
 
@@ -143,16 +122,10 @@ struct Nl2SqlRun {
     state: Arc<SessionState>,
 }
 
-impl PartitionStream for Nl2SqlRun {
-    fn schema(&self) -> &SchemaRef {
-        static SCHEMA: std::sync::OnceLock<SchemaRef> = std::sync::OnceLock::new();
-        SCHEMA.get_or_init(result_schema)
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let run = self.clone();
-        let stream = futures::stream::once(async move { run.answer().await });
-        Box::pin(RecordBatchStreamAdapter::new(result_schema(), stream))
+#[async_trait::async_trait]
+impl Deferred for Nl2SqlRun {
+    async fn run(self, _ctx: Arc<TaskContext>) -> datafusion::error::Result<RecordBatch> {
+        self.answer().await
     }
 }
 
@@ -255,7 +228,7 @@ impl Nl2SqlRun {
             .chat
             .complete(&[ChatMessage::system(&self.system), ChatMessage::user(prompt)])
             .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            .map_err(args::to_datafusion)?;
         let sql = extract_sql(&answer);
         let error = validate(&self.state, &sql).await.err();
         let columns: Vec<ArrayRef> = vec![

@@ -34,18 +34,16 @@ use arrow::array::{
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef};
-use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{DataFusionError, ScalarValue};
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
 use lakehouse_catalog::{TableRef, VectorMetric};
 use serde::Deserialize;
 
+use crate::args::{self, Deferred, string_literal};
 use crate::chat::{ChatMessage, ChatModel, ChatModels};
-use crate::search::{HybridSearchFunction, VectorSearchFunction};
+use crate::search::{HybridOptions, HybridSearchFunction, SearchOptions, VectorSearchFunction};
 
 /// Passages retrieved when the options do not say (`k`).
 pub const DEFAULT_K: usize = 5;
@@ -101,16 +99,7 @@ struct RagOptions {
 }
 
 fn plan_err(message: impl std::fmt::Display) -> DataFusionError {
-    DataFusionError::Plan(format!("rag: {message}"))
-}
-
-fn string_literal(expr: &Expr) -> Option<&str> {
-    match expr {
-        Expr::Literal(ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)), _) => {
-            Some(s.as_str())
-        }
-        _ => None,
-    }
+    args::plan_err("rag", message)
 }
 
 /// The result schema (see the module docs).
@@ -156,56 +145,48 @@ impl TableFunctionImpl for RagFunction {
             .ok_or_else(|| plan_err("the question must be a string literal"))?;
         let table = string_literal(&exprs[1])
             .ok_or_else(|| plan_err("the table must be a string literal, e.g. 'docs'"))?;
-        let options: RagOptions = match exprs.get(2) {
-            None => RagOptions::default(),
-            Some(e) => {
-                let json = string_literal(e)
-                    .ok_or_else(|| plan_err("options must be a JSON string literal"))?;
-                serde_json::from_str(json)
-                    .map_err(|e| plan_err(format!("options must be a JSON object: {e}")))?
-            }
-        };
+        let options: RagOptions = args::json_options("rag", exprs.get(2))?;
         let chat = Arc::clone(self.chat.get(options.model.as_deref()).map_err(plan_err)?);
         let k = options.k.unwrap_or(DEFAULT_K);
         if !(1..=100).contains(&k) {
             return Err(plan_err("k must be from 1 to 100"));
         }
-        let default_schema = &args.session().config().options().catalog.default_schema;
-        let table = match table.split_once('.') {
-            Some((schema, name)) => TableRef::new(schema, name),
-            None => TableRef::new(default_schema.as_str(), table),
-        }
-        .map_err(plan_err)?;
+        let table = args::table_ref("rag", table, args.session())?;
         let question_expr = Expr::Literal(ScalarValue::Utf8(Some(question.to_string())), None);
-        let hybrid = match options.mode.as_deref() {
-            None | Some("vector") => false,
-            Some("hybrid") => true,
-            Some(other) => return Err(plan_err(format!("mode {other:?}: use vector or hybrid"))),
-        };
-        let (search, metric): (Arc<dyn TableProvider>, Option<VectorMetric>) = if hybrid {
-            let search = self.hybrid.hybrid(
-                &table,
-                &question_expr,
-                k,
-                options.column.clone(),
-                options.text_column.clone(),
-                options.filter.clone(),
-            )?;
-            (Arc::new(search), None)
-        } else {
-            let search = self.vector.search(
-                &table,
-                &question_expr,
-                k,
-                crate::search::SearchOptions {
-                    column: options.column.clone(),
-                    filter: options.filter.clone(),
-                    ..Default::default()
-                },
-            )?;
-            let metric = search.metric();
-            (Arc::new(search), Some(metric))
-        };
+        let (search, metric): (Arc<dyn TableProvider>, Option<VectorMetric>) =
+            match options.mode.as_deref() {
+                None | Some("vector") => {
+                    let search = self.vector.search(
+                        &table,
+                        &question_expr,
+                        k,
+                        SearchOptions {
+                            column: options.column.clone(),
+                            filter: options.filter.clone(),
+                            ..Default::default()
+                        },
+                    )?;
+                    let metric = search.metric();
+                    (Arc::new(search), Some(metric))
+                }
+                Some("hybrid") => {
+                    let search = self.hybrid.fused(
+                        &table,
+                        &question_expr,
+                        k,
+                        HybridOptions {
+                            column: options.column.clone(),
+                            text_column: options.text_column.clone(),
+                            filter: options.filter.clone(),
+                            ..Default::default()
+                        },
+                    )?;
+                    (Arc::new(search), None)
+                }
+                Some(other) => {
+                    return Err(plan_err(format!("mode {other:?}: use vector or hybrid")));
+                }
+            };
         let text_column = options.text_column.clone().unwrap_or_else(|| "text".into());
         let search_schema = search.schema();
         match search_schema.field_with_name(&text_column) {
@@ -235,13 +216,12 @@ impl TableFunctionImpl for RagFunction {
             system: options.system.unwrap_or_else(|| DEFAULT_SYSTEM.into()),
             template: options.template.unwrap_or_else(|| DEFAULT_TEMPLATE.into()),
         };
-        let streaming = StreamingTable::try_new(result_schema(), vec![Arc::new(run)])?;
-        Ok(Arc::new(streaming))
+        args::deferred_table(result_schema(), run)
     }
 }
 
 /// One `rag` call, run when the query executes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct RagRun {
     question: String,
     table: TableRef,
@@ -263,26 +243,10 @@ struct Passage {
     score: f64,
 }
 
-impl PartitionStream for RagRun {
-    fn schema(&self) -> &SchemaRef {
-        static SCHEMA: std::sync::OnceLock<SchemaRef> = std::sync::OnceLock::new();
-        SCHEMA.get_or_init(result_schema)
-    }
-
-    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let run = RagRun {
-            question: self.question.clone(),
-            table: self.table.clone(),
-            search: Arc::clone(&self.search),
-            metric: self.metric,
-            text_column: self.text_column.clone(),
-            min_score: self.min_score,
-            chat: Arc::clone(&self.chat),
-            system: self.system.clone(),
-            template: self.template.clone(),
-        };
-        let stream = futures::stream::once(async move { run.answer(ctx).await });
-        Box::pin(RecordBatchStreamAdapter::new(result_schema(), stream))
+#[async_trait::async_trait]
+impl Deferred for RagRun {
+    async fn run(self, ctx: Arc<TaskContext>) -> datafusion::error::Result<RecordBatch> {
+        self.answer(ctx).await
     }
 }
 
@@ -376,7 +340,7 @@ impl RagRun {
                 .chat
                 .complete(&[ChatMessage::system(&self.system), ChatMessage::user(prompt)])
                 .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                .map_err(args::to_datafusion)?;
             (answer, started.elapsed().as_secs_f64() * 1000.0)
         };
         let sources = StructArray::new(

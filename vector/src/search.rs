@@ -19,7 +19,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, Float32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
@@ -27,6 +27,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use lakehouse_catalog::{Catalog, TableRef, VectorColumn};
 use serde::Deserialize;
 
+use crate::args::{json_options, literal, plan_err, string_literal, table_ref, to_datafusion};
 use crate::embedding::EmbeddingModels;
 use crate::table::{LanceStore, distance_type};
 
@@ -77,14 +78,6 @@ impl VectorSearchFunction {
     }
 }
 
-fn literal(expr: &Expr) -> Option<&ScalarValue> {
-    match expr {
-        Expr::Literal(value, _) => Some(value),
-        Expr::Cast(cast) => literal(&cast.expr),
-        _ => None,
-    }
-}
-
 fn float(value: &ScalarValue) -> Option<f32> {
     match value.cast_to(&DataType::Float32).ok()? {
         ScalarValue::Float32(Some(v)) => Some(v),
@@ -116,11 +109,6 @@ struct Call<'e, O> {
     options: O,
 }
 
-/// A planning error (`InvalidArgument` for clients) of search function `function`.
-fn call_err(function: &str, message: impl std::fmt::Display) -> DataFusionError {
-    DataFusionError::Plan(format!("{function}: {message}"))
-}
-
 /// Parses `(table, query, k [, options])`: the table a string literal resolved in the
 /// session's default schema, `k` an integer in 1..=[`MAX_K`], `options` a JSON object string
 /// deserialized into `O` (unknown keys refused).
@@ -130,40 +118,30 @@ fn parse_call<'e, O: serde::de::DeserializeOwned + Default>(
 ) -> datafusion::error::Result<Call<'e, O>> {
     let exprs = args.exprs();
     if !(3..=4).contains(&exprs.len()) {
-        return Err(call_err(
+        return Err(plan_err(
             function,
             format!(
                 "expects (table, query, k [, options]), e.g. {function}('docs', 'kubernetes', 5)"
             ),
         ));
     }
-    let Some(ScalarValue::Utf8(Some(name))) = literal(&exprs[0]) else {
-        return Err(call_err(
+    let Some(name) = string_literal(&exprs[0]) else {
+        return Err(plan_err(
             function,
             "the table must be a string literal, e.g. 'docs'",
         ));
     };
-    let default_schema = &args.session().config().options().catalog.default_schema;
-    let table = match name.split_once('.') {
-        Some((schema, table)) => TableRef::new(schema, table),
-        None => TableRef::new(default_schema.as_str(), name.as_str()),
-    }
-    .map_err(|e| call_err(function, e))?;
+    let table = table_ref(function, name, args.session())?;
     let k = match literal(&exprs[2]).and_then(|v| v.cast_to(&DataType::Int64).ok()) {
         Some(ScalarValue::Int64(Some(k))) if (1..=MAX_K as i64).contains(&k) => k as usize,
         _ => {
-            return Err(call_err(
+            return Err(plan_err(
                 function,
                 format!("k must be an integer from 1 to {MAX_K}"),
             ));
         }
     };
-    let options = match exprs.get(3).map(literal) {
-        None => O::default(),
-        Some(Some(ScalarValue::Utf8(Some(json)))) => serde_json::from_str(json)
-            .map_err(|e| call_err(function, format!("options must be a JSON object: {e}")))?,
-        Some(_) => return Err(call_err(function, "options must be a JSON string literal")),
-    };
+    let options = json_options(function, exprs.get(3))?;
     Ok(Call {
         table,
         query: &exprs[1],
@@ -185,11 +163,11 @@ fn lance_table(
 )> {
     let manifest = catalog
         .cached_table(table)
-        .ok_or_else(|| call_err(function, format!("table {table} not found")))?;
+        .ok_or_else(|| plan_err(function, format!("table {table} not found")))?;
     let lance = manifest
         .lance
         .clone()
-        .ok_or_else(|| call_err(function, format!("{table} is a Parquet table; {needs}")))?;
+        .ok_or_else(|| plan_err(function, format!("{table} is a Parquet table; {needs}")))?;
     Ok((manifest, lance))
 }
 
@@ -211,12 +189,10 @@ impl VectorSearchFunction {
         options: SearchOptions,
     ) -> datafusion::error::Result<VectorSearchTable> {
         const F: &str = "vector_search";
-        let query = match literal(query) {
-            Some(ScalarValue::Utf8(Some(text)) | ScalarValue::LargeUtf8(Some(text))) => {
-                Query::Text(text.clone())
-            }
-            _ => Query::Vector(vector(query).ok_or_else(|| {
-                call_err(
+        let query = match string_literal(query) {
+            Some(text) => Query::Text(text.to_string()),
+            None => Query::Vector(vector(query).ok_or_else(|| {
+                plan_err(
                     F,
                     "the query must be a text or a vector literal like [0.1, 0.2]",
                 )
@@ -229,12 +205,12 @@ impl VectorSearchFunction {
                 .vector_columns
                 .iter()
                 .find(|c| &c.name == name)
-                .ok_or_else(|| call_err(F, format!("{table} has no vector column {name}")))?,
+                .ok_or_else(|| plan_err(F, format!("{table} has no vector column {name}")))?,
             None => match lance.vector_columns.as_slice() {
                 [only] => only,
-                [] => return Err(call_err(F, format!("{table} has no vector column"))),
+                [] => return Err(plan_err(F, format!("{table} has no vector column"))),
                 _ => {
-                    return Err(call_err(
+                    return Err(plan_err(
                         F,
                         format!(
                             "{table} has several vector columns; name one with {{\"column\": ...}}"
@@ -246,7 +222,7 @@ impl VectorSearchFunction {
         .clone();
         match &query {
             Query::Vector(v) if v.len() != column.dimension => {
-                return Err(call_err(
+                return Err(plan_err(
                     F,
                     format!(
                         "the query vector has {} dimensions, column {} has {}",
@@ -259,7 +235,7 @@ impl VectorSearchFunction {
             Query::Text(_) => {
                 self.models
                     .get(column.model.as_deref())
-                    .map_err(|e| call_err(F, format!("column {}: {e}", column.name)))?;
+                    .map_err(|e| plan_err(F, format!("column {}: {e}", column.name)))?;
             }
             Query::Vector(_) => {}
         }
@@ -311,10 +287,6 @@ impl VectorSearchTable {
     }
 }
 
-fn external(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
-}
-
 #[async_trait::async_trait]
 impl TableProvider for VectorSearchTable {
     fn schema(&self) -> SchemaRef {
@@ -338,13 +310,13 @@ impl TableProvider for VectorSearchTable {
                 let embedder = self
                     .models
                     .get(self.column.model.as_deref())
-                    .map_err(external)?;
+                    .map_err(to_datafusion)?;
                 let vectors = embedder
                     .embed(std::slice::from_ref(text))
                     .await
-                    .map_err(external)?;
+                    .map_err(to_datafusion)?;
                 if vectors[0].len() != self.column.dimension {
-                    return Err(call_err(
+                    return Err(plan_err(
                         "vector_search",
                         format!(
                             "model {} gives {}-dimensional vectors, column {} has {}",
@@ -358,15 +330,19 @@ impl TableProvider for VectorSearchTable {
                 vectors[0].to_vec()
             }
         };
-        let dataset = self.store.open(&self.location).await.map_err(external)?;
+        let dataset = self
+            .store
+            .open(&self.location)
+            .await
+            .map_err(to_datafusion)?;
         let mut scanner = dataset.scan();
         let query = Float32Array::from(vector);
         scanner
             .nearest(&self.column.name, &query, self.k)
-            .map_err(external)?
+            .map_err(to_datafusion)?
             .distance_metric(distance_type(self.column.metric));
         if let Some(filter) = &self.options.filter {
-            scanner.filter(filter).map_err(external)?;
+            scanner.filter(filter).map_err(to_datafusion)?;
             scanner.prefilter(true);
         }
         scanner.nprobes(
@@ -383,7 +359,7 @@ impl TableProvider for VectorSearchTable {
         if let Some(ef) = self.options.ef {
             scanner.ef(ef);
         }
-        let plan = scanner.create_plan().await.map_err(external)?;
+        let plan = scanner.create_plan().await.map_err(to_datafusion)?;
         project_by_name(plan, &self.schema, projection)
     }
 }
@@ -452,8 +428,8 @@ impl TextSearchFunction {
         options: TextOptions,
     ) -> datafusion::error::Result<TextSearchTable> {
         const F: &str = "text_search";
-        let Some(ScalarValue::Utf8(Some(query))) = literal(query) else {
-            return Err(call_err(F, "the query must be a string literal"));
+        let Some(query) = string_literal(query) else {
+            return Err(plan_err(F, "the query must be a string literal"));
         };
         let (manifest, lance) = lance_table(
             &self.catalog,
@@ -465,7 +441,7 @@ impl TextSearchFunction {
             schema: with_column(&manifest.arrow_schema(), "_score", DataType::Float32),
             store: self.store.clone(),
             location: lance.location,
-            query: query.clone(),
+            query: query.to_string(),
             k,
             options,
         })
@@ -515,19 +491,25 @@ impl TableProvider for TextSearchTable {
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         use lance_index::scalar::FullTextSearchQuery;
-        let dataset = self.store.open(&self.location).await.map_err(external)?;
+        let dataset = self
+            .store
+            .open(&self.location)
+            .await
+            .map_err(to_datafusion)?;
         let mut query = FullTextSearchQuery::new(self.query.clone()).limit(Some(self.k as i64));
         if let Some(column) = &self.options.column {
-            query = query.with_column(column.clone()).map_err(external)?;
+            query = query.with_column(column.clone()).map_err(to_datafusion)?;
         }
         let mut scanner = dataset.scan();
-        scanner.full_text_search(query).map_err(external)?;
+        scanner.full_text_search(query).map_err(to_datafusion)?;
         if let Some(filter) = &self.options.filter {
-            scanner.filter(filter).map_err(external)?;
+            scanner.filter(filter).map_err(to_datafusion)?;
             scanner.prefilter(true);
         }
-        scanner.limit(Some(self.k as i64), None).map_err(external)?;
-        let plan = scanner.create_plan().await.map_err(external)?;
+        scanner
+            .limit(Some(self.k as i64), None)
+            .map_err(to_datafusion)?;
+        let plan = scanner.create_plan().await.map_err(to_datafusion)?;
         project_by_name(plan, &self.schema, projection)
     }
 }
@@ -562,24 +544,25 @@ impl HybridSearchFunction {
     }
 }
 
+/// The `options` of `hybrid_search` (see the module docs of each side for the knobs).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HybridOptions {
-    column: Option<String>,
-    text_column: Option<String>,
-    filter: Option<String>,
-    vector_weight: Option<f64>,
-    text_weight: Option<f64>,
-    rrf_k: Option<f64>,
-    nprobes: Option<usize>,
-    refine_factor: Option<u32>,
-    ef: Option<usize>,
+pub(crate) struct HybridOptions {
+    pub(crate) column: Option<String>,
+    pub(crate) text_column: Option<String>,
+    pub(crate) filter: Option<String>,
+    pub(crate) vector_weight: Option<f64>,
+    pub(crate) text_weight: Option<f64>,
+    pub(crate) rrf_k: Option<f64>,
+    pub(crate) nprobes: Option<usize>,
+    pub(crate) refine_factor: Option<u32>,
+    pub(crate) ef: Option<usize>,
 }
 
 impl HybridSearchFunction {
     /// The fused search of the text `query` in `table`: `k` rows from the `3k` best of each
     /// side (see [`DEFAULT_RRF_K`]).
-    fn fused(
+    pub(crate) fn fused(
         &self,
         table: &TableRef,
         query: &Expr,
@@ -617,25 +600,6 @@ impl HybridSearchFunction {
                 options.text_weight.unwrap_or(1.0),
             ),
         })
-    }
-
-    /// [`Self::fused`] with default weights and knobs, for `rag`.
-    pub(crate) fn hybrid(
-        &self,
-        table: &TableRef,
-        query: &Expr,
-        k: usize,
-        column: Option<String>,
-        text_column: Option<String>,
-        filter: Option<String>,
-    ) -> datafusion::error::Result<HybridSearchTable> {
-        let options = HybridOptions {
-            column,
-            text_column,
-            filter,
-            ..Default::default()
-        };
-        self.fused(table, query, k, options)
     }
 }
 

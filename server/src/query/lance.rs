@@ -376,6 +376,10 @@ pub(super) fn strip_stored_as_lance(
     dialect: &dyn datafusion::sql::sqlparser::dialect::Dialect,
 ) -> Result<Option<String>> {
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    // Every statement passes through here; only tokenize those that can hold the clause.
+    if !sql.to_ascii_lowercase().contains("lance") {
+        return Ok(None);
+    }
     let Ok(tokens) = Tokenizer::new(dialect, sql).tokenize_with_location() else {
         return Ok(None);
     };

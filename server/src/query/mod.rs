@@ -297,46 +297,21 @@ impl QueryEngine {
     }
 
     /// Reads the newest manifests of the tables named in `vector_search('TABLE', ...)` (and
-    /// the other [`lakehouse_vector::TABLE_SEARCH_FUNCTIONS`]) calls, so the synchronous table
-    /// functions see them at planning.
-    async fn refresh_searched_tables(&self, sql: &str, default_schema: &SchemaName) {
-        use datafusion::sql::sqlparser::dialect::GenericDialect;
-        use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
-        use lakehouse_vector::TABLE_SEARCH_FUNCTIONS;
-        let lower = sql.to_ascii_lowercase();
-        if !TABLE_SEARCH_FUNCTIONS
-            .iter()
-            .any(|(f, _)| lower.contains(f))
-        {
-            return;
-        }
-        let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
-            return;
-        };
-        let tokens: Vec<&Token> = tokens
-            .iter()
-            .filter(|t| !matches!(t, Token::Whitespace(_)))
-            .collect();
-        for (i, token) in tokens.iter().enumerate() {
-            let Token::Word(w) = token else { continue };
-            let Some((_, position)) = TABLE_SEARCH_FUNCTIONS
+    /// the other [`lakehouse_vector::TABLE_SEARCH_FUNCTIONS`]) calls of `calls`, so the
+    /// synchronous table functions see them at planning.
+    async fn refresh_searched_tables(
+        &self,
+        calls: &[TableFunctionCall],
+        default_schema: &SchemaName,
+    ) {
+        for call in calls {
+            let Some((_, position)) = lakehouse_vector::TABLE_SEARCH_FUNCTIONS
                 .iter()
-                .find(|(f, _)| w.value.eq_ignore_ascii_case(f))
+                .find(|(f, _)| call.name.eq_ignore_ascii_case(f))
             else {
                 continue;
             };
-            if tokens.get(i + 1) != Some(&&Token::LParen) {
-                continue;
-            }
-            // Arguments before the table's must be string literals too (`rag('q', 'table')`).
-            let mut at = i + 2;
-            for _ in 0..*position {
-                match (tokens.get(at), tokens.get(at + 1)) {
-                    (Some(Token::SingleQuotedString(_)), Some(Token::Comma)) => at += 2,
-                    _ => break,
-                }
-            }
-            let Some(Token::SingleQuotedString(name)) = tokens.get(at) else {
+            let Some(Some(name)) = call.args.get(*position) else {
                 continue;
             };
             let table = match name.split_once('.') {
@@ -378,15 +353,17 @@ impl QueryEngine {
     ) -> Result<(SessionContext, LogicalPlan)> {
         let statement = self.parse(sql)?;
         ensure_query(&statement)?;
-        self.refresh_searched_tables(sql, default_schema).await;
+        let calls = table_function_calls(&statement);
+        self.refresh_searched_tables(&calls, default_schema).await;
         let references = self.template.resolve_table_references(&statement)?;
-        let lower = sql.to_ascii_lowercase();
         let listing = references
             .iter()
             .any(|r| r.schema() == Some("information_schema"))
-            || lakehouse_vector::LISTING_FUNCTIONS
-                .iter()
-                .any(|f| lower.contains(f));
+            || calls.iter().any(|c| {
+                lakehouse_vector::LISTING_FUNCTIONS
+                    .iter()
+                    .any(|f| c.name.eq_ignore_ascii_case(f))
+            });
         let ctx = self.session(default_schema, pins.clone(), listing).await?;
         let logical = statement_to_plan(&ctx.state(), statement, pins).await?;
         SQLOptions::new()
@@ -543,6 +520,68 @@ async fn statement_to_plan(
             _ => Err(e.into()),
         },
     }
+}
+
+/// One table-function call in a statement's FROM clauses: the function's name and, per
+/// argument, its text when it is a string literal.
+#[derive(Debug)]
+struct TableFunctionCall {
+    name: String,
+    args: Vec<Option<String>>,
+}
+
+/// The table-function calls anywhere in `statement` (subqueries and joins included), found by
+/// sqlparser's AST visitor.
+fn table_function_calls(statement: &DFStatement) -> Vec<TableFunctionCall> {
+    use datafusion::sql::sqlparser::ast::{
+        Expr as SqlExpr, FunctionArg, FunctionArgExpr, TableFactor, Value, Visit, Visitor,
+    };
+    use std::ops::ControlFlow;
+    struct Calls(Vec<TableFunctionCall>);
+    impl Visitor for Calls {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name,
+                args: Some(args),
+                ..
+            } = factor
+                && let Some(name) = name.0.last().and_then(|p| p.as_ident())
+            {
+                let args = args
+                    .args
+                    .iter()
+                    .map(|arg| match arg {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(SqlExpr::Value(v))) => {
+                            match &v.value {
+                                Value::SingleQuotedString(s) => Some(s.clone()),
+                                _ => None,
+                            }
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                self.0.push(TableFunctionCall {
+                    name: name.value.clone(),
+                    args,
+                });
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut calls = Calls(Vec::new());
+    let inner = match statement {
+        DFStatement::Statement(s) => Some(s.as_ref()),
+        DFStatement::Explain(explain) => match explain.statement.as_ref() {
+            DFStatement::Statement(s) => Some(s.as_ref()),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some(s) = inner {
+        let _ = s.visit(&mut calls);
+    }
+    calls.0
 }
 
 /// Refuses statements that are not queries before anything is resolved: this path only reads.
