@@ -212,6 +212,24 @@ impl Catalog {
     }
 }
 
+/// Reads the whole file at `path` as `spec` describes — the same inference, overrides and
+/// NDJSON flattening as [`Catalog::ingest_file`] — into batches of at most [`BATCH_ROWS`] rows
+/// (for callers that ingest the rows elsewhere, e.g. as documents). Blocking: call it from a
+/// blocking task.
+///
+/// # Errors
+/// [`Error::InvalidData`] naming the file (and line and column where known) for unreadable or
+/// malformed input and bad overrides.
+pub fn read_file(path: &Path, spec: &FileIngest) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let inferred = infer_schema(path, spec)?;
+    let mut batches = Vec::new();
+    read_batches(path, spec, &inferred, &mut |batch| {
+        batches.push(batch);
+        true
+    })?;
+    Ok((inferred.schema, batches))
+}
+
 fn open(path: &Path, name: &str) -> Result<File> {
     File::open(path).map_err(|e| Error::InvalidData {
         location: name.to_string(),

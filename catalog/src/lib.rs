@@ -19,7 +19,7 @@ pub mod writer;
 
 pub use catalog::{CATALOG_NAME, Catalog, Change, CleanupReport, WriteMode};
 pub use error::{Error, Result};
-pub use ingest::{FileFormat, FileIngest, IngestOutcome, parse_schema_overrides};
+pub use ingest::{FileFormat, FileIngest, IngestOutcome, parse_schema_overrides, read_file};
 pub use manifest::{
     DataFile, LanceTable, Manifest, Operation, SourceFile, TableSchema, VectorColumn, VectorMetric,
 };

@@ -51,8 +51,9 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the Flight SQL server (connect with ADBC, JDBC/DBeaver or pyarrow.flight).
     Serve(ServeArgs),
-    /// Ingest CSV, NDJSON or Parquet files into a table through a running server; each file is
-    /// parsed on the server and committed as one new version.
+    /// Ingest CSV, NDJSON or Parquet files into a table through a running server (each file
+    /// parsed on the server and committed as one new version), or, with --embed, documents
+    /// (text, Markdown, HTML, text columns) chunked and embedded into a Lance document table.
     Ingest(IngestArgs),
     /// Delete data files that no table version references (left by failed or crashed commits).
     Cleanup(CleanupArgs),
@@ -140,7 +141,7 @@ pub struct IngestArgs {
     pub mode: IngestModeArg,
 
     /// Input format [default: from each file's extension: .csv .tsv .json .ndjson .jsonl
-    /// .parquet].
+    /// .parquet; with --embed also .txt .md .markdown .html .htm].
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
 
@@ -157,9 +158,53 @@ pub struct IngestArgs {
     #[arg(long, value_name = "CHAR")]
     pub delimiter: Option<char>,
 
-    /// Files to ingest, each committed as its own version. A file whose content is already in
-    /// the table is skipped (reported as unchanged).
-    #[arg(required = true, value_name = "FILE")]
+    /// Chunk, embed and store the files as documents in a Lance document table, one row per
+    /// chunk: doc_id, chunk_index, text, source, byte_start, byte_end, content_hash, embedding
+    /// (docs/ai.md). A .txt, .md or .html file is one document (HTML: its text); in a CSV,
+    /// NDJSON or Parquet file each row is one, its text in COLUMN (default `text`; give it
+    /// with `=`: --embed=notes), its other columns copied onto its chunks. Chunking and
+    /// embedding (the server's default model unless --model) run on the server. Unchanged
+    /// documents are skipped (content hash); a changed one has its chunks replaced in the
+    /// file's one commit; files no longer given are kept unless --prune.
+    #[arg(
+        long,
+        value_name = "COLUMN",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "text"
+    )]
+    pub embed: Option<String>,
+
+    /// Most characters in a chunk [default: the table's, else 1000]. Chunks end on the most
+    /// natural boundary that fits: paragraph, then sentence, then word.
+    #[arg(long, value_name = "CHARS", requires = "embed")]
+    pub chunk_size: Option<u32>,
+
+    /// Characters neighbouring chunks share [default: the table's, else 200 (at most a fifth
+    /// of --chunk-size)].
+    #[arg(long, value_name = "CHARS", requires = "embed")]
+    pub chunk_overlap: Option<u32>,
+
+    /// Embedding model, as configured on the server [default: the table's, else the server's
+    /// default model].
+    #[arg(long, value_name = "NAME", requires = "embed")]
+    pub model: Option<String>,
+
+    /// CSV/NDJSON/Parquet with --embed: the column of document ids (unique in the table)
+    /// [default: SOURCE#ROW, rows counted from 1].
+    #[arg(long, value_name = "COLUMN", requires = "embed")]
+    pub id_column: Option<String>,
+
+    /// With --embed: after ingesting, delete the table's documents whose source is not among
+    /// the files given this time (skipped when a file failed).
+    #[arg(long, requires = "embed")]
+    pub prune: bool,
+
+    /// Files and directories to ingest, each file committed as its own version. Directories
+    /// are searched recursively for files of the formats above (hidden ones skipped); their
+    /// files' source is the path relative to the directory. A file whose content is already
+    /// in the table is skipped (reported as unchanged).
+    #[arg(required = true, value_name = "PATH")]
     pub files: Vec<std::path::PathBuf>,
 }
 
@@ -185,6 +230,12 @@ pub enum FormatArg {
     Ndjson,
     /// Apache Parquet.
     Parquet,
+    /// Plain text (with --embed).
+    Text,
+    /// Markdown (with --embed).
+    Markdown,
+    /// HTML (with --embed).
+    Html,
 }
 
 /// Flags of `lakehouse cleanup`.
@@ -374,8 +425,174 @@ fn user_add(args: UserAddArgs) -> Result<()> {
 /// Files larger than this get a progress bar (bytes).
 const PROGRESS_BAR_BYTES: u64 = 4 * 1024 * 1024;
 
+/// A file to ingest and the source name it is recorded under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Input {
+    path: std::path::PathBuf,
+    source: String,
+}
+
+/// Extensions a directory is searched for (documents only with --embed).
+fn ingestible(path: &std::path::Path, embed: bool) -> bool {
+    let name = path.to_string_lossy();
+    lakehouse_catalog::FileFormat::from_file_name(&name).is_some()
+        || (embed && lakehouse_vector::documents::DocumentFormat::from_file_name(&name).is_some())
+}
+
+/// The files of `paths`: files as given, directories searched recursively (sorted, hidden
+/// entries skipped) for ingestible files, recorded relative to the directory.
+fn collect_inputs(paths: &[std::path::PathBuf], embed: bool) -> Result<Vec<Input>> {
+    let mut inputs: Vec<Input> = Vec::new();
+    for path in paths {
+        let metadata = std::fs::metadata(path).map_err(|source| {
+            let hint = if embed && path.extension().is_none() && path.components().count() == 1 {
+                format!(" (to embed column {0}, write --embed={0})", path.display())
+            } else {
+                String::new()
+            };
+            Error::Io {
+                context: format!("cannot read {}{hint}", path.display()),
+                source,
+            }
+        })?;
+        if !metadata.is_dir() {
+            inputs.push(Input {
+                path: path.clone(),
+                source: path.to_string_lossy().into_owned(),
+            });
+            continue;
+        }
+        let before = inputs.len();
+        let walk = walkdir::WalkDir::new(path)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+        for entry in walk {
+            let entry = entry.map_err(|e| {
+                Error::invalid(format!("cannot read directory {}: {e}", path.display()))
+            })?;
+            if !entry.file_type().is_file() || !ingestible(entry.path(), embed) {
+                continue;
+            }
+            let relative = entry.path().strip_prefix(path).unwrap_or(entry.path());
+            let source = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            inputs.push(Input {
+                path: entry.path().to_path_buf(),
+                source,
+            });
+        }
+        if inputs.len() == before {
+            return Err(Error::invalid(format!(
+                "{}: no files to ingest in this directory (looked for .csv .tsv .json .ndjson \
+                 .jsonl .parquet{})",
+                path.display(),
+                if embed {
+                    " .txt .md .markdown .html .htm"
+                } else {
+                    ""
+                }
+            )));
+        }
+    }
+    let mut seen: std::collections::HashMap<&str, &std::path::Path> = Default::default();
+    for input in &inputs {
+        if let Some(other) = seen.insert(&input.source, &input.path) {
+            return Err(Error::invalid(format!(
+                "{} and {} would both be recorded as source {}; ingest them into separate \
+                 tables or in separate runs",
+                other.display(),
+                input.path.display(),
+                input.source
+            )));
+        }
+    }
+    Ok(inputs)
+}
+
+/// Progress of `lakehouse ingest`: per-file upload bars for large row files; for documents,
+/// one bar over documents and one over chunks (hidden when stderr is not a terminal).
+struct IngestBars {
+    multi: indicatif::MultiProgress,
+    documents: Option<indicatif::ProgressBar>,
+    chunks: Option<indicatif::ProgressBar>,
+}
+
+impl IngestBars {
+    fn new(embed: bool, files: usize) -> Self {
+        let multi = indicatif::MultiProgress::new();
+        let bar = |template: &str, len: u64| {
+            let bar = multi.add(indicatif::ProgressBar::new(len));
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(template)
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar
+        };
+        let (documents, chunks) = if embed {
+            (
+                Some(bar(
+                    "documents [{bar:30}] {pos}/{len} {per_sec} {elapsed} {msg}",
+                    files as u64,
+                )),
+                Some(bar(
+                    "chunks    [{bar:30}] {pos}/{len} {per_sec} embedded",
+                    0,
+                )),
+            )
+        } else {
+            (None, None)
+        };
+        Self {
+            multi,
+            documents,
+            chunks,
+        }
+    }
+
+    /// Prints a line above the bars.
+    fn println(&self, line: &str) {
+        self.multi.suspend(|| println!("{line}"));
+    }
+
+    fn eprintln(&self, line: &str) {
+        self.multi.suspend(|| eprintln!("{line}"));
+    }
+
+    fn upload_bar(&self, path: &std::path::Path, size: u64) -> Option<indicatif::ProgressBar> {
+        if self.documents.is_some() || size <= PROGRESS_BAR_BYTES {
+            return None;
+        }
+        let bar = self.multi.add(indicatif::ProgressBar::new(size));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(format!("{} uploading", path.display()));
+        Some(bar)
+    }
+}
+
+/// Totals of a document ingest run.
+#[derive(Debug, Default)]
+struct DocumentTotals {
+    documents: u64,
+    unchanged: u64,
+    deleted: u64,
+    chunks: u64,
+}
+
 async fn ingest(args: IngestArgs) -> Result<()> {
-    use lakehouse_client::{FileFormat, IngestFileOptions, IngestMode};
+    use lakehouse_client::{DocumentOptions, FileFormat, IngestFileOptions, IngestMode};
+    let embed = args.embed.is_some();
+    let inputs = collect_inputs(&args.files, embed)?;
     let mut connect = lakehouse_client::ConnectOptions::default();
     if let Some(path) = &args.tls_ca {
         connect.tls_ca_pem = Some(std::fs::read(path).map_err(|source| Error::Io {
@@ -393,7 +610,7 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     let mut client = lakehouse_client::Client::connect_with(&args.server, connect)
         .await
         .map_err(|e| Error::Config(e.to_string()))?;
-    let options = IngestFileOptions {
+    let mut options = IngestFileOptions {
         table: args.table.clone(),
         mode: match args.mode {
             IngestModeArg::Auto => IngestMode::Unspecified,
@@ -406,60 +623,136 @@ async fn ingest(args: IngestArgs) -> Result<()> {
             Some(FormatArg::Csv) => FileFormat::Csv,
             Some(FormatArg::Ndjson) => FileFormat::Ndjson,
             Some(FormatArg::Parquet) => FileFormat::Parquet,
+            Some(FormatArg::Text) => FileFormat::Text,
+            Some(FormatArg::Markdown) => FileFormat::Markdown,
+            Some(FormatArg::Html) => FileFormat::Html,
         },
         schema_overrides: args.schema.clone().unwrap_or_default(),
         csv_has_header: args.no_header.then_some(false),
         csv_delimiter: args.delimiter,
+        documents: None,
     };
+    let bars = IngestBars::new(embed, inputs.len());
+    let started = std::time::Instant::now();
+    let mut totals = DocumentTotals::default();
     let mut failed = 0;
-    for path in &args.files {
+    for input in &inputs {
+        let path = &input.path;
+        if let Some(column) = &args.embed {
+            options.documents = Some(DocumentOptions {
+                source: input.source.clone(),
+                text_column: column.clone(),
+                id_column: args.id_column.clone().unwrap_or_default(),
+                chunk_size: args.chunk_size.unwrap_or(0),
+                chunk_overlap: args.chunk_overlap,
+                model: args.model.clone().unwrap_or_default(),
+            });
+        }
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let bar = if size > PROGRESS_BAR_BYTES {
-            let bar = indicatif::ProgressBar::new(size);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            bar.set_message(format!("{} uploading", path.display()));
-            Some(bar)
-        } else {
-            None
-        };
+        let upload = bars.upload_bar(path, size);
+        let chunks_before = bars.chunks.as_ref().map_or(0, |b| b.length().unwrap_or(0));
+        let documents_bar = bars.documents.clone();
+        let chunks_bar = bars.chunks.clone();
+        let documents_before = documents_bar.as_ref().map_or(0, |b| b.position());
+        let chunks_done_before = chunks_bar.as_ref().map_or(0, |b| b.position());
         let progress = {
-            let bar = bar.clone();
-            move |sent: u64| {
-                if let Some(bar) = &bar {
-                    bar.set_position(sent);
-                    if sent >= size {
-                        bar.set_message("parsing and committing");
+            let upload = upload.clone();
+            move |p: lakehouse_client::IngestProgress| match p {
+                lakehouse_client::IngestProgress::Uploaded(sent) => {
+                    if let Some(bar) = &upload {
+                        bar.set_position(sent);
+                        if sent >= size {
+                            bar.set_message("parsing and committing");
+                        }
+                    }
+                }
+                lakehouse_client::IngestProgress::Server(report) => {
+                    if let (Some(documents), Some(chunks)) = (&documents_bar, &chunks_bar) {
+                        // A row file holds many documents: the bar grows by the rest.
+                        let length = documents.length().unwrap_or(0);
+                        let expected = documents_before + report.documents.max(1);
+                        let remaining_files = length.saturating_sub(documents_before + 1);
+                        documents.set_length(expected + remaining_files);
+                        documents.set_position(documents_before + report.documents_unchanged);
+                        chunks.set_length(chunks_before + report.chunks_total);
+                        chunks.set_position(chunks_done_before + report.chunks);
                     }
                 }
             }
         };
         let result = client.ingest_file(path, &options, progress).await;
-        if let Some(bar) = &bar {
+        if let Some(bar) = &upload {
             bar.finish_and_clear();
         }
         match result {
-            Ok(result) => println!("{}", result.message),
+            Ok(result) => {
+                if let (Some(documents), Some(chunks)) = (&bars.documents, &bars.chunks) {
+                    let length = documents.length().unwrap_or(0);
+                    let remaining_files = length.saturating_sub(documents_before + 1);
+                    let done = documents_before + result.documents.max(1);
+                    documents.set_length(done + remaining_files);
+                    documents.set_position(done);
+                    chunks.set_length(chunks_before + result.chunks);
+                    chunks.set_position(chunks_before + result.chunks);
+                    totals.documents += result.documents;
+                    totals.unchanged += result.documents_unchanged;
+                    totals.deleted += result.documents_deleted;
+                    totals.chunks += result.chunks;
+                }
+                bars.println(&result.message);
+            }
             Err(e) => {
                 failed += 1;
+                if let Some(documents) = &bars.documents {
+                    documents.inc(1);
+                }
                 let message = e
                     .status()
                     .map(|s| s.message().to_string())
                     .unwrap_or_else(|| e.to_string());
-                eprintln!("error: {}: {message}", path.display());
+                bars.eprintln(&format!("error: {}: {message}", path.display()));
             }
         }
     }
+    for bar in [&bars.documents, &bars.chunks].into_iter().flatten() {
+        bar.finish_and_clear();
+    }
+    if embed {
+        let seconds = started.elapsed().as_secs_f64().max(1e-9);
+        println!(
+            "{} files, {} documents ({} unchanged, {} deleted from changed files), {} chunks \
+             embedded in {seconds:.1} s: {:.1} documents/s, {:.1} chunks/s",
+            inputs.len(),
+            totals.documents,
+            totals.unchanged,
+            totals.deleted,
+            totals.chunks,
+            totals.documents as f64 / seconds,
+            totals.chunks as f64 / seconds,
+        );
+    }
     if failed > 0 {
+        if args.prune {
+            eprintln!("not pruning: {failed} files failed");
+        }
         return Err(Error::invalid(format!(
             "{failed} of {} files were not ingested",
-            args.files.len()
+            inputs.len()
         )));
+    }
+    if args.prune {
+        let keep = inputs.iter().map(|i| i.source.clone()).collect();
+        let result = client
+            .prune_documents(&args.table, keep)
+            .await
+            .map_err(|e| {
+                Error::invalid(
+                    e.status()
+                        .map(|s| s.message().to_string())
+                        .unwrap_or_else(|| e.to_string()),
+                )
+            })?;
+        println!("{}", result.message);
     }
     Ok(())
 }

@@ -122,8 +122,10 @@ async fn csv_ingest_infers_types_and_identical_files_are_no_ops() {
         ..options("typed")
     };
     client
-        .ingest_file(&second, &opts, move |n| {
-            seen.store(n, std::sync::atomic::Ordering::Relaxed)
+        .ingest_file(&second, &opts, move |p| {
+            if let lakehouse_client::IngestProgress::Uploaded(n) = p {
+                seen.store(n, std::sync::atomic::Ordering::Relaxed)
+            }
         })
         .await
         .unwrap();

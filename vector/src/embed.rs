@@ -71,7 +71,8 @@ impl Hash for EmbedFunction {
     }
 }
 
-fn vector_type(dimension: usize) -> DataType {
+/// `FixedSizeList<Float32, dimension>` with nullable items, the type of every vector column made here.
+pub(crate) fn vector_type(dimension: usize) -> DataType {
     DataType::FixedSizeList(
         Arc::new(Field::new("item", DataType::Float32, true)),
         i32::try_from(dimension).unwrap_or(i32::MAX),

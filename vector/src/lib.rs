@@ -7,6 +7,7 @@
 //! - [`chat`]: chat (LLM) providers over HTTP (Ollama `/api/chat`, OpenAI-compatible
 //!   `/v1/chat/completions`), bounded in concurrency and retried with backoff.
 //! - [`documents`]: text of plain-text, Markdown and HTML documents, and its chunks.
+//! - [`ingest`]: chunked, embedded, idempotent document ingest into a Lance document table.
 //! - [`table`]: Lance datasets under the catalog's storage root, as DataFusion tables.
 //! - [`embed`]: the `embed(text [, model])` SQL function.
 //! - [`indexes`]: the `vector_indexes()` SQL table function (the index listing).
@@ -26,6 +27,7 @@ pub mod embedding;
 pub mod error;
 mod http;
 pub mod indexes;
+pub mod ingest;
 pub mod nl2sql;
 pub mod rag;
 pub mod search;

@@ -65,7 +65,19 @@ impl Error {
     }
 }
 
-pub use lakehouse_proto::{FileFormat, IngestFileResult, IngestMode};
+pub use lakehouse_proto::{
+    DocumentOptions, FileFormat, IngestFileResult, IngestMode, PruneDocumentsResult,
+};
+
+/// What [`Client::ingest_file`] reports while it works.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IngestProgress {
+    /// Bytes of the file sent so far.
+    Uploaded(u64),
+    /// The server's interim report of a document ingest (`progress` set): documents in the
+    /// file, those unchanged, chunks to embed and chunks embedded so far.
+    Server(IngestFileResult),
+}
 
 /// Size of the chunks [`Client::ingest_file`] sends, in bytes.
 pub const INGEST_CHUNK_BYTES: usize = 1024 * 1024;
@@ -85,6 +97,9 @@ pub struct IngestFileOptions {
     pub csv_has_header: Option<bool>,
     /// CSV: the field delimiter (server default: `,`, tab for `.tsv`).
     pub csv_delimiter: Option<char>,
+    /// Set for a chunked, embedded document ingest into a Lance document table (`--embed`);
+    /// `source` defaults to the file's name.
+    pub documents: Option<DocumentOptions>,
 }
 
 /// The client's result type.
@@ -238,9 +253,10 @@ impl Client {
     }
 
     /// Sends the file at `path` to the server, which parses it and commits it as one new
-    /// version of `options.table` (the `lakehouse.v1.CommandIngestFile` DoPut command). The
-    /// file is streamed in [`INGEST_CHUNK_BYTES`] chunks; `progress` is called with the bytes
-    /// sent so far after each one.
+    /// version of `options.table` (the `lakehouse.v1.CommandIngestFile` DoPut command) — or,
+    /// with `options.documents`, chunks, embeds and merges its documents into a document
+    /// table. The file is streamed in [`INGEST_CHUNK_BYTES`] chunks; `progress` is called with
+    /// [`IngestProgress::Uploaded`] after each one, then with the server's interim reports.
     ///
     /// # Errors
     /// [`Error::Io`] when the file cannot be read; [`Error::Flight`] with the server's status
@@ -250,7 +266,7 @@ impl Client {
         &mut self,
         path: &std::path::Path,
         options: &IngestFileOptions,
-        mut progress: impl FnMut(u64) + Send + 'static,
+        progress: impl FnMut(IngestProgress) + Send + 'static,
     ) -> Result<IngestFileResult> {
         use prost::Message;
         let io = |source| Error::Io {
@@ -276,7 +292,10 @@ impl Client {
             csv_has_header: options.csv_has_header,
             csv_delimiter: options.csv_delimiter.map(String::from).unwrap_or_default(),
             size_bytes,
+            documents: options.documents.clone(),
         };
+        let progress = std::sync::Arc::new(std::sync::Mutex::new(progress));
+        let report = std::sync::Arc::clone(&progress);
         let descriptor =
             arrow_flight::FlightDescriptor::new_cmd(lakehouse_proto::pack_any(&command));
         let first = arrow_flight::FlightData {
@@ -299,7 +318,7 @@ impl Client {
             .map(move |chunk| {
                 let data_body = chunk.expect("errors end the stream");
                 sent += data_body.len() as u64;
-                progress(sent);
+                (progress.lock().expect("lock"))(IngestProgress::Uploaded(sent));
                 arrow_flight::FlightData {
                     data_body,
                     ..Default::default()
@@ -308,19 +327,66 @@ impl Client {
         let upload = futures::stream::once(async move { first }).chain(chunks);
         let outcome = async {
             let mut answers = self.sql.do_put(upload).await?;
-            let answer = answers
-                .message()
-                .await
-                .map_err(|s| Error::Flight(FlightError::Tonic(Box::new(s))))?
-                .ok_or_else(|| Error::Protocol("no result for the ingest".into()))?;
-            IngestFileResult::decode(answer.app_metadata.as_ref())
-                .map_err(|e| Error::Protocol(e.to_string()))
+            loop {
+                let answer = answers
+                    .message()
+                    .await
+                    .map_err(|s| Error::Flight(FlightError::Tonic(Box::new(s))))?
+                    .ok_or_else(|| Error::Protocol("no result for the ingest".into()))?;
+                let result = IngestFileResult::decode(answer.app_metadata.as_ref())
+                    .map_err(|e| Error::Protocol(e.to_string()))?;
+                if !result.progress {
+                    return Ok(result);
+                }
+                (report.lock().expect("lock"))(IngestProgress::Server(result));
+            }
         }
         .await;
         if let Some(e) = read_error.lock().expect("lock").take() {
             return Err(io(e));
         }
         outcome
+    }
+
+    /// Deletes from the document table `table` (`name` or `schema.name`) every document whose
+    /// `source` is not in `keep_sources`, in one commit (the
+    /// `lakehouse.v1.CommandPruneDocuments` DoPut command; `lakehouse ingest --embed --prune`).
+    ///
+    /// # Errors
+    /// [`Error::Flight`] with the server's status (`NotFound` for a missing table,
+    /// `InvalidArgument` for a table that is not a document table).
+    pub async fn prune_documents(
+        &mut self,
+        table: &str,
+        keep_sources: Vec<String>,
+    ) -> Result<PruneDocumentsResult> {
+        use prost::Message;
+        let (schema, table) = match table.split_once('.') {
+            Some((schema, table)) => (schema.to_string(), table.to_string()),
+            None => (String::new(), table.to_string()),
+        };
+        let command = lakehouse_proto::CommandPruneDocuments {
+            table,
+            schema,
+            keep_sources,
+        };
+        let descriptor =
+            arrow_flight::FlightDescriptor::new_cmd(lakehouse_proto::pack_any(&command));
+        let first = arrow_flight::FlightData {
+            flight_descriptor: Some(descriptor),
+            ..Default::default()
+        };
+        let mut answers = self
+            .sql
+            .do_put(futures::stream::once(async move { first }))
+            .await?;
+        let answer = answers
+            .message()
+            .await
+            .map_err(|s| Error::Flight(FlightError::Tonic(Box::new(s))))?
+            .ok_or_else(|| Error::Protocol("no result for the prune".into()))?;
+        PruneDocumentsResult::decode(answer.app_metadata.as_ref())
+            .map_err(|e| Error::Protocol(e.to_string()))
     }
 
     /// Runs `sql` and collects every batch.

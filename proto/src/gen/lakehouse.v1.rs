@@ -102,6 +102,11 @@ pub struct CommandIngestFile {
     /// Total size of the file in bytes, when known (progress reporting and sanity check).
     #[prost(uint64, tag = "9")]
     pub size_bytes: u64,
+    /// When set: chunked, embedded document ingest into a Lance table (see `DocumentOptions`)
+    /// instead of a row ingest. The server may then send interim `IngestFileResult`s with
+    /// `progress` set before the final one.
+    #[prost(message, optional, tag = "10")]
+    pub documents: ::core::option::Option<DocumentOptions>,
 }
 impl ::prost::Name for CommandIngestFile {
     const NAME: &'static str = "CommandIngestFile";
@@ -111,6 +116,89 @@ impl ::prost::Name for CommandIngestFile {
     }
     fn type_url() -> ::prost::alloc::string::String {
         "type.googleapis.com/lakehouse.v1.CommandIngestFile".into()
+    }
+}
+/// Chunked, embedded document ingest (`lakehouse ingest --embed`). A text, Markdown or HTML file
+/// is one document whose text is chunked; in a CSV, NDJSON or Parquet file every row is one
+/// document whose `text_column` value is chunked, and the row's other columns are copied onto
+/// each of its chunks. The table holds one row per chunk: doc_id Utf8, chunk_index Int64,
+/// text Utf8, source Utf8, byte_start Int64, byte_end Int64, content_hash Utf8,
+/// embedding FixedSizeList<Float32, D> (then the copied columns). A document whose
+/// content_hash is already stored is skipped; a changed one has all its chunks replaced, and
+/// rows gone from a file are deleted, in the file's one Lance commit.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct DocumentOptions {
+    /// Path recorded in `source` (and, for a document file, `doc_id`); default `file_name`.
+    #[prost(string, tag = "1")]
+    pub source: ::prost::alloc::string::String,
+    /// CSV/NDJSON/Parquet: the column whose values are the documents (default `text`).
+    #[prost(string, tag = "2")]
+    pub text_column: ::prost::alloc::string::String,
+    /// CSV/NDJSON/Parquet: the column whose values are document ids (default: `source#row`,
+    /// the row counted from 1).
+    #[prost(string, tag = "3")]
+    pub id_column: ::prost::alloc::string::String,
+    /// Most characters (Unicode scalar values) in a chunk; 0: the table's setting, else 1000.
+    #[prost(uint32, tag = "4")]
+    pub chunk_size: u32,
+    /// Characters neighbouring chunks share; unset: the table's setting, else 200.
+    #[prost(uint32, optional, tag = "5")]
+    pub chunk_overlap: ::core::option::Option<u32>,
+    /// Embedding model name; empty: the table's model, else the server's default model.
+    #[prost(string, tag = "6")]
+    pub model: ::prost::alloc::string::String,
+}
+impl ::prost::Name for DocumentOptions {
+    const NAME: &'static str = "DocumentOptions";
+    const PACKAGE: &'static str = "lakehouse.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "lakehouse.v1.DocumentOptions".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/lakehouse.v1.DocumentOptions".into()
+    }
+}
+/// Custom DoPut command (no data follows): delete from a document table every document whose
+/// `source` is not in `keep_sources` (`lakehouse ingest --embed --prune`), in one Lance
+/// commit. Answered with one PutResult whose app_metadata is a `PruneDocumentsResult`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CommandPruneDocuments {
+    #[prost(string, tag = "1")]
+    pub table: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub schema: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "3")]
+    pub keep_sources: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+}
+impl ::prost::Name for CommandPruneDocuments {
+    const NAME: &'static str = "CommandPruneDocuments";
+    const PACKAGE: &'static str = "lakehouse.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "lakehouse.v1.CommandPruneDocuments".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/lakehouse.v1.CommandPruneDocuments".into()
+    }
+}
+/// Answer to `CommandPruneDocuments`.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PruneDocumentsResult {
+    /// Distinct sources and chunk rows deleted.
+    #[prost(uint64, tag = "1")]
+    pub sources_deleted: u64,
+    #[prost(uint64, tag = "2")]
+    pub chunks_deleted: u64,
+    #[prost(string, tag = "3")]
+    pub message: ::prost::alloc::string::String,
+}
+impl ::prost::Name for PruneDocumentsResult {
+    const NAME: &'static str = "PruneDocumentsResult";
+    const PACKAGE: &'static str = "lakehouse.v1";
+    fn full_name() -> ::prost::alloc::string::String {
+        "lakehouse.v1.PruneDocumentsResult".into()
+    }
+    fn type_url() -> ::prost::alloc::string::String {
+        "type.googleapis.com/lakehouse.v1.PruneDocumentsResult".into()
     }
 }
 /// Answer to `CommandIngestFile`.
@@ -131,6 +219,22 @@ pub struct IngestFileResult {
     /// Human-readable summary.
     #[prost(string, tag = "5")]
     pub message: ::prost::alloc::string::String,
+    /// Document ingest: documents in the file, those skipped as unchanged, chunks embedded and
+    /// written, and the file's rows deleted because they are no longer in it.
+    #[prost(uint64, tag = "6")]
+    pub documents: u64,
+    #[prost(uint64, tag = "7")]
+    pub documents_unchanged: u64,
+    #[prost(uint64, tag = "8")]
+    pub chunks: u64,
+    #[prost(uint64, tag = "9")]
+    pub documents_deleted: u64,
+    /// True for an interim report (document ingest): `documents`, `documents_unchanged` and
+    /// `chunks_total` are known, `chunks` counts chunks embedded so far; the final result follows.
+    #[prost(bool, tag = "10")]
+    pub progress: bool,
+    #[prost(uint64, tag = "11")]
+    pub chunks_total: u64,
 }
 impl ::prost::Name for IngestFileResult {
     const NAME: &'static str = "IngestFileResult";
@@ -151,6 +255,12 @@ pub enum FileFormat {
     Csv = 1,
     Ndjson = 2,
     Parquet = 3,
+    /// plain text: the whole file is one document (needs `documents`)
+    Text = 4,
+    /// Markdown: one document, chunked along its structure
+    Markdown = 5,
+    /// HTML: one document, its text extracted first
+    Html = 6,
 }
 impl FileFormat {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -163,6 +273,9 @@ impl FileFormat {
             Self::Csv => "FILE_FORMAT_CSV",
             Self::Ndjson => "FILE_FORMAT_NDJSON",
             Self::Parquet => "FILE_FORMAT_PARQUET",
+            Self::Text => "FILE_FORMAT_TEXT",
+            Self::Markdown => "FILE_FORMAT_MARKDOWN",
+            Self::Html => "FILE_FORMAT_HTML",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -172,6 +285,9 @@ impl FileFormat {
             "FILE_FORMAT_CSV" => Some(Self::Csv),
             "FILE_FORMAT_NDJSON" => Some(Self::Ndjson),
             "FILE_FORMAT_PARQUET" => Some(Self::Parquet),
+            "FILE_FORMAT_TEXT" => Some(Self::Text),
+            "FILE_FORMAT_MARKDOWN" => Some(Self::Markdown),
+            "FILE_FORMAT_HTML" => Some(Self::Html),
             _ => None,
         }
     }

@@ -1,9 +1,17 @@
 //! `lakehouse.v1.CommandIngestFile`, our own DoPut command (`lakehouse ingest`): the raw bytes
-//! of one CSV, NDJSON or Parquet file, parsed and committed by the catalog.
+//! of one file, and `lakehouse.v1.CommandPruneDocuments`.
+//!
+//! - Without `documents`: a CSV, NDJSON or Parquet file, parsed and committed by the catalog as
+//!   one table version. The answer is one `PutResult` whose `app_metadata` is an
+//!   [`IngestFileResult`].
+//! - With `documents` (`--embed`): a text, Markdown or HTML file (one document) or the rows of a
+//!   CSV, NDJSON or Parquet file (one document each), chunked, embedded and committed to a Lance
+//!   document table ([`crate::query::documents`]). Interim `IngestFileResult`s with `progress`
+//!   set report chunks embedded so far; the final one follows. The work stops (committing
+//!   nothing) when the client goes away.
 //!
 //! The upload is spooled to a temporary file while its SHA-256 is computed (the catalog reads
-//! the file twice: schema inference over all rows, then parsing). The answer is one `PutResult`
-//! whose `app_metadata` is an [`IngestFileResult`].
+//! the file twice: schema inference over all rows, then parsing).
 
 use std::io::Write as _;
 
@@ -14,29 +22,52 @@ use lakehouse_catalog::{
     FileFormat, FileIngest, IngestOutcome, SchemaName, TableName, TableRef, WriteMode,
     parse_schema_overrides,
 };
-use lakehouse_proto::{CommandIngestFile, FileFormat as ProtoFormat, IngestFileResult, IngestMode};
+use lakehouse_proto::{
+    CommandIngestFile, CommandPruneDocuments, DocumentOptions, FileFormat as ProtoFormat,
+    IngestFileResult, IngestMode, PruneDocumentsResult,
+};
+use lakehouse_vector::documents::DocumentFormat;
+use lakehouse_vector::ingest::DocumentSet;
 use prost::Message;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::{BoxStream, LakehouseFlightSql};
 use crate::error::Error;
+use crate::query::documents::{DocumentIngestOptions, DocumentProgress};
 
-fn file_spec(cmd: &CommandIngestFile) -> Result<FileIngest, Error> {
-    let format = match cmd.format() {
-        ProtoFormat::Csv => FileFormat::Csv,
-        ProtoFormat::Ndjson => FileFormat::NdJson,
-        ProtoFormat::Parquet => FileFormat::Parquet,
+/// What the file is: rows (CSV, NDJSON, Parquet) or one document (text, Markdown, HTML).
+enum Kind {
+    Rows(FileFormat),
+    Document(DocumentFormat),
+}
+
+fn kind(cmd: &CommandIngestFile) -> Result<Kind, Error> {
+    Ok(match cmd.format() {
+        ProtoFormat::Csv => Kind::Rows(FileFormat::Csv),
+        ProtoFormat::Ndjson => Kind::Rows(FileFormat::NdJson),
+        ProtoFormat::Parquet => Kind::Rows(FileFormat::Parquet),
+        ProtoFormat::Text => Kind::Document(DocumentFormat::Text),
+        ProtoFormat::Markdown => Kind::Document(DocumentFormat::Markdown),
+        ProtoFormat::Html => Kind::Document(DocumentFormat::Html),
         ProtoFormat::Unspecified => {
-            FileFormat::from_file_name(&cmd.file_name).ok_or_else(|| {
-                Error::invalid(format!(
-                    "{}: cannot tell the format from the name; use a .csv, .tsv, .json, .ndjson, \
-                 .jsonl or .parquet file or name the format",
-                    cmd.file_name
-                ))
-            })?
+            if let Some(format) = DocumentFormat::from_file_name(&cmd.file_name) {
+                Kind::Document(format)
+            } else {
+                Kind::Rows(FileFormat::from_file_name(&cmd.file_name).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{}: cannot tell the format from the name; use a .csv, .tsv, .json, \
+                         .ndjson, .jsonl or .parquet file (or, with --embed, .txt, .md or \
+                         .html) or name the format",
+                        cmd.file_name
+                    ))
+                })?)
+            }
         }
-    };
+    })
+}
+
+fn file_spec(cmd: &CommandIngestFile, format: FileFormat) -> Result<FileIngest, Error> {
     let mut spec = FileIngest::new(cmd.file_name.clone(), format);
     spec.overrides = parse_schema_overrides(&cmd.schema_overrides)?;
     if let Some(header) = cmd.csv_has_header {
@@ -55,29 +86,29 @@ fn file_spec(cmd: &CommandIngestFile) -> Result<FileIngest, Error> {
     Ok(spec)
 }
 
-pub(super) async fn do_put(
+/// The table a command names, in the request's default schema when it names none.
+fn table_ref<T>(
     service: &LakehouseFlightSql,
-    cmd: CommandIngestFile,
-    request: Request<PeekableFlightDataStream>,
-) -> Result<Response<BoxStream<PutResult>>, Status> {
-    super::require_write(&request, "ingest")?;
-    let schema = if cmd.schema.is_empty() {
-        service.default_schema(&request)?
+    request: &Request<T>,
+    schema: &str,
+    table: &str,
+) -> Result<TableRef, Status> {
+    let schema = if schema.is_empty() {
+        service.default_schema(request)?
     } else {
-        SchemaName::new(cmd.schema.clone()).map_err(Error::from)?
+        SchemaName::new(schema).map_err(Error::from)?
     };
-    let table = TableRef {
+    Ok(TableRef {
         schema,
-        table: TableName::new(cmd.table.clone()).map_err(Error::from)?,
-    };
-    let mode = match cmd.mode() {
-        IngestMode::Unspecified => WriteMode::CreateOrAppend,
-        IngestMode::Create => WriteMode::Create,
-        IngestMode::Append => WriteMode::Append,
-        IngestMode::Replace => WriteMode::Replace,
-    };
-    let spec = file_spec(&cmd)?;
+        table: TableName::new(table).map_err(Error::from)?,
+    })
+}
 
+/// The upload spooled to a temporary file, with its SHA-256 (lowercase hex) and size in bytes.
+async fn spool(
+    cmd: &CommandIngestFile,
+    request: Request<PeekableFlightDataStream>,
+) -> Result<(tempfile::NamedTempFile, String, u64), Status> {
     let io = |e: std::io::Error| Error::Io {
         context: format!("spooling upload of {}", cmd.file_name),
         source: e,
@@ -101,7 +132,46 @@ pub(super) async fn do_put(
         ))
         .into());
     }
-    let sha256 = hex::encode(hasher.finalize());
+    Ok((spool, hex::encode(hasher.finalize()), received))
+}
+
+fn one_result(app_metadata: Vec<u8>) -> Response<BoxStream<PutResult>> {
+    let put = PutResult {
+        app_metadata: app_metadata.into(),
+    };
+    Response::new(Box::pin(futures::stream::once(async move { Ok(put) })))
+}
+
+pub(super) async fn do_put(
+    service: &LakehouseFlightSql,
+    cmd: CommandIngestFile,
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Response<BoxStream<PutResult>>, Status> {
+    super::require_write(&request, "ingest")?;
+    let table = table_ref(service, &request, &cmd.schema, &cmd.table)?;
+    let mode = match cmd.mode() {
+        IngestMode::Unspecified => WriteMode::CreateOrAppend,
+        IngestMode::Create => WriteMode::Create,
+        IngestMode::Append => WriteMode::Append,
+        IngestMode::Replace => WriteMode::Replace,
+    };
+    let kind = kind(&cmd)?;
+    if let Some(documents) = cmd.documents.clone() {
+        return ingest_documents(service, cmd, documents, kind, table, mode, request).await;
+    }
+    let format = match kind {
+        Kind::Rows(format) => format,
+        Kind::Document(_) => {
+            return Err(Error::invalid(format!(
+                "{}: text, Markdown and HTML files are ingested as documents: add --embed \
+                 (chunked and embedded into a Lance document table)",
+                cmd.file_name
+            ))
+            .into());
+        }
+    };
+    let spec = file_spec(&cmd, format)?;
+    let (spool, sha256, received) = spool(&cmd, request).await?;
     let outcome = service
         .catalog()
         .ingest_file(&table, mode, spool.path(), &sha256, spec)
@@ -110,13 +180,13 @@ pub(super) async fn do_put(
     let result = match outcome {
         IngestOutcome::Unchanged { manifest } => IngestFileResult {
             version: manifest.version.0,
-            rows: 0,
             no_op: true,
             message: format!(
                 "{}: unchanged — identical content is already in {table} version {}",
                 cmd.file_name, manifest.version
             ),
             content_sha256: sha256,
+            ..Default::default()
         },
         IngestOutcome::Committed { manifest, rows } => IngestFileResult {
             version: manifest.version.0,
@@ -127,13 +197,177 @@ pub(super) async fn do_put(
                 cmd.file_name, manifest.version
             ),
             content_sha256: sha256,
+            ..Default::default()
         },
     };
     tracing::info!(%table, version = result.version, rows = result.rows, no_op = result.no_op, file = %cmd.file_name, "file ingested");
-    let put = PutResult {
-        app_metadata: result.encode_to_vec().into(),
+    Ok(one_result(result.encode_to_vec()))
+}
+
+/// Aborts the task when dropped: the response stream owns it, so a client that goes away
+/// stops the ingest (which then commits nothing).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn ingest_documents(
+    service: &LakehouseFlightSql,
+    cmd: CommandIngestFile,
+    documents: DocumentOptions,
+    kind: Kind,
+    table: TableRef,
+    mode: WriteMode,
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Response<BoxStream<PutResult>>, Status> {
+    let source = if documents.source.is_empty() {
+        cmd.file_name.clone()
+    } else {
+        documents.source.clone()
     };
-    Ok(Response::new(Box::pin(futures::stream::once(async move {
-        Ok(put)
-    }))))
+    let options = DocumentIngestOptions {
+        chunk_size: (documents.chunk_size != 0).then_some(documents.chunk_size as usize),
+        chunk_overlap: documents.chunk_overlap.map(|n| n as usize),
+        model: (!documents.model.is_empty()).then(|| documents.model.clone()),
+    };
+    let spec = match kind {
+        Kind::Rows(format) => {
+            let mut spec = file_spec(&cmd, format)?;
+            spec.name = source.clone();
+            Some(spec)
+        }
+        Kind::Document(_) => None,
+    };
+    let (spool, sha256, _) = spool(&cmd, request).await?;
+    let set = {
+        let source = source.clone();
+        let text_column = if documents.text_column.is_empty() {
+            "text".to_string()
+        } else {
+            documents.text_column.clone()
+        };
+        let id_column = (!documents.id_column.is_empty()).then(|| documents.id_column.clone());
+        tokio::task::spawn_blocking(move || -> Result<DocumentSet, Error> {
+            match (kind, spec) {
+                (Kind::Document(format), _) => {
+                    let bytes = std::fs::read(spool.path()).map_err(|e| Error::Io {
+                        context: format!("reading the upload of {source}"),
+                        source: e,
+                    })?;
+                    Ok(DocumentSet::from_file(&source, &bytes, format)?)
+                }
+                (Kind::Rows(_), Some(spec)) => {
+                    let (schema, batches) = lakehouse_catalog::read_file(spool.path(), &spec)?;
+                    Ok(DocumentSet::from_rows(
+                        &source,
+                        &schema,
+                        &batches,
+                        &text_column,
+                        id_column.as_deref(),
+                    )?)
+                }
+                (Kind::Rows(_), None) => unreachable!("rows have a file spec"),
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("reading the documents panicked: {e}")))??
+    };
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<PutResult, Status>>(16);
+    let progress_tx = tx.clone();
+    let progress = std::sync::Arc::new(move |p: DocumentProgress| {
+        let interim = IngestFileResult {
+            documents: p.documents,
+            documents_unchanged: p.unchanged,
+            chunks: p.chunks_done,
+            chunks_total: p.chunks_total,
+            progress: true,
+            ..Default::default()
+        };
+        // Progress is best effort: a slow client misses some reports, never blocks the work.
+        let _ = progress_tx.try_send(Ok(PutResult {
+            app_metadata: interim.encode_to_vec().into(),
+        }));
+    });
+    let engine = service.engine.clone();
+    let task = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let outcome = engine
+            .ingest_documents(&table, mode, set, &options, progress)
+            .await;
+        let answer = outcome.map_err(Status::from).map(|report| {
+            let seconds = started.elapsed().as_secs_f64();
+            let written = report.documents - report.unchanged;
+            let message = if written == 0 && report.deleted == 0 {
+                format!(
+                    "{source}: unchanged — {} document(s) already in {table}",
+                    report.documents
+                )
+            } else {
+                format!(
+                    "{source}: {} document(s), {} unchanged, {} deleted; {} chunks embedded with \
+                     {} → {table} (Lance version {}{}) in {seconds:.1} s",
+                    report.documents,
+                    report.unchanged,
+                    report.deleted,
+                    report.chunks,
+                    report.model,
+                    report.version,
+                    if report.created { ", created" } else { "" }
+                )
+            };
+            tracing::info!(%table, version = report.version, documents = report.documents,
+                unchanged = report.unchanged, chunks = report.chunks, deleted = report.deleted,
+                seconds, file = %source, "documents ingested");
+            let result = IngestFileResult {
+                version: report.version,
+                rows: report.chunks,
+                no_op: written == 0 && report.deleted == 0,
+                content_sha256: sha256,
+                message,
+                documents: report.documents,
+                documents_unchanged: report.unchanged,
+                chunks: report.chunks,
+                documents_deleted: report.deleted,
+                progress: false,
+                chunks_total: report.chunks,
+            };
+            PutResult {
+                app_metadata: result.encode_to_vec().into(),
+            }
+        });
+        let _ = tx.send(answer).await;
+    });
+    let guard = AbortOnDrop(task);
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
+        let _owned = &guard;
+        item
+    });
+    Ok(Response::new(Box::pin(stream)))
+}
+
+/// `CommandPruneDocuments`: deletes the documents of sources not in `keep_sources`.
+pub(super) async fn prune(
+    service: &LakehouseFlightSql,
+    cmd: CommandPruneDocuments,
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Response<BoxStream<PutResult>>, Status> {
+    super::require_write(&request, "prune")?;
+    let table = table_ref(service, &request, &cmd.schema, &cmd.table)?;
+    let (sources, chunks) = service
+        .engine
+        .prune_documents(&table, &cmd.keep_sources)
+        .await?;
+    tracing::info!(%table, sources, chunks, "documents pruned");
+    let result = PruneDocumentsResult {
+        sources_deleted: sources,
+        chunks_deleted: chunks,
+        message: format!(
+            "pruned {table}: {sources} source(s) not given any more, {chunks} chunks deleted"
+        ),
+    };
+    Ok(one_result(result.encode_to_vec()))
 }

@@ -510,7 +510,8 @@ impl FlightSqlService for LakehouseFlightSql {
         })
     }
 
-    /// Lakehouse's own DoPut commands: `lakehouse.v1.CommandIngestFile`.
+    /// Lakehouse's own DoPut commands: `lakehouse.v1.CommandIngestFile` and
+    /// `lakehouse.v1.CommandPruneDocuments`.
     async fn do_put_fallback(
         &self,
         request: Request<PeekableFlightDataStream>,
@@ -521,6 +522,11 @@ impl FlightSqlService for LakehouseFlightSql {
             let cmd = lakehouse_proto::CommandIngestFile::decode(message.value.as_ref())
                 .map_err(|e| Error::invalid(format!("invalid CommandIngestFile: {e}")))?;
             return ingest_file::do_put(self, cmd, request).await;
+        }
+        if message.type_url == lakehouse_proto::CommandPruneDocuments::type_url() {
+            let cmd = lakehouse_proto::CommandPruneDocuments::decode(message.value.as_ref())
+                .map_err(|e| Error::invalid(format!("invalid CommandPruneDocuments: {e}")))?;
+            return ingest_file::prune(self, cmd, request).await;
         }
         Err(Error::invalid(format!("unknown DoPut command {}", message.type_url)).into())
     }

@@ -99,7 +99,8 @@ fn normalized(
         .iter()
         .map(|f| f.as_ref().clone().with_metadata(Default::default()))
         .collect();
-    let target: SchemaRef = Arc::new(Schema::new(fields));
+    // Schema-level metadata (a document table's chunk settings) is kept: Lance stores it.
+    let target: SchemaRef = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
     let out = Arc::clone(&target);
     let stream = batches.map(move |batch| {
         let batch = batch?;

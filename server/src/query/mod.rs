@@ -6,6 +6,7 @@
 //! the same versions.
 
 pub mod catalog_adapter;
+pub mod documents;
 pub mod lance;
 pub mod limits;
 pub mod params;
@@ -131,7 +132,9 @@ impl PlannedQuery {
     }
 }
 
-/// Builds sessions over the catalog. Cheap to share.
+/// Builds sessions over the catalog. Cheap to share; a clone (for a spawned task) shares the
+/// catalog, limits and models.
+#[derive(Clone)]
 pub struct QueryEngine {
     catalog: Arc<Catalog>,
     template: SessionState,
