@@ -73,3 +73,25 @@ def test_rag_cites_the_planted_document_first_and_repeats(rag_server):
         assert "Zorblax" in sources[0]["text"]
         cur.execute(sql)
         assert cur.fetchone()[0] == answer
+
+
+def test_nl2sql_returns_the_model_sql_and_a_verdict_that_planning_agrees_with(rag_server):
+    with rag_server.connect() as conn, conn.cursor() as cur:
+        cur.adbc_ingest("customers", pa.table({"id": [1, 2], "name": ["Ada", "Linus"],
+                                               "country": ["UK", "FI"]}), mode="create")
+        cur.execute("SELECT sql, valid, error, model FROM "
+                    "nl2sql('How many customers are there in each country?')")
+        rows = cur.fetchall()
+        assert len(rows) == 1
+        sql, valid, error, model = rows[0]
+        assert sql.strip() and model == "smollm2"
+        assert (error is None) == valid, rows
+        # The verdict agrees with planning the SQL through ADBC (prepare plans, never runs).
+        try:
+            cur.adbc_prepare(sql)
+            planned = sql.lstrip().lower().startswith(("select", "with", "values"))
+        except adbc_driver_manager.Error:
+            planned = False
+        assert planned == valid, (sql, error)
+        cur.execute("SELECT count(*) FROM customers")
+        assert cur.fetchone() == (2,)

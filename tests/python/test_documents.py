@@ -45,7 +45,7 @@ def markdown_license():
 @pytest.fixture
 def doc_server(tmp_path, model_server):
     config = tmp_path / "lakehouse.toml"
-    config.write_text(model_server.embedding_toml())
+    config.write_text(model_server.embedding_toml() + model_server.chat_toml())
     server = LakehouseServer(tmp_path / "data", "--config", str(config),
                              log_path=tmp_path / "server.log")
     server.storage = tmp_path / "data"
@@ -130,6 +130,13 @@ def test_a_directory_is_chunked_with_offsets_and_overlap_and_reingest_is_idempot
         top = cur.fetchall()
     assert top[0][0] == "guides/facilities.md", top
     assert "bicycle" in top[0][1]
+    # ... and rag answers from them, citing the planted document first.
+    with doc_server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT answer, sources FROM rag('Where do employees keep their bicycles?', "
+                    "'docs')")
+        answer, sources = cur.fetchone()
+    assert answer.strip()
+    assert sources[0]["doc_id"] == "guides/facilities.md", sources
 
     # Unchanged: every file is a no-op and nothing is committed.
     versions = lance_versions(doc_server)
