@@ -249,6 +249,12 @@ def test_bad_document_input_is_refused_and_nothing_is_half_written(doc_server, t
     out = run_ingest(doc_server, "--table", "docs", "--embed", "--prune", tmp_path / "nowhere")
     assert out.returncode == 1 and "nowhere" in out.stderr, out.stderr
 
+    blank = tmp_path / "blank.txt"
+    blank.write_text("  \n\n ")
+    out = run_ingest(doc_server, "--table", "docs", "--embed", blank)
+    assert out.returncode == 0, out.stderr
+    assert "no text to embed in 1 document(s)" in out.stdout, out.stdout
+
     empty = tmp_path / "empty"
     empty.mkdir()
     out = run_ingest(doc_server, "--table", "docs", "--embed", empty)

@@ -1,8 +1,8 @@
 //! Documents for retrieval: their text (plain text, Markdown, HTML) and its chunks.
 //!
 //! - [`extract_text`]: plain text and Markdown are their own text (UTF-8 required); HTML is
-//!   rendered to plain text by `html2text` (no Markdown-like decoration, no line wrapping;
-//!   scripts and styles dropped).
+//!   rendered to plain text by `html2text` with its trivial decorator (only the literal text:
+//!   no heading marks, link brackets or bullets; no line wrapping; scripts and styles dropped).
 //! - [`chunk`]: the text cut into chunks of at most `size` **characters** with up to `overlap`
 //!   characters shared by neighbours, on the most natural boundary that fits (`text-splitter`:
 //!   paragraphs, then sentences, then words; Markdown also by its structure). Each chunk keeps
@@ -47,13 +47,17 @@ pub fn extract_text(name: &str, bytes: &[u8], format: DocumentFormat) -> Result<
                 name: name.to_string(),
                 message: format!("not UTF-8 text at byte {}", e.valid_up_to()),
             }),
-        DocumentFormat::Html => html2text::config::plain_no_decorate()
-            .no_link_wrapping()
-            .string_from_read(bytes, usize::MAX / 4)
-            .map_err(|e| Error::Document {
-                name: name.to_string(),
-                message: format!("cannot read the HTML: {e}"),
-            }),
+        // The trivial decorator writes the literal text only: no `#` before headings, no
+        // brackets around links or image titles, no list bullets.
+        DocumentFormat::Html => {
+            html2text::config::with_decorator(html2text::render::TrivialDecorator::new())
+                .no_link_wrapping()
+                .string_from_read(bytes, usize::MAX / 4)
+                .map_err(|e| Error::Document {
+                    name: name.to_string(),
+                    message: format!("cannot read the HTML: {e}"),
+                })
+        }
     }
 }
 
@@ -191,13 +195,18 @@ mod tests {
     #[test]
     fn html_is_rendered_and_bad_input_is_refused() {
         let html = b"<html><head><title>T</title><style>p{}</style></head><body>\
-                     <h1>Install</h1><p>Run <b>make</b> first.</p></body></html>";
+                     <h1>Install</h1><p>Run <b>make</b> <a href=\"x.html\">first</a>.</p>\
+                     </body></html>";
         let text = extract_text("doc.html", html, DocumentFormat::Html).unwrap();
         assert!(
             text.contains("Install") && text.contains("Run make first."),
             "{text}"
         );
         assert!(!text.contains("<p>") && !text.contains("p{}"), "{text}");
+        assert!(
+            !text.contains('#') && !text.contains('['),
+            "no decoration: {text}"
+        );
 
         let err = extract_text("bad.txt", b"ok\xff\xfe", DocumentFormat::Text).unwrap_err();
         assert!(err.to_string().contains("bad.txt"), "{err}");

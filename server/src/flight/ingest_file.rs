@@ -306,6 +306,11 @@ async fn ingest_documents(
                     "{source}: unchanged — {} document(s) already in {table}",
                     report.documents
                 )
+            } else if report.chunks == 0 && report.deleted == 0 {
+                format!(
+                    "{source}: no text to embed in {} document(s); nothing written to {table}",
+                    written
+                )
             } else {
                 format!(
                     "{source}: {} document(s), {} unchanged, {} deleted; {} chunks embedded with \

@@ -198,11 +198,13 @@ impl QueryEngine {
             chunks_done: 0,
         };
         progress(base);
+        // No-op: nothing changed, or the changes hold no text (an empty file), with nothing
+        // stored to delete. A missing table is then not created.
         let nothing_to_write = chunks.is_empty() && plan.gone.is_empty() && !changed_stored;
-        if let Some((location, _, _)) = &existing
-            && (plan.is_no_op() || nothing_to_write)
-        {
-            report.version = store.open(location).await?.version().version;
+        if plan.is_no_op() || nothing_to_write {
+            if let Some((location, _, _)) = &existing {
+                report.version = store.open(location).await?.version().version;
+            }
             return Ok(report);
         }
         let schema = set.table_schema(embedder.dimension(), embedder.name(), spec);
