@@ -4,6 +4,7 @@
 mod auth;
 mod catalog;
 mod chat;
+mod documents;
 mod embedding;
 mod ingest;
 mod ingest_file;
