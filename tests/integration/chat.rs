@@ -130,6 +130,10 @@ async fn ai_answers_every_row_within_the_row_cap() {
     let mut client = bare.client().await;
     let err = query(&mut client, "SELECT ai('x')").await.unwrap_err();
     assert!(err.to_string().contains("no default chat model"), "{err}");
+    assert!(
+        err.to_string().contains("add a [chat.models.NAME] section"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

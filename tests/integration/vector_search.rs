@@ -270,7 +270,10 @@ async fn embed_returns_the_model_vectors_and_null_for_null() {
     let mut client = bare.client().await;
     let err = query(&mut client, "SELECT embed('x')").await.unwrap_err();
     assert!(
-        err.to_string().contains("no default embedding model"),
+        err.to_string().contains("no default embedding model")
+            && err
+                .to_string()
+                .contains("add a [embedding.models.NAME] section"),
         "{err}"
     );
 }

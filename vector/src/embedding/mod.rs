@@ -390,16 +390,20 @@ pub(crate) fn lookup<'a, T>(
     name: Option<&str>,
     default: Option<&str>,
 ) -> Result<&'a T> {
+    let configured = if models.is_empty() {
+        format!(
+            "none is configured; add a [{kind}.models.NAME] section to the server's config file \
+             (docs/ai.md, deploy/lakehouse.toml)"
+        )
+    } else {
+        format!("configured: {}", sorted_names(models).join(", "))
+    };
     let Some(name) = name.or(default) else {
         return Err(Error::Config(format!(
-            "no default {kind} model; name one of: {}",
-            sorted_names(models).join(", ")
+            "no default {kind} model; name one of the models ({configured})"
         )));
     };
-    models.get(name).ok_or_else(|| {
-        Error::Config(format!(
-            "unknown {kind} model {name}; configured: {}",
-            sorted_names(models).join(", ")
-        ))
-    })
+    models
+        .get(name)
+        .ok_or_else(|| Error::Config(format!("unknown {kind} model {name}; {configured}")))
 }
