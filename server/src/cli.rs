@@ -580,6 +580,26 @@ impl IngestBars {
     }
 }
 
+/// Shows one file's document-ingest `report` on the (documents, chunks) bars, which stood at
+/// `mark` when the file started: the file takes `report.documents` slots of the documents bar
+/// (a row file holds many; at least one), `done` of them finished; the chunks bar grows by
+/// `chunks_total` and advances by `chunks` (embedded so far).
+fn show_file(
+    (documents, chunks): &(indicatif::ProgressBar, indicatif::ProgressBar),
+    (documents_mark, chunks_mark): (u64, u64),
+    report: &lakehouse_client::IngestFileResult,
+    done: u64,
+) {
+    let later_files = documents
+        .length()
+        .unwrap_or(0)
+        .saturating_sub(documents_mark + 1);
+    documents.set_length(documents_mark + report.documents.max(1) + later_files);
+    documents.set_position(documents_mark + done);
+    chunks.set_length(chunks_mark + report.chunks_total);
+    chunks.set_position(chunks_mark + report.chunks);
+}
+
 /// Totals of a document ingest run.
 #[derive(Debug, Default)]
 struct DocumentTotals {
@@ -650,11 +670,12 @@ async fn ingest(args: IngestArgs) -> Result<()> {
         }
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let upload = bars.upload_bar(path, size);
-        let chunks_before = bars.chunks.as_ref().map_or(0, |b| b.length().unwrap_or(0));
-        let documents_bar = bars.documents.clone();
-        let chunks_bar = bars.chunks.clone();
-        let documents_before = documents_bar.as_ref().map_or(0, |b| b.position());
-        let chunks_done_before = chunks_bar.as_ref().map_or(0, |b| b.position());
+        let file_bars = bars.documents.clone().zip(bars.chunks.clone());
+        // Where the bars stood when this file started.
+        let mark = file_bars
+            .as_ref()
+            .map_or((0, 0), |(d, c)| (d.position(), c.position()));
+        let in_progress = file_bars.clone();
         let progress = {
             let upload = upload.clone();
             move |p: lakehouse_client::IngestProgress| match p {
@@ -667,15 +688,8 @@ async fn ingest(args: IngestArgs) -> Result<()> {
                     }
                 }
                 lakehouse_client::IngestProgress::Server(report) => {
-                    if let (Some(documents), Some(chunks)) = (&documents_bar, &chunks_bar) {
-                        // A row file holds many documents: the bar grows by the rest.
-                        let length = documents.length().unwrap_or(0);
-                        let expected = documents_before + report.documents.max(1);
-                        let remaining_files = length.saturating_sub(documents_before + 1);
-                        documents.set_length(expected + remaining_files);
-                        documents.set_position(documents_before + report.documents_unchanged);
-                        chunks.set_length(chunks_before + report.chunks_total);
-                        chunks.set_position(chunks_done_before + report.chunks);
+                    if let Some(bars) = &in_progress {
+                        show_file(bars, mark, &report, report.documents_unchanged);
                     }
                 }
             }
@@ -686,14 +700,8 @@ async fn ingest(args: IngestArgs) -> Result<()> {
         }
         match result {
             Ok(result) => {
-                if let (Some(documents), Some(chunks)) = (&bars.documents, &bars.chunks) {
-                    let length = documents.length().unwrap_or(0);
-                    let remaining_files = length.saturating_sub(documents_before + 1);
-                    let done = documents_before + result.documents.max(1);
-                    documents.set_length(done + remaining_files);
-                    documents.set_position(done);
-                    chunks.set_length(chunks_before + result.chunks);
-                    chunks.set_position(chunks_before + result.chunks);
+                if let Some(file_bars) = &file_bars {
+                    show_file(file_bars, mark, &result, result.documents.max(1));
                     totals.documents += result.documents;
                     totals.unchanged += result.documents_unchanged;
                     totals.deleted += result.documents_deleted;

@@ -118,6 +118,16 @@ class ModelServer:
         self.proc.wait(timeout=30)
 
 
+def configured_server(tmp_path, config_toml):
+    """A server over `tmp_path/data` with `config_toml` as its config file (`storage` set)."""
+    config = tmp_path / "lakehouse.toml"
+    config.write_text(config_toml)
+    server = LakehouseServer(tmp_path / "data", "--config", str(config),
+                             log_path=tmp_path / "server.log")
+    server.storage = tmp_path / "data"
+    return server
+
+
 @pytest.fixture(scope="session")
 def model_server():
     server = ModelServer()

@@ -5,15 +5,12 @@ import adbc_driver_manager
 import pyarrow as pa
 import pytest
 
-from conftest import LakehouseServer
+from conftest import configured_server
 
 
 @pytest.fixture
 def ai_server(tmp_path, model_server):
-    config = tmp_path / "lakehouse.toml"
-    config.write_text(model_server.chat_toml(ai_max_rows=5))
-    server = LakehouseServer(tmp_path / "data", "--config", str(config),
-                             log_path=tmp_path / "server.log")
+    server = configured_server(tmp_path, model_server.chat_toml(ai_max_rows=5))
     yield server
     server.stop()
 
@@ -45,10 +42,7 @@ def test_ai_answers_five_rows_and_refuses_a_query_over_the_cap(ai_server):
 
 @pytest.fixture
 def rag_server(tmp_path, model_server):
-    config = tmp_path / "lakehouse.toml"
-    config.write_text(model_server.embedding_toml() + model_server.chat_toml())
-    server = LakehouseServer(tmp_path / "data", "--config", str(config),
-                             log_path=tmp_path / "server.log")
+    server = configured_server(tmp_path, model_server.embedding_toml() + model_server.chat_toml())
     yield server
     server.stop()
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, LakehouseServer, free_port
+from conftest import BIN, configured_server, free_port
 
 APACHE = "/usr/share/common-licenses/Apache-2.0"  # Debian base-files
 GPL = "/usr/share/common-licenses/GPL-3"
@@ -44,11 +44,8 @@ def markdown_license():
 
 @pytest.fixture
 def doc_server(tmp_path, model_server):
-    config = tmp_path / "lakehouse.toml"
-    config.write_text(model_server.embedding_toml() + model_server.chat_toml())
-    server = LakehouseServer(tmp_path / "data", "--config", str(config),
-                             log_path=tmp_path / "server.log")
-    server.storage = tmp_path / "data"
+    server = configured_server(tmp_path,
+                               model_server.embedding_toml() + model_server.chat_toml())
     yield server
     server.stop()
 
@@ -265,11 +262,8 @@ def test_bad_document_input_is_refused_and_nothing_is_half_written(doc_server, t
 
 
 def test_a_model_server_that_is_down_fails_the_ingest_cleanly(tmp_path, model_server):
-    config = tmp_path / "lakehouse.toml"
-    config.write_text(model_server.embedding_toml(
+    server = configured_server(tmp_path, model_server.embedding_toml(
         timeout_ms=2000, base_url=f"http://127.0.0.1:{free_port()}"))
-    server = LakehouseServer(tmp_path / "data", "--config", str(config),
-                             log_path=tmp_path / "server.log")
     try:
         doc = tmp_path / "doc.md"
         doc.write_text(PLANTED)

@@ -71,6 +71,23 @@ impl Hash for EmbedFunction {
     }
 }
 
+/// `values` (row-major, `dimension` per row) as a [`vector_type`] column with `nulls`.
+///
+/// # Errors
+/// Arrow's, when `values` is not a multiple of `dimension` long or `nulls` has another length.
+pub(crate) fn vector_array(
+    values: Vec<f32>,
+    dimension: usize,
+    nulls: Option<NullBuffer>,
+) -> Result<FixedSizeListArray, arrow::error::ArrowError> {
+    FixedSizeListArray::try_new(
+        Arc::new(Field::new("item", DataType::Float32, true)),
+        i32::try_from(dimension).unwrap_or(i32::MAX),
+        Arc::new(Float32Array::from(values)),
+        nulls,
+    )
+}
+
 /// `FixedSizeList<Float32, dimension>` with nullable items, the type of every vector column made here.
 pub(crate) fn vector_type(dimension: usize) -> DataType {
     DataType::FixedSizeList(
@@ -151,12 +168,7 @@ impl AsyncScalarUDFImpl for EmbedFunction {
             .nulls()
             .cloned()
             .map(|n| NullBuffer::new(n.inner().clone()));
-        let array = FixedSizeListArray::try_new(
-            Arc::new(Field::new("item", DataType::Float32, true)),
-            i32::try_from(dimension).unwrap_or(i32::MAX),
-            Arc::new(Float32Array::from(values)),
-            nulls,
-        )?;
+        let array = vector_array(values, dimension, nulls)?;
         Ok(ColumnarValue::Array(Arc::new(array)))
     }
 }

@@ -22,15 +22,12 @@
 //! of [`EMBED_GROUP`] chunks, batched further by the [`Embedder`]) and merged on
 //! (`doc_id`, `chunk_index`), while the same merge deletes the source's rows that belong to
 //! no unchanged document — the changed documents' surplus chunks and rows gone from the file
-//! ([`LanceStore::replace_source`]). A failure anywhere commits nothing.
+//! ([`replace_source`]). A failure anywhere commits nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
-    UInt32Array,
-};
+use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::execution::SendableRecordBatchStream;
@@ -42,7 +39,6 @@ use sha2::{Digest, Sha256};
 use crate::documents::{Chunk, ChunkSpec, DocumentFormat, chunk, extract_text};
 use crate::embedding::Embedder;
 use crate::error::{Error, Result};
-use crate::table::LanceStore;
 
 /// Column names of a document table.
 pub mod columns {
@@ -177,15 +173,7 @@ impl DocumentSet {
                 schema.field(text_index).data_type()
             )));
         }
-        let as_strings = |array: &ArrayRef| -> Result<StringArray> {
-            let cast = arrow::compute::cast(array, &DataType::Utf8)
-                .map_err(|e| bad(format!("cannot read a column as text: {e}")))?;
-            Ok(cast
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("cast to Utf8")
-                .clone())
-        };
+        let as_strings = |array: &ArrayRef| strings(array).map_err(|e| bad(e.to_string()));
         let texts = as_strings(all.column(text_index))?;
         let id_index = id_column
             .map(|name| {
@@ -453,13 +441,8 @@ fn chunk_batch(
     for v in vectors {
         values.extend_from_slice(v);
     }
-    let embedding = FixedSizeListArray::try_new(
-        Arc::new(Field::new("item", DataType::Float32, true)),
-        i32::try_from(dimension).unwrap_or(i32::MAX),
-        Arc::new(Float32Array::from(values)),
-        None,
-    )
-    .map_err(|e| Error::Config(format!("building the embedding column: {e}")))?;
+    let embedding = crate::embed::vector_array(values, dimension, None)
+        .map_err(|e| Error::Config(format!("building the embedding column: {e}")))?;
     let mut arrays: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
             group.iter().map(|(d, _)| doc(*d).doc_id.as_str()),
@@ -539,120 +522,116 @@ impl DocumentSet {
     }
 }
 
-impl LanceStore {
-    /// The documents stored from `source` in the document table at `location`: doc_id →
-    /// content_hash.
-    ///
-    /// # Errors
-    /// [`Error::Lance`] when the dataset cannot be read.
-    pub async fn stored_documents(
-        &self,
-        location: &str,
-        source: &str,
-    ) -> Result<HashMap<String, String>> {
-        let dataset = self.open(location).await?;
-        let mut scanner = dataset.scan();
-        scanner
-            .project(&[columns::DOC_ID, columns::CONTENT_HASH])?
-            .filter_expr(col(columns::SOURCE).eq(lit(source)));
-        let mut stream = scanner.try_into_stream().await?;
-        let mut stored = HashMap::new();
-        while let Some(batch) = stream.try_next().await? {
-            let ids = string_column(&batch, 0)?;
-            let hashes = string_column(&batch, 1)?;
-            for row in 0..batch.num_rows() {
-                stored
-                    .entry(ids.value(row).to_string())
-                    .or_insert_with(|| hashes.value(row).to_string());
+/// The documents stored from `source` in the document table `dataset`: doc_id →
+/// content_hash.
+///
+/// # Errors
+/// [`Error::Lance`] when the dataset cannot be read.
+pub async fn stored_documents(
+    dataset: &lance::Dataset,
+    source: &str,
+) -> Result<HashMap<String, String>> {
+    let mut scanner = dataset.scan();
+    scanner
+        .project(&[columns::DOC_ID, columns::CONTENT_HASH])?
+        .filter_expr(col(columns::SOURCE).eq(lit(source)));
+    let mut stream = scanner.try_into_stream().await?;
+    let mut stored = HashMap::new();
+    while let Some(batch) = stream.try_next().await? {
+        let ids = string_column(&batch, 0)?;
+        let hashes = string_column(&batch, 1)?;
+        for row in 0..batch.num_rows() {
+            stored
+                .entry(ids.value(row).to_string())
+                .or_insert_with(|| hashes.value(row).to_string());
+        }
+    }
+    Ok(stored)
+}
+
+/// One Lance commit that makes `source`'s rows in the document table `dataset` those
+/// of `batches` plus the stored rows of the documents `unchanged`: `batches` are merged on
+/// (`doc_id`, `chunk_index`) — matches updated, the rest inserted — and the source's
+/// stored rows that match nothing and are not of an unchanged document are deleted.
+/// Returns the dataset version and the rows (inserted, updated, deleted).
+///
+/// # Errors
+/// [`Error::Lance`]; the error of `batches` (nothing is committed then).
+pub async fn replace_source(
+    dataset: Arc<lance::Dataset>,
+    source: &str,
+    unchanged: &[String],
+    batches: SendableRecordBatchStream,
+) -> Result<(u64, [u64; 3])> {
+    use lance::dataset::{MergeInsertBuilder, WhenMatched, WhenNotMatched, WhenNotMatchedBySource};
+    let mut stale: Expr = col(columns::SOURCE).eq(lit(source));
+    if !unchanged.is_empty() {
+        let kept = unchanged.iter().map(|id| lit(id.as_str())).collect();
+        stale = stale.and(col(columns::DOC_ID).in_list(kept, true));
+    }
+    let job = MergeInsertBuilder::try_new(
+        dataset,
+        vec![columns::DOC_ID.into(), columns::CHUNK_INDEX.into()],
+    )?
+    .when_matched(WhenMatched::UpdateAll)
+    .when_not_matched(WhenNotMatched::InsertAll)
+    .when_not_matched_by_source(WhenNotMatchedBySource::DeleteIf(stale))
+    .try_build()?;
+    let (dataset, stats) = job.execute(batches).await?;
+    Ok((
+        dataset.version().version,
+        [
+            stats.num_inserted_rows,
+            stats.num_updated_rows,
+            stats.num_deleted_rows,
+        ],
+    ))
+}
+
+/// Deletes from the document table `dataset` every row whose `source` is not in `keep`
+/// (one Lance commit, none when nothing matches). Returns the distinct sources and the
+/// rows deleted.
+///
+/// # Errors
+/// [`Error::Lance`] when the dataset cannot be read or written.
+pub async fn prune_sources(dataset: Arc<lance::Dataset>, keep: &[String]) -> Result<(u64, u64)> {
+    let predicate = if keep.is_empty() {
+        lit(true)
+    } else {
+        col(columns::SOURCE).in_list(keep.iter().map(|s| lit(s.as_str())).collect(), true)
+    };
+    let mut scanner = dataset.scan();
+    scanner
+        .project(&[columns::SOURCE])?
+        .filter_expr(predicate.clone());
+    let mut stream = scanner.try_into_stream().await?;
+    let mut sources = HashSet::new();
+    let mut rows = 0u64;
+    while let Some(batch) = stream.try_next().await? {
+        let column = string_column(&batch, 0)?;
+        rows += batch.num_rows() as u64;
+        for row in 0..batch.num_rows() {
+            if !sources.contains(column.value(row)) {
+                sources.insert(column.value(row).to_string());
             }
         }
-        Ok(stored)
     }
-
-    /// One Lance commit that makes `source`'s rows in the document table at `location` those
-    /// of `batches` plus the stored rows of the documents `unchanged`: `batches` are merged on
-    /// (`doc_id`, `chunk_index`) — matches updated, the rest inserted — and the source's
-    /// stored rows that match nothing and are not of an unchanged document are deleted.
-    /// Returns the dataset version and the rows (inserted, updated, deleted).
-    ///
-    /// # Errors
-    /// [`Error::Lance`]; the error of `batches` (nothing is committed then).
-    pub async fn replace_source(
-        &self,
-        location: &str,
-        source: &str,
-        unchanged: &[String],
-        batches: SendableRecordBatchStream,
-    ) -> Result<(u64, [u64; 3])> {
-        use lance::dataset::{
-            MergeInsertBuilder, WhenMatched, WhenNotMatched, WhenNotMatchedBySource,
-        };
-        let dataset = self.open(location).await?;
-        let mut stale: Expr = col(columns::SOURCE).eq(lit(source));
-        if !unchanged.is_empty() {
-            let kept = unchanged.iter().map(|id| lit(id.as_str())).collect();
-            stale = stale.and(col(columns::DOC_ID).in_list(kept, true));
-        }
-        let job = MergeInsertBuilder::try_new(
-            dataset,
-            vec![columns::DOC_ID.into(), columns::CHUNK_INDEX.into()],
-        )?
-        .when_matched(WhenMatched::UpdateAll)
-        .when_not_matched(WhenNotMatched::InsertAll)
-        .when_not_matched_by_source(WhenNotMatchedBySource::DeleteIf(stale))
-        .try_build()?;
-        let (dataset, stats) = job.execute(batches).await?;
-        Ok((
-            dataset.version().version,
-            [
-                stats.num_inserted_rows,
-                stats.num_updated_rows,
-                stats.num_deleted_rows,
-            ],
-        ))
+    if rows > 0 {
+        lance::dataset::DeleteBuilder::from_expr(dataset, predicate)
+            .execute()
+            .await?;
     }
-
-    /// Deletes from the document table at `location` every row whose `source` is not in
-    /// `keep` (one Lance commit, none when nothing matches). Returns the distinct sources
-    /// and the rows deleted.
-    ///
-    /// # Errors
-    /// [`Error::Lance`] when the dataset cannot be read or written.
-    pub async fn prune_sources(&self, location: &str, keep: &[String]) -> Result<(u64, u64)> {
-        let dataset = self.open(location).await?;
-        let predicate = if keep.is_empty() {
-            lit(true)
-        } else {
-            col(columns::SOURCE).in_list(keep.iter().map(|s| lit(s.as_str())).collect(), true)
-        };
-        let mut scanner = dataset.scan();
-        scanner
-            .project(&[columns::SOURCE])?
-            .filter_expr(predicate.clone());
-        let mut stream = scanner.try_into_stream().await?;
-        let mut sources = HashSet::new();
-        let mut rows = 0u64;
-        while let Some(batch) = stream.try_next().await? {
-            let column = string_column(&batch, 0)?;
-            rows += batch.num_rows() as u64;
-            for row in 0..batch.num_rows() {
-                if !sources.contains(column.value(row)) {
-                    sources.insert(column.value(row).to_string());
-                }
-            }
-        }
-        if rows > 0 {
-            lance::dataset::DeleteBuilder::from_expr(dataset, predicate)
-                .execute()
-                .await?;
-        }
-        Ok((sources.len() as u64, rows))
-    }
+    Ok((sources.len() as u64, rows))
 }
 
 fn string_column(batch: &RecordBatch, i: usize) -> Result<StringArray> {
-    let cast = arrow::compute::cast(batch.column(i), &DataType::Utf8)
-        .map_err(|e| Error::Config(format!("reading a text column: {e}")))?;
+    strings(batch.column(i))
+}
+
+/// `array` cast to `Utf8`.
+fn strings(array: &ArrayRef) -> Result<StringArray> {
+    let cast = arrow::compute::cast(array, &DataType::Utf8)
+        .map_err(|e| Error::Config(format!("cannot read a column as text: {e}")))?;
     Ok(cast
         .as_any()
         .downcast_ref::<StringArray>()

@@ -102,6 +102,15 @@ pub struct IngestFileOptions {
     pub documents: Option<DocumentOptions>,
 }
 
+/// `schema.name` split into (`schema`, `name`); a bare `name` gives an empty schema (the
+/// server's default).
+fn split_table(table: &str) -> (String, String) {
+    match table.split_once('.') {
+        Some((schema, name)) => (schema.to_string(), name.to_string()),
+        None => (String::new(), table.to_string()),
+    }
+}
+
 /// The client's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -275,10 +284,7 @@ impl Client {
         };
         let file = tokio::fs::File::open(path).await.map_err(io)?;
         let size_bytes = file.metadata().await.map_err(io)?.len();
-        let (schema, table) = match options.table.split_once('.') {
-            Some((schema, table)) => (schema.to_string(), table.to_string()),
-            None => (String::new(), options.table.clone()),
-        };
+        let (schema, table) = split_table(&options.table);
         let command = lakehouse_proto::CommandIngestFile {
             table,
             schema,
@@ -361,10 +367,7 @@ impl Client {
         keep_sources: Vec<String>,
     ) -> Result<PruneDocumentsResult> {
         use prost::Message;
-        let (schema, table) = match table.split_once('.') {
-            Some((schema, table)) => (schema.to_string(), table.to_string()),
-            None => (String::new(), table.to_string()),
-        };
+        let (schema, table) = split_table(table);
         let command = lakehouse_proto::CommandPruneDocuments {
             table,
             schema,

@@ -233,13 +233,18 @@ async fn ingest_documents(
         chunk_overlap: documents.chunk_overlap.map(|n| n as usize),
         model: (!documents.model.is_empty()).then(|| documents.model.clone()),
     };
-    let spec = match kind {
+    // How the upload is read, settled before receiving it (bad CSV options fail first).
+    enum Input {
+        Rows(FileIngest),
+        Document(DocumentFormat),
+    }
+    let input = match kind {
         Kind::Rows(format) => {
             let mut spec = file_spec(&cmd, format)?;
             spec.name = source.clone();
-            Some(spec)
+            Input::Rows(spec)
         }
-        Kind::Document(_) => None,
+        Kind::Document(format) => Input::Document(format),
     };
     let (spool, sha256, _) = spool(&cmd, request).await?;
     let set = {
@@ -251,15 +256,15 @@ async fn ingest_documents(
         };
         let id_column = (!documents.id_column.is_empty()).then(|| documents.id_column.clone());
         tokio::task::spawn_blocking(move || -> Result<DocumentSet, Error> {
-            match (kind, spec) {
-                (Kind::Document(format), _) => {
+            match input {
+                Input::Document(format) => {
                     let bytes = std::fs::read(spool.path()).map_err(|e| Error::Io {
                         context: format!("reading the upload of {source}"),
                         source: e,
                     })?;
                     Ok(DocumentSet::from_file(&source, &bytes, format)?)
                 }
-                (Kind::Rows(_), Some(spec)) => {
+                Input::Rows(spec) => {
                     let (schema, batches) = lakehouse_catalog::read_file(spool.path(), &spec)?;
                     Ok(DocumentSet::from_rows(
                         &source,
@@ -269,7 +274,6 @@ async fn ingest_documents(
                         id_column.as_deref(),
                     )?)
                 }
-                (Kind::Rows(_), None) => unreachable!("rows have a file spec"),
             }
         })
         .await

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use lakehouse_catalog::{Error as CatalogError, TableRef, VectorMetric, WriteMode};
 use lakehouse_vector::documents::ChunkSpec;
 use lakehouse_vector::ingest::{
-    DocumentSet, chunk_documents, columns, embedded_batches, plan, table_chunk_spec,
+    DocumentSet, chunk_documents, columns, embedded_batches, plan, prune_sources, replace_source,
+    stored_documents, table_chunk_spec,
 };
 
 use super::QueryEngine;
@@ -123,12 +124,12 @@ impl QueryEngine {
                     .find(|c| c.name == columns::EMBEDDING)
                     .and_then(|c| c.model.clone());
                 set.check_columns(&table.to_string(), &schema)?;
-                Some((lance.location.clone(), spec, model))
+                Some((lance.location.clone(), dataset, spec, model))
             }
         };
         let default = ChunkSpec::default();
         let spec = match &existing {
-            Some((_, spec, _)) => {
+            Some((_, _, spec, _)) => {
                 let asked = (
                     options.chunk_size.unwrap_or(spec.size),
                     options.chunk_overlap.unwrap_or(spec.overlap),
@@ -151,7 +152,7 @@ impl QueryEngine {
                 ),
             },
         };
-        let table_model = existing.as_ref().and_then(|(_, _, model)| model.clone());
+        let table_model = existing.as_ref().and_then(|(_, _, _, model)| model.clone());
         if let (Some(asked), Some(model)) = (&options.model, &table_model)
             && asked != model
         {
@@ -166,7 +167,7 @@ impl QueryEngine {
         );
 
         let stored = match &existing {
-            Some((location, _, _)) => store.stored_documents(location, &set.source).await?,
+            Some((_, dataset, _, _)) => stored_documents(dataset, &set.source).await?,
             None => Default::default(),
         };
         let plan = plan(&set, &stored);
@@ -202,8 +203,8 @@ impl QueryEngine {
         // stored to delete. A missing table is then not created.
         let nothing_to_write = chunks.is_empty() && plan.gone.is_empty() && !changed_stored;
         if plan.is_no_op() || nothing_to_write {
-            if let Some((location, _, _)) = &existing {
-                report.version = store.open(location).await?.version().version;
+            if let Some((_, dataset, _, _)) = &existing {
+                report.version = dataset.version().version;
             }
             return Ok(report);
         }
@@ -237,14 +238,14 @@ impl QueryEngine {
                 let location = &manifest.lance.as_ref().expect("created as Lance").location;
                 store.open(location).await?.version().version
             }
-            Some((location, _, _)) if stored.is_empty() => {
+            Some((location, _, _, _)) if stored.is_empty() => {
                 store.append(location, batches).await?.version().version
             }
-            Some((location, _, _)) => {
-                let (version, _) = store
-                    .replace_source(location, &set.source, &plan.unchanged, batches)
-                    .await?;
-                version
+            Some((_, dataset, _, _)) => {
+                let dataset = Arc::clone(dataset);
+                replace_source(dataset, &set.source, &plan.unchanged, batches)
+                    .await?
+                    .0
             }
         };
         Ok(report)
@@ -266,10 +267,9 @@ impl QueryEngine {
             ))
         };
         let lance = manifest.lance.as_ref().ok_or_else(not_documents)?;
-        let store = self.lance_store();
-        let dataset = store.open(&lance.location).await?;
+        let dataset = self.lance_store().open(&lance.location).await?;
         table_chunk_spec(&arrow::datatypes::Schema::from(dataset.schema()))
             .ok_or_else(not_documents)?;
-        Ok(store.prune_sources(&lance.location, keep).await?)
+        Ok(prune_sources(dataset, keep).await?)
     }
 }
