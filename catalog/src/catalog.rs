@@ -28,6 +28,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
+use futures::future::BoxFuture;
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -99,20 +100,66 @@ pub enum Change {
     },
     /// Drop the table ([`Error::TableNotFound`] when it has no live version).
     Drop,
+    /// A row-level change computed against one version (DELETE, UPDATE): some files get a new
+    /// deletion vector or leave the table, and new files may be added. Re-applied on a newer
+    /// head as long as every changed file is still there exactly as the change read it (others'
+    /// appends and changes to other files are kept); otherwise [`Error::ConcurrentChange`].
+    Rewrite {
+        /// [`Operation::Delete`] or [`Operation::Update`].
+        operation: Operation,
+        /// The changed files.
+        changed: Vec<FileChange>,
+        /// Files added (an UPDATE's new rows), written with the table's schema.
+        files: Vec<DataFile>,
+    },
+    /// Remove every row of a live table, keeping its schema and primary key
+    /// ([`Error::TableNotFound`] when it has no live version).
+    Truncate,
+}
+
+/// One data file changed by a [`Change::Rewrite`].
+#[derive(Debug, Clone)]
+pub struct FileChange {
+    /// The file's entry as the change read it.
+    pub before: DataFile,
+    /// Its new entry (a new deletion vector, and row groups recorded), or `None` when every
+    /// row of the file is deleted and the file leaves the table.
+    pub after: Option<DataFile>,
 }
 
 impl Change {
-    fn new_files(&self) -> &[DataFile] {
-        match self {
+    /// Objects this change wrote that no manifest references yet: deleted when it fails.
+    fn new_objects(&self) -> Vec<Path> {
+        let files = match self {
             Change::Create { files, .. }
             | Change::Append { files, .. }
             | Change::CreateOrAppend { files, .. }
-            | Change::Replace { files, .. } => files,
+            | Change::Replace { files, .. }
+            | Change::Rewrite { files, .. } => files.as_slice(),
             // External files are not ours to delete.
-            Change::CreateExternal { .. } | Change::CreateLance { .. } | Change::Drop => &[],
+            Change::CreateExternal { .. }
+            | Change::CreateLance { .. }
+            | Change::Drop
+            | Change::Truncate => &[],
+        };
+        let mut paths: Vec<Path> = files.iter().map(|f| Path::from(f.path.as_str())).collect();
+        if let Change::Rewrite { changed, .. } = self {
+            let new_dvs = changed.iter().filter_map(|c| {
+                let after = c.after.as_ref()?.deletion_vector.as_ref()?;
+                let before = c.before.deletion_vector.as_ref();
+                (before.map(|b| &b.path) != Some(&after.path))
+                    .then(|| Path::from(after.path.as_str()))
+            });
+            paths.extend(new_dvs);
         }
+        paths
     }
 }
+
+/// A check run on the manifest a commit is about to publish, on every attempt (so a commit
+/// that loses a race is checked again against the new head); an error refuses the commit.
+/// Used for primary-key uniqueness.
+pub type CommitCheck = Arc<dyn Fn(Arc<Manifest>) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
 /// How [`Catalog::write_stream`] treats an existing table; the modes of Flight SQL's
 /// `CommandStatementIngest.TableDefinitionOptions`.
@@ -454,6 +501,11 @@ impl Catalog {
         Ok(Some(Arc::clone(entry)))
     }
 
+    /// Version `version` of `table` as stored, drop versions included (for maintenance).
+    pub(crate) async fn manifest_at(&self, table: &TableRef, version: Version) -> Result<Manifest> {
+        self.read_manifest(table, version).await
+    }
+
     async fn read_manifest(&self, table: &TableRef, version: Version) -> Result<Manifest> {
         let path = layout::manifest_path(table, version);
         let bytes = self.store().get(&path).await?.bytes().await?;
@@ -490,6 +542,20 @@ impl Catalog {
     /// [`Error::TableExists`], [`Error::TableNotFound`], [`Error::SchemaMismatch`] as the change
     /// demands; [`Error::Conflict`] after [`Self::COMMIT_ATTEMPTS`] lost races; storage errors.
     pub async fn commit(&self, table: &TableRef, change: Change) -> Result<Arc<Manifest>> {
+        self.commit_checked(table, change, None).await
+    }
+
+    /// [`Catalog::commit`] with `check` run on each attempt's candidate manifest before it is
+    /// published (see [`CommitCheck`]).
+    ///
+    /// # Errors
+    /// As [`Catalog::commit`], plus whatever `check` returns (nothing is published then).
+    pub async fn commit_checked(
+        &self,
+        table: &TableRef,
+        change: Change,
+        check: Option<CommitCheck>,
+    ) -> Result<Arc<Manifest>> {
         // Backoff policy (exponential with jitter) from backon; each lost race re-reads the head.
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(5))
@@ -502,7 +568,7 @@ impl Catalog {
                 Ok(head) => head.map(|m| m.version),
                 Err(e) => break Err(e),
             };
-            match self.try_commit(table, base, &change).await {
+            match self.try_commit(table, base, &change, check.as_ref()).await {
                 Err(e @ Error::Conflict { .. }) => match delays.next() {
                     Some(delay) => {
                         tracing::debug!(error = %e, ?delay, "commit lost a race; retrying");
@@ -530,16 +596,11 @@ impl Catalog {
         base: Option<Version>,
         change: Change,
     ) -> Result<Arc<Manifest>> {
-        self.try_commit(table, base, &change).await
+        self.try_commit(table, base, &change, None).await
     }
 
     async fn discard(&self, change: &Change) {
-        let paths: Vec<Path> = change
-            .new_files()
-            .iter()
-            .map(|f| Path::from(f.path.as_str()))
-            .collect();
-        delete_best_effort(self.store(), paths).await;
+        delete_best_effort(self.store(), change.new_objects()).await;
     }
 
     async fn try_commit(
@@ -547,6 +608,7 @@ impl Catalog {
         table: &TableRef,
         base: Option<Version>,
         change: &Change,
+        check: Option<&CommitCheck>,
     ) -> Result<Arc<Manifest>> {
         let head = match base {
             Some(v) => Some(match self.cached(table).filter(|m| m.version == v) {
@@ -614,8 +676,36 @@ impl Catalog {
                     vec![],
                 )
             }
-            (Change::Append { .. } | Change::Drop, None) => {
+            (
+                Change::Append { .. } | Change::Drop | Change::Rewrite { .. } | Change::Truncate,
+                None,
+            ) => {
                 return Err(Error::TableNotFound(table.clone()));
+            }
+            (Change::Rewrite { .. } | Change::Truncate, Some(live)) if live.external.is_some() => {
+                return Err(Error::ReadOnly(table.clone()));
+            }
+            (Change::Rewrite { .. } | Change::Truncate, Some(live)) if live.lance.is_some() => {
+                return Err(Error::InvalidData {
+                    location: table.to_string(),
+                    message: "is a Lance table: its rows are changed in its Lance dataset".into(),
+                });
+            }
+            (
+                Change::Rewrite {
+                    operation,
+                    changed,
+                    files,
+                },
+                Some(live),
+            ) => {
+                let all = rewrite_files(table, live, changed, files)?;
+                let key = live.primary_key.clone();
+                (*operation, live.arrow_schema(), all, false, key)
+            }
+            (Change::Truncate, Some(live)) => {
+                let key = live.primary_key.clone();
+                (Operation::Truncate, live.arrow_schema(), vec![], false, key)
             }
             (
                 Change::Create {
@@ -668,6 +758,24 @@ impl Catalog {
                 (Operation::Drop, live.arrow_schema(), vec![], true, vec![])
             }
         };
+        let sources = match (change, live) {
+            (
+                Change::Append { .. } | Change::CreateOrAppend { .. } | Change::Rewrite { .. },
+                Some(live),
+            ) => {
+                let mut sources = live.sources.clone();
+                if let Change::Rewrite {
+                    operation: Operation::Compact,
+                    changed,
+                    ..
+                } = change
+                {
+                    sources.extend(changed.iter().filter_map(|c| c.before.source.clone()));
+                }
+                sources
+            }
+            _ => Vec::new(),
+        };
         let version = base.map_or(Version(1), Version::next);
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
@@ -680,10 +788,17 @@ impl Catalog {
             primary_key,
             external,
             lance,
-            total_rows: files.iter().map(|f| f.rows).sum(),
+            sources,
+            total_rows: files.iter().map(DataFile::live_rows).sum(),
             total_bytes: files.iter().map(|f| f.size_bytes).sum(),
             files,
         };
+        let manifest = Arc::new(manifest);
+        if let Some(check) = check
+            && !manifest.dropped
+        {
+            check(Arc::clone(&manifest)).await?;
+        }
         let path = layout::manifest_path(table, version);
         let put = self
             .store()
@@ -703,7 +818,6 @@ impl Catalog {
             }
             Err(e) => return Err(e.into()),
         }
-        let manifest = Arc::new(manifest);
         let mut heads = self.heads.write().expect("lock");
         let entry = heads
             .entry(table.clone())
@@ -737,32 +851,27 @@ impl Catalog {
     where
         S: Stream<Item = Result<RecordBatch>> + Unpin,
     {
-        self.write_stream_checked(table, mode, input_schema, source, batches, |_| async {
-            Ok(())
-        })
-        .await
+        self.write_stream_checked(table, mode, input_schema, source, batches, None)
+            .await
     }
 
-    /// [`Catalog::write_stream`] with a check between writing and committing: `check` gets the
-    /// manifest the table would have with the new files appended to its current live version
-    /// (a candidate, never published) and may refuse the write, which then leaves nothing
-    /// behind. Used for primary-key uniqueness.
+    /// [`Catalog::write_stream`] with a check between writing and publishing: `check` gets the
+    /// manifest the commit is about to publish, on every attempt (see [`CommitCheck`]), and may
+    /// refuse the write, which then leaves nothing behind. Used for primary-key uniqueness.
     ///
     /// # Errors
     /// As [`Catalog::write_stream`], plus whatever `check` returns.
-    pub async fn write_stream_checked<S, F, Fut>(
+    pub async fn write_stream_checked<S>(
         &self,
         table: &TableRef,
         mode: WriteMode,
         input_schema: &SchemaRef,
         source: Option<SourceFile>,
         mut batches: S,
-        check: F,
+        check: Option<CommitCheck>,
     ) -> Result<Arc<Manifest>>
     where
         S: Stream<Item = Result<RecordBatch>> + Unpin,
-        F: FnOnce(Manifest) -> Fut,
-        Fut: std::future::Future<Output = Result<()>>,
     {
         let normalized: SchemaRef = Arc::new(normalize_schema(input_schema));
         let live = match self.table(table).await {
@@ -800,15 +909,6 @@ impl Catalog {
             }
         }
         let files = writer.finish().await?;
-        if let Some(live) = &live {
-            let mut candidate = live.as_ref().clone();
-            candidate.files.extend(files.iter().cloned());
-            if let Err(e) = check(candidate).await {
-                let paths: Vec<Path> = files.iter().map(|f| Path::from(f.path.as_str())).collect();
-                delete_best_effort(self.store(), paths).await;
-                return Err(e);
-            }
-        }
         let change = match mode {
             WriteMode::Create => Change::Create {
                 schema,
@@ -819,11 +919,11 @@ impl Catalog {
             WriteMode::CreateOrAppend => Change::CreateOrAppend { schema, files },
             WriteMode::Replace => Change::Replace { schema, files },
         };
-        self.commit(table, change).await
+        self.commit_checked(table, change, check).await
     }
 
-    /// Deletes data files that no manifest references and that are older than `grace` — files
-    /// left by failed or crashed commits. Younger unreferenced files are kept: they may belong
+    /// Deletes data files and deletion vectors that no manifest references and that are older
+    /// than `grace` — files left by failed or crashed commits. Younger unreferenced files are kept: they may belong
     /// to a commit still in progress. Files of every version (not only the newest) count as
     /// referenced. With `dry_run` nothing is deleted.
     ///
@@ -858,13 +958,22 @@ impl Catalog {
                     .await?;
                 for version in manifests {
                     let manifest = self.read_manifest(&table, version).await?;
-                    referenced.extend(manifest.files.into_iter().map(|f| f.path));
+                    for file in manifest.files {
+                        referenced.extend(file.deletion_vector.map(|d| d.path));
+                        referenced.insert(file.path);
+                    }
                 }
-                let data: Vec<_> = self
+                let mut data: Vec<_> = self
                     .store()
                     .list(Some(&layout::data_prefix(&table)))
                     .try_collect()
                     .await?;
+                let deletes: Vec<_> = self
+                    .store()
+                    .list(Some(&layout::deletes_prefix(&table)))
+                    .try_collect()
+                    .await?;
+                data.extend(deletes);
                 for object in data {
                     report.files_scanned += 1;
                     if referenced.contains(object.location.as_ref()) {
@@ -888,6 +997,56 @@ impl Catalog {
         }
         Ok(report)
     }
+}
+
+/// The files of `live` with `changed` applied (new deletion vectors, files whose rows are all
+/// deleted removed) and `added` appended.
+///
+/// # Errors
+/// [`Error::ConcurrentChange`] when a changed file is no longer in `live` exactly as the change
+/// read it (another commit changed or removed it since).
+fn rewrite_files(
+    table: &TableRef,
+    live: &Manifest,
+    changed: &[FileChange],
+    added: &[DataFile],
+) -> Result<Vec<DataFile>> {
+    let mut by_path: HashMap<&str, &FileChange> = HashMap::with_capacity(changed.len());
+    for change in changed {
+        by_path.insert(change.before.path.as_str(), change);
+    }
+    let mut files = Vec::with_capacity(live.files.len() + added.len());
+    let mut seen = 0;
+    for file in &live.files {
+        match by_path.get(file.path.as_str()) {
+            None => files.push(file.clone()),
+            Some(change) => {
+                if change.before.deletion_vector != file.deletion_vector {
+                    return Err(Error::ConcurrentChange {
+                        table: table.clone(),
+                        version: live.version,
+                        path: file.path.clone(),
+                    });
+                }
+                seen += 1;
+                files.extend(change.after.iter().cloned());
+            }
+        }
+    }
+    if seen != by_path.len() {
+        let gone = changed
+            .iter()
+            .find(|c| !live.files.iter().any(|f| f.path == c.before.path))
+            .map(|c| c.before.path.clone())
+            .unwrap_or_default();
+        return Err(Error::ConcurrentChange {
+            table: table.clone(),
+            version: live.version,
+            path: gone,
+        });
+    }
+    files.extend(added.iter().cloned());
+    Ok(files)
 }
 
 /// The server awaits these futures inside `Send` gRPC handlers; this fails to compile if one of

@@ -78,6 +78,22 @@ pub enum Error {
         version: Version,
     },
 
+    /// A row-level change (DELETE, UPDATE, ...) lost to another writer that changed or
+    /// removed a data file this change also changes: applying it on the new head could lose
+    /// that writer's change, so it is not applied. The statement may be run again.
+    #[error(
+        "concurrent change on table {table}: version {version} changed the rows of {path} \
+         that this statement also changes; nothing was written, run the statement again"
+    )]
+    ConcurrentChange {
+        /// The table.
+        table: TableRef,
+        /// The version that changed the file first.
+        version: Version,
+        /// The data file both changes touch.
+        path: String,
+    },
+
     /// Appended data does not have the table's schema. `differences` lists every column that
     /// differs, one per entry, e.g. "column `b`: table has Int64, data has Utf8".
     #[error("schema mismatch for table {table}: {}", differences.join("; "))]

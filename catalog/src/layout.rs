@@ -7,6 +7,7 @@
 //!   schemas/<schema>.json                         schema marker (the default schema `public` needs none)
 //!   tables/<schema>/<table>/_manifests/<v>.json   manifest of version v, v zero-padded to 20 digits
 //!   tables/<schema>/<table>/data/<uuid>.parquet   data files, referenced by manifests
+//!   tables/<schema>/<table>/deletes/<uuid>.roaring deletion vectors, referenced by manifests
 //! ```
 
 use object_store::path::Path;
@@ -72,6 +73,16 @@ pub fn data_prefix(table: &TableRef) -> Path {
 /// A new, unique data file path for `table`.
 pub fn new_data_file(table: &TableRef) -> Path {
     data_prefix(table).join(format!("{}.parquet", uuid::Uuid::new_v4()))
+}
+
+/// Prefix of a table's deletion vectors.
+pub fn deletes_prefix(table: &TableRef) -> Path {
+    table_prefix(table).join("deletes")
+}
+
+/// A new, unique deletion-vector path for `table`.
+pub fn new_deletion_vector(table: &TableRef) -> Path {
+    deletes_prefix(table).join(format!("{}.roaring", uuid::Uuid::new_v4()))
 }
 
 /// A new, unique directory for the Lance dataset of `table`:

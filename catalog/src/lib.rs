@@ -9,19 +9,27 @@
 //! This crate knows no SQL engine: the DataFusion adapter lives in the server.
 
 pub mod catalog;
+pub mod deletion;
+pub mod durable;
 pub mod error;
 pub mod ingest;
 pub mod layout;
+pub mod maintenance;
 pub mod manifest;
 pub mod name;
 pub mod storage;
 pub mod writer;
 
-pub use catalog::{CATALOG_NAME, Catalog, Change, CleanupReport, WriteMode};
+pub use catalog::{
+    CATALOG_NAME, Catalog, Change, CleanupReport, CommitCheck, FileChange, WriteMode,
+};
+pub use deletion::{RoaringTreemap, read_deletion_vector, write_deletion_vector};
 pub use error::{Error, Result};
 pub use ingest::{FileFormat, FileIngest, IngestOutcome, parse_schema_overrides, read_file};
+pub use maintenance::{CompactionOptions, CompactionReport, VacuumReport};
 pub use manifest::{
-    DataFile, LanceTable, Manifest, Operation, SourceFile, TableSchema, VectorColumn, VectorMetric,
+    DataFile, DeletionVector, LanceTable, Manifest, Operation, SourceFile, TableSchema,
+    VectorColumn, VectorMetric,
 };
 pub use name::{DEFAULT_SCHEMA, SchemaName, TableName, TableRef, Version};
 pub use storage::StorageLocation;

@@ -19,8 +19,14 @@ use crate::error::{Error, Result};
 use crate::name::{TableRef, Version};
 
 /// Version of the manifest format written by this code. Readers refuse manifests with a newer
-/// major format version than they know.
-pub const FORMAT_VERSION: u32 = 1;
+/// format version than they know.
+///
+/// - 1: data files only.
+/// - 2: data files may carry a [`DeletionVector`] (rows deleted by DELETE/UPDATE) and their
+///   Parquet row-group sizes; `total_rows` counts live rows. A version-1 reader must not read
+///   a version-2 table (it would return deleted rows), so the version is bumped; version-1
+///   manifests read as version 2 with no deletions.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One version of one table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,7 +62,11 @@ pub struct Manifest {
     pub primary_key: Vec<String>,
     /// Every data file of this version.
     pub files: Vec<DataFile>,
-    /// Sum of `files[].rows`.
+    /// Ingested inputs whose data files compaction merged away (`files[].source` records the
+    /// others), so that re-ingesting identical content stays a no-op after compaction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceFile>,
+    /// Live rows: sum of [`DataFile::live_rows`] (`files[].rows` minus their deleted rows).
     pub total_rows: u64,
     /// Sum of `files[].size_bytes`.
     pub total_bytes: u64,
@@ -74,6 +84,7 @@ impl Manifest {
         self.files
             .iter()
             .any(|f| f.source.as_ref().is_some_and(|s| s.sha256 == sha256))
+            || self.sources.iter().any(|s| s.sha256 == sha256)
     }
 
     /// Serializes to pretty JSON bytes.
@@ -177,6 +188,19 @@ pub enum Operation {
     Replace,
     /// The table was dropped.
     Drop,
+    /// Rows deleted (`DELETE`): deletion vectors added to files, files whose rows are all
+    /// deleted removed.
+    Delete,
+    /// Rows updated (`UPDATE`): the old rows deleted as by `Delete`, the new rows appended.
+    Update,
+    /// Every row removed (`TRUNCATE`); the schema and primary key stay.
+    Truncate,
+    /// Rows inserted, updated and deleted by one `MERGE INTO` or `INSERT ... ON CONFLICT`
+    /// (deletion vectors as by `Delete`, new and changed rows appended).
+    Merge,
+    /// Files rewritten by compaction (`OPTIMIZE`): the same live rows in fewer, larger files
+    /// without deletion vectors.
+    Compact,
 }
 
 /// A Parquet data file of a version.
@@ -193,6 +217,39 @@ pub struct DataFile {
     /// The input this file was ingested from, when it came from a file ingest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<SourceFile>,
+    /// Rows per Parquet row group, in file order (sums to `rows`); lets a reader skip deleted
+    /// rows by row group without reading the footer first. Empty when not recorded (files of
+    /// format version 1); written for every new file and for any file given a deletion vector.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub row_groups: Vec<u64>,
+    /// The rows of this file that are deleted, when any are (format version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_vector: Option<DeletionVector>,
+}
+
+impl DataFile {
+    /// Rows of the file not deleted: `rows` minus the deletion vector's cardinality.
+    pub fn live_rows(&self) -> u64 {
+        self.rows - self.deletion_vector.as_ref().map_or(0, |d| d.cardinality)
+    }
+}
+
+/// A deletion vector: the positions (0-based, in file order, counting every row of the data
+/// file) of a data file's deleted rows, stored as a 64-bit Roaring bitmap in the portable
+/// `RoaringTreemap` serialization — the encoding of Delta Lake's deletion vectors and
+/// Iceberg v3's `deletion-vector-v1` blobs, without their framing (see
+/// `docs/storage-layout.md`). A deletion vector is immutable: a later delete writes a new one
+/// holding the union.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeletionVector {
+    /// Object path relative to the storage root: `tables/<schema>/<table>/deletes/<uuid>.roaring`.
+    pub path: String,
+    /// Size of the object in bytes.
+    pub size_bytes: u64,
+    /// Number of deleted rows (positions in the bitmap).
+    pub cardinality: u64,
+    /// SHA-256 of the object's bytes, lowercase hex.
+    pub sha256: String,
 }
 
 /// An ingested source file, recorded so that re-ingesting identical content is detected.
@@ -392,7 +449,15 @@ mod tests {
                     name: "a.csv".into(),
                     sha256: "cd".into(),
                 }),
+                row_groups: vec![2],
+                deletion_vector: Some(DeletionVector {
+                    path: "tables/public/t/deletes/y.roaring".into(),
+                    size_bytes: 20,
+                    cardinality: 1,
+                    sha256: "ef".into(),
+                }),
             }],
+            sources: vec![],
             total_rows: 2,
             total_bytes: 10,
         };
@@ -400,9 +465,44 @@ mod tests {
         let back = Manifest::from_json("m.json", &json).unwrap();
         assert_eq!(back, m);
         assert!(back.has_source("cd"));
+        assert_eq!(back.files[0].live_rows(), 1);
         let text = String::from_utf8(json).unwrap();
         assert!(text.contains("\"fingerprint\": \"sha256:"), "{text}");
         assert!(text.contains("\"operation\": \"append\""), "{text}");
+    }
+
+    #[test]
+    fn version_1_manifests_still_read() {
+        let v2 = Manifest {
+            format_version: FORMAT_VERSION,
+            table: TableRef::new("public", "t").unwrap(),
+            version: Version(1),
+            created_at: Utc::now(),
+            operation: Operation::Create,
+            dropped: false,
+            schema: TableSchema::new(schema()),
+            primary_key: vec![],
+            external: None,
+            lance: None,
+            files: vec![DataFile {
+                path: "tables/public/t/data/x.parquet".into(),
+                size_bytes: 10,
+                rows: 2,
+                sha256: "ab".into(),
+                source: None,
+                row_groups: vec![],
+                deletion_vector: None,
+            }],
+            sources: vec![],
+            total_rows: 2,
+            total_bytes: 10,
+        };
+        let mut json: serde_json::Value = serde_json::from_slice(&v2.to_json()).unwrap();
+        json["format_version"] = 1.into();
+        let v1 = Manifest::from_json("m.json", json.to_string().as_bytes()).unwrap();
+        assert_eq!(v1.format_version, 1);
+        assert_eq!(v1.files, v2.files);
+        assert!(!json.to_string().contains("deletion_vector"));
     }
 
     #[test]

@@ -122,6 +122,33 @@ impl TableRef {
             table: TableName::new(table)?,
         })
     }
+
+    /// `table` in `schema`, or in `default_schema` when `schema` is `None` or empty. Every
+    /// path that names a table (SQL statements, table functions, ingest) resolves it here.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] when either name is not valid.
+    pub fn qualify(schema: Option<&str>, table: &str, default_schema: &SchemaName) -> Result<Self> {
+        Ok(Self {
+            schema: match schema.filter(|s| !s.is_empty()) {
+                Some(s) => SchemaName::new(s)?,
+                None => default_schema.clone(),
+            },
+            table: TableName::new(table)?,
+        })
+    }
+
+    /// The table a string names: `schema.table`, or `table` in `default_schema` (as table
+    /// functions take their table argument: `vector_search('docs', ...)`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] when a part is not a valid name.
+    pub fn parse(name: &str, default_schema: &SchemaName) -> Result<Self> {
+        match name.split_once('.') {
+            Some((schema, table)) => Self::qualify(Some(schema), table, default_schema),
+            None => Self::qualify(None, name, default_schema),
+        }
+    }
 }
 
 impl fmt::Display for TableRef {

@@ -1,7 +1,7 @@
 //! The storage root: one URL, turned into an [`ObjectStore`] by object_store itself.
 //!
 //! - a local directory: a plain path (`./lakehouse-data`) or `file:///abs/path`; created if
-//!   missing;
+//!   missing; writes are fsynced ([`crate::durable::DurableLocalStore`]);
 //! - `s3://bucket/prefix`: Amazon S3 or an S3-compatible server, configured by the standard
 //!   `AWS_*` environment variables that [`AmazonS3Builder::from_env`] reads (`AWS_ENDPOINT`,
 //!   `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, ...).
@@ -19,6 +19,7 @@ use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
 use url::Url;
 
+use crate::durable::DurableLocalStore;
 use crate::error::{Error, Result};
 
 /// A parsed storage root.
@@ -70,7 +71,8 @@ impl StorageLocation {
                     .map_err(|_| invalid("not an absolute directory".into()))?;
                 Ok(Self {
                     url,
-                    store: Arc::new(store),
+                    // fsync on every completed write: object_store's local store never syncs.
+                    store: Arc::new(DurableLocalStore::new(store, dir)),
                     options: Default::default(),
                 })
             }

@@ -151,6 +151,7 @@ pub struct DataFileWriter {
     source: Option<SourceFile>,
     label: String,
     props: WriterProperties,
+    target_file_bytes: usize,
     current: Option<OpenFile>,
     done: Vec<DataFile>,
 }
@@ -181,9 +182,17 @@ impl DataFileWriter {
             source,
             label,
             props,
+            target_file_bytes: Self::TARGET_FILE_BYTES,
             current: None,
             done: Vec::new(),
         }
+    }
+
+    /// Closes each file once it reaches `bytes` (compressed) instead of
+    /// [`DataFileWriter::TARGET_FILE_BYTES`] (`[maintenance] target_file_bytes`).
+    pub fn with_target_file_bytes(mut self, bytes: u64) -> Self {
+        self.target_file_bytes = usize::try_from(bytes).unwrap_or(usize::MAX).max(1);
+        self
     }
 
     /// The schema every written file has (the table's schema).
@@ -235,7 +244,7 @@ impl DataFileWriter {
         let file = self.current.as_mut().expect("opened above");
         file.writer.write(&batch).await?;
         file.rows += batch.num_rows() as u64;
-        if file.writer.bytes_written() + file.writer.in_progress_size() >= Self::TARGET_FILE_BYTES {
+        if file.writer.bytes_written() + file.writer.in_progress_size() >= self.target_file_bytes {
             self.close_current().await?;
         }
         Ok(())
@@ -243,7 +252,12 @@ impl DataFileWriter {
 
     async fn close_current(&mut self) -> Result<()> {
         if let Some(mut file) = self.current.take() {
-            file.writer.finish().await?;
+            let metadata = file.writer.finish().await?;
+            let row_groups = metadata
+                .row_groups()
+                .iter()
+                .map(|g| g.num_rows() as u64)
+                .collect();
             let sink = file.writer.into_inner();
             self.done.push(DataFile {
                 path: file.path.to_string(),
@@ -251,6 +265,8 @@ impl DataFileWriter {
                 rows: file.rows,
                 sha256: hex::encode(sink.hasher.finalize()),
                 source: self.source.clone(),
+                row_groups,
+                deletion_vector: None,
             });
         }
         Ok(())

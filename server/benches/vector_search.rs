@@ -74,6 +74,7 @@ async fn main() {
         &QueryOptions::default(),
         &Default::default(),
         &Default::default(),
+        &Default::default(),
     )
     .expect("engine");
     let schema = SchemaName::new(lakehouse_catalog::DEFAULT_SCHEMA).expect("schema");

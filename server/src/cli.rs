@@ -55,6 +55,13 @@ pub enum Command {
     /// parsed on the server and committed as one new version), or, with --embed, documents
     /// (text, Markdown, HTML, text columns) chunked and embedded into a Lance document table.
     Ingest(IngestArgs),
+    /// Compact tables through a running server (SQL `OPTIMIZE`): small files and files with
+    /// many deleted rows are rewritten into files near [maintenance] target_file_bytes, one
+    /// commit per table; readers see the old or the new version.
+    Compact(CompactArgs),
+    /// Remove table versions older than the retention, and the files only they reference,
+    /// through a running server (SQL `VACUUM`); the current version always stays.
+    Vacuum(VacuumArgs),
     /// Delete data files that no table version references (left by failed or crashed commits).
     Cleanup(CleanupArgs),
     /// Manage the users of `--auth basic` in a config file.
@@ -110,9 +117,9 @@ pub struct UserAddArgs {
     pub replace: bool,
 }
 
-/// Flags of `lakehouse ingest`.
+/// How a client command reaches a running server (`ingest`, `compact`, `vacuum`).
 #[derive(Debug, clap::Args)]
-pub struct IngestArgs {
+pub struct ServerArgs {
     /// The Lakehouse server.
     #[arg(
         long,
@@ -121,10 +128,6 @@ pub struct IngestArgs {
         value_name = "URL"
     )]
     pub server: String,
-
-    /// Target table: NAME or SCHEMA.NAME.
-    #[arg(long)]
-    pub table: String,
 
     /// User name for a server with --auth basic; the password comes from LAKEHOUSE_PASSWORD or
     /// is asked on the terminal.
@@ -135,6 +138,74 @@ pub struct IngestArgs {
     /// /etc/ssl/certs/ca-certificates.crt for a public CA).
     #[arg(long, env = "LAKEHOUSE_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<std::path::PathBuf>,
+}
+
+impl ServerArgs {
+    /// Connects (asking for the password when a user is given without LAKEHOUSE_PASSWORD).
+    async fn connect(&self) -> Result<lakehouse_client::Client> {
+        let mut connect = lakehouse_client::ConnectOptions::default();
+        if let Some(path) = &self.tls_ca {
+            connect.tls_ca_pem = Some(std::fs::read(path).map_err(|source| Error::Io {
+                context: format!("cannot read {}", path.display()),
+                source,
+            })?);
+        }
+        if let Some(user) = &self.user {
+            let password = match std::env::var("LAKEHOUSE_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => read_password(&format!("Password for {user}: "), false)?,
+            };
+            connect.login = Some((user.clone(), password));
+        }
+        lakehouse_client::Client::connect_with(&self.server, connect)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))
+    }
+}
+
+/// Flags of `lakehouse compact`.
+#[derive(Debug, clap::Args)]
+pub struct CompactArgs {
+    /// The server to talk to.
+    #[command(flatten)]
+    pub connection: ServerArgs,
+
+    /// The table to compact (NAME or SCHEMA.NAME) [default: every table].
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+/// Flags of `lakehouse vacuum`.
+#[derive(Debug, clap::Args)]
+pub struct VacuumArgs {
+    /// The server to talk to.
+    #[command(flatten)]
+    pub connection: ServerArgs,
+
+    /// The table to vacuum (NAME or SCHEMA.NAME) [default: every table].
+    #[arg(long)]
+    pub table: Option<String>,
+
+    /// Keep versions younger than this many hours [default: the server's
+    /// [maintenance] vacuum_retain_hours, 168].
+    #[arg(long, value_name = "HOURS")]
+    pub retain_hours: Option<f64>,
+
+    /// Only report what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Flags of `lakehouse ingest`.
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// The server to talk to.
+    #[command(flatten)]
+    pub connection: ServerArgs,
+
+    /// Target table: NAME or SCHEMA.NAME.
+    #[arg(long)]
+    pub table: String,
 
     /// What to do with the table.
     #[arg(long, value_enum, default_value = "auto")]
@@ -298,10 +369,66 @@ async fn execute(command: Command) -> Result<()> {
     match command {
         Command::Serve(args) => serve(args).await,
         Command::Ingest(args) => ingest(args).await,
+        Command::Compact(args) => {
+            let statement = |table: &str| format!("OPTIMIZE {table}");
+            maintain(
+                &args.connection,
+                args.table.as_deref(),
+                "rewrote",
+                statement,
+            )
+            .await
+        }
+        Command::Vacuum(args) => {
+            let retain = args
+                .retain_hours
+                .map(|h| format!(" RETAIN {h} HOURS"))
+                .unwrap_or_default();
+            let dry_run = if args.dry_run { " DRY RUN" } else { "" };
+            let verb = if args.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            };
+            let statement = |table: &str| format!("VACUUM {table}{retain}{dry_run}");
+            maintain(&args.connection, args.table.as_deref(), verb, statement).await
+        }
         Command::Cleanup(args) => cleanup(args).await,
         Command::User(UserCommand::Add(args)) => user_add(args),
         Command::Cert(args) => cert(args),
     }
+}
+
+/// `lakehouse compact` / `vacuum`: the maintenance statement `statement(table)` for `table`,
+/// or for every table the server lists; prints one line per table ("public.t: rewrote 3
+/// files").
+async fn maintain(
+    connection: &ServerArgs,
+    table: Option<&str>,
+    verb: &str,
+    statement: impl Fn(&str) -> String,
+) -> Result<()> {
+    let mut client = connection.connect().await?;
+    let tables = match table {
+        Some(table) => vec![table.to_string()],
+        None => client
+            .tables()
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?,
+    };
+    for table in tables {
+        let quoted = table
+            .split('.')
+            .map(|part| format!("\"{}\"", part.replace('"', "\"\"")))
+            .collect::<Vec<_>>()
+            .join(".");
+        let files = client
+            .execute(&statement(&quoted))
+            .await
+            .map_err(|e| Error::Config(format!("{table}: {e}")))?;
+        println!("{table}: {verb} {files} file(s)");
+    }
+    Ok(())
 }
 
 /// `lakehouse cert`: a self-signed certificate (rcgen, ECDSA P-256) for `args.hosts`.
@@ -613,23 +740,7 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     use lakehouse_client::{DocumentOptions, FileFormat, IngestFileOptions, IngestMode};
     let embed = args.embed.is_some();
     let inputs = collect_inputs(&args.files, embed)?;
-    let mut connect = lakehouse_client::ConnectOptions::default();
-    if let Some(path) = &args.tls_ca {
-        connect.tls_ca_pem = Some(std::fs::read(path).map_err(|source| Error::Io {
-            context: format!("cannot read {}", path.display()),
-            source,
-        })?);
-    }
-    if let Some(user) = &args.user {
-        let password = match std::env::var("LAKEHOUSE_PASSWORD") {
-            Ok(password) => password,
-            Err(_) => read_password(&format!("Password for {user}: "), false)?,
-        };
-        connect.login = Some((user.clone(), password));
-    }
-    let mut client = lakehouse_client::Client::connect_with(&args.server, connect)
-        .await
-        .map_err(|e| Error::Config(e.to_string()))?;
+    let mut client = args.connection.connect().await?;
     let mut options = IngestFileOptions {
         table: args.table.clone(),
         mode: match args.mode {

@@ -56,6 +56,9 @@ pub struct ServeConfig {
     pub embedding: lakehouse_vector::embedding::EmbeddingConfig,
     /// Chat models and the `ai()` row cap (`[chat]`, see `lakehouse_vector::chat`).
     pub chat: lakehouse_vector::chat::ChatConfig,
+    /// Compaction and vacuum (`[maintenance]`, see
+    /// [`crate::query::statement::maintenance::MaintenanceOptions`]).
+    pub maintenance: crate::query::statement::maintenance::MaintenanceOptions,
 }
 
 impl Default for ServeConfig {
@@ -74,6 +77,7 @@ impl Default for ServeConfig {
             query: QueryOptions::default(),
             embedding: Default::default(),
             chat: Default::default(),
+            maintenance: Default::default(),
         }
     }
 }
@@ -131,6 +135,10 @@ pub struct ServeArgs {
     /// Query limit flags.
     #[command(flatten)]
     pub query: QueryArgs,
+
+    /// Maintenance flags.
+    #[command(flatten)]
+    pub maintenance: MaintenanceArgs,
 
     /// Remove data files left by failed commits when starting [default: false].
     #[arg(long, env = "LAKEHOUSE_CLEANUP_ON_START", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
@@ -193,6 +201,16 @@ pub struct QueryArgs {
     #[arg(long, env = "LAKEHOUSE_MEMORY_LIMIT_BYTES", value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_limit_bytes: Option<u64>,
+}
+
+/// Flags of the `[maintenance]` section.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct MaintenanceArgs {
+    /// Compact tables automatically in the background when they have many small files or
+    /// many deleted rows [default: true].
+    #[arg(long, env = "LAKEHOUSE_AUTO_COMPACT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_compact: Option<bool>,
 }
 
 /// The storage flag, shared by every command that opens storage directly.

@@ -159,7 +159,7 @@ fn catalog_code(e: &lakehouse_catalog::Error) -> Code {
         C::TableNotFound(_) | C::SchemaNotFound(_) | C::VersionNotFound { .. } => Code::NotFound,
         C::TableExists(_) | C::SchemaExists(_) | C::DuplicateKey { .. } => Code::AlreadyExists,
         C::SchemaNotDroppable { .. } | C::ReadOnly(_) => Code::FailedPrecondition,
-        C::Conflict { .. } => Code::Aborted,
+        C::Conflict { .. } | C::ConcurrentChange { .. } => Code::Aborted,
         C::InvalidStorage { .. } => Code::FailedPrecondition,
         C::Storage(object_store::Error::NotFound { .. }) => Code::Internal,
         C::Storage(_) => Code::Unavailable,

@@ -90,6 +90,7 @@ impl Server {
             &config.query,
             &config.embedding,
             &config.chat,
+            &config.maintenance,
         )?;
         let service = Arc::new(LakehouseFlightSql::new(engine)?);
         Ok(Self {

@@ -65,7 +65,8 @@ async fn commit_and_read_back() {
             .join("tables/public/people/_manifests/00000000000000000002.json"),
     )
     .unwrap();
-    assert!(json.contains("\"format_version\": 1"), "{json}");
+    assert!(json.contains("\"format_version\": 2"), "{json}");
+    assert!(json.contains("\"row_groups\": ["), "{json}");
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -182,11 +182,15 @@ async fn bad_writes_are_refused_and_change_nothing() {
         ),
         ("INSERT INTO missing VALUES (1)", Code::NotFound, "missing"),
         (
-            "UPDATE t SET name = 'b'",
+            "UPDATE t SET name = 'b' RETURNING id",
             Code::InvalidArgument,
             "not supported",
         ),
-        ("DELETE FROM t", Code::InvalidArgument, "not supported"),
+        (
+            "DELETE FROM t LIMIT 1",
+            Code::InvalidArgument,
+            "not supported",
+        ),
         (
             "CREATE TABLE k2 (id BIGINT PRIMARY KEY) AS SELECT 1",
             Code::InvalidArgument,

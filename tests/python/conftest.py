@@ -5,6 +5,7 @@ SIGTERM at the end, and the tests require a clean exit: graceful shutdown is par
 """
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -28,10 +29,12 @@ class LakehouseServer:
 
     `tls_pem`: the server speaks TLS with that (self-signed) certificate, given in `args`;
     clients trust it. `login`: (user, password) clients log in with (the server runs with
-    `--auth basic`, given in `args`).
+    `--auth basic`, given in `args`). `prefix`: a command the server runs under (e.g. strace);
+    the server itself is then its child, and stop() signals the server.
     """
 
-    def __init__(self, storage, *args, log_path, env=None, tls_pem=None, login=None):
+    def __init__(self, storage, *args, log_path, env=None, tls_pem=None, login=None,
+                 prefix=()):
         if not BIN or not os.path.exists(BIN):
             raise RuntimeError("set LAKEHOUSE_BIN to the lakehouse binary (scripts/test.sh does)")
         self.port = free_port()
@@ -40,9 +43,11 @@ class LakehouseServer:
         scheme = "grpc+tls://localhost" if tls_pem else "grpc://127.0.0.1"
         self.url = f"{scheme}:{self.port}"
         self.log_path = log_path
+        self.storage = storage
+        self.prefixed = bool(prefix)
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
-            [BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--storage", str(storage), *args],
+            [*prefix, BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--storage", str(storage), *args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
@@ -75,7 +80,12 @@ class LakehouseServer:
                                   autocommit=True)
 
     def stop(self):
-        self.proc.terminate()
+        if self.prefixed:
+            # The server is the prefix command's child; the prefix exits with its status.
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+            os.kill(int(children.split()[0]), signal.SIGTERM)
+        else:
+            self.proc.terminate()
         code = self.proc.wait(timeout=60)
         self.log.close()
         assert code == 0, f"server exit code {code} after SIGTERM:\n{open(self.log_path).read()}"

@@ -49,13 +49,11 @@ pub(crate) fn table_ref(
     name: &str,
     session: &dyn datafusion::catalog::Session,
 ) -> datafusion::error::Result<lakehouse_catalog::TableRef> {
-    use lakehouse_catalog::TableRef;
+    use lakehouse_catalog::{SchemaName, TableRef};
     let default_schema = &session.config().options().catalog.default_schema;
-    match name.split_once('.') {
-        Some((schema, table)) => TableRef::new(schema, table),
-        None => TableRef::new(default_schema.as_str(), name),
-    }
-    .map_err(|e| plan_err(function, e))
+    SchemaName::new(default_schema.as_str())
+        .and_then(|default_schema| TableRef::parse(name, &default_schema))
+        .map_err(|e| plan_err(function, e))
 }
 
 /// A planning error of SQL function `function` (gRPC `InvalidArgument` for clients):

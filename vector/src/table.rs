@@ -125,6 +125,55 @@ impl LanceStore {
         )))
     }
 
+    /// Compacts the dataset at `location` with Lance's `compact_files` and its defaults
+    /// (fragments toward 1M rows; deletions materialized in fragments with more than 10 %
+    /// deleted; indexes remapped), one Lance commit; returns the fragments rewritten (0:
+    /// nothing to do, no commit).
+    ///
+    /// # Errors
+    /// [`Error::Lance`].
+    pub async fn compact(&self, location: &str) -> Result<usize> {
+        let mut dataset = self.load(location).await?;
+        let metrics = lance::dataset::optimize::compact_files(
+            &mut dataset,
+            lance::dataset::optimize::CompactionOptions::default(),
+            None,
+        )
+        .await?;
+        Ok(metrics.fragments_removed)
+    }
+
+    /// Removes the dataset versions at `location` older than `retain` and the files only they
+    /// reference, with Lance's `cleanup_old_versions` (the newest version always stays);
+    /// returns the files removed (data, deletion, index and transaction files) — with
+    /// `dry_run`, those that would be, from Lance's explanation of the cleanup.
+    ///
+    /// # Errors
+    /// [`Error::Lance`].
+    pub async fn cleanup(
+        &self,
+        location: &str,
+        retain: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<u64> {
+        use lance::dataset::cleanup::CleanupPolicyBuilder;
+        let dataset = self.load(location).await?;
+        let before = chrono::Utc::now()
+            - chrono::Duration::from_std(retain).unwrap_or(chrono::Duration::MAX);
+        let policy = CleanupPolicyBuilder::default()
+            .before_timestamp(before)
+            .build();
+        let stats = if dry_run {
+            dataset.cleanup(policy).explain().await?.stats
+        } else {
+            dataset.cleanup_with_policy(policy).await?
+        };
+        Ok(stats.data_files_removed
+            + stats.deletion_files_removed
+            + stats.index_files_removed
+            + stats.transaction_files_removed)
+    }
+
     /// Deletes the dataset's files (after a failed create; best effort).
     pub async fn remove(&self, location: &str) {
         let uri = self.uri(location);

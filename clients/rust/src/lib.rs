@@ -392,6 +392,48 @@ impl Client {
             .map_err(|e| Error::Protocol(e.to_string()))
     }
 
+    /// Runs a data-changing statement (CommandStatementUpdate) and returns the rows (or, for
+    /// `OPTIMIZE`/`VACUUM`, files) it affected.
+    ///
+    /// # Errors
+    /// [`Error::Flight`] with the server's status.
+    pub async fn execute(&mut self, sql: &str) -> Result<i64> {
+        Ok(self.sql.execute_update(sql.to_string(), None).await?)
+    }
+
+    /// Every table the server lists (GetTables), as `schema.table`, sorted.
+    ///
+    /// # Errors
+    /// [`Error::Flight`] with the server's status.
+    pub async fn tables(&mut self) -> Result<Vec<String>> {
+        use arrow::array::AsArray;
+        let info = self
+            .sql
+            .get_tables(arrow_flight::sql::CommandGetTables {
+                include_schema: false,
+                ..Default::default()
+            })
+            .await?;
+        let mut names = Vec::new();
+        for ticket in info.endpoint.into_iter().filter_map(|e| e.ticket) {
+            let batches: Vec<RecordBatch> = self.sql.do_get(ticket).await?.try_collect().await?;
+            for batch in batches {
+                let (Some(schema), Some(table)) = (
+                    batch.column_by_name("db_schema_name"),
+                    batch.column_by_name("table_name"),
+                ) else {
+                    continue;
+                };
+                let (schema, table) = (schema.as_string::<i32>(), table.as_string::<i32>());
+                for row in 0..batch.num_rows() {
+                    names.push(format!("{}.{}", schema.value(row), table.value(row)));
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     /// Runs `sql` and collects every batch.
     ///
     /// # Errors

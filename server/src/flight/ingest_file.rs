@@ -19,8 +19,7 @@ use arrow_flight::PutResult;
 use arrow_flight::sql::server::PeekableFlightDataStream;
 use futures::StreamExt;
 use lakehouse_catalog::{
-    FileFormat, FileIngest, IngestOutcome, SchemaName, TableName, TableRef, WriteMode,
-    parse_schema_overrides,
+    FileFormat, FileIngest, IngestOutcome, TableRef, WriteMode, parse_schema_overrides,
 };
 use lakehouse_proto::{
     CommandIngestFile, CommandPruneDocuments, DocumentOptions, FileFormat as ProtoFormat,
@@ -93,15 +92,8 @@ fn table_ref<T>(
     schema: &str,
     table: &str,
 ) -> Result<TableRef, Status> {
-    let schema = if schema.is_empty() {
-        service.default_schema(request)?
-    } else {
-        SchemaName::new(schema).map_err(Error::from)?
-    };
-    Ok(TableRef {
-        schema,
-        table: TableName::new(table).map_err(Error::from)?,
-    })
+    let default_schema = service.default_schema(request)?;
+    Ok(TableRef::qualify(Some(schema), table, &default_schema).map_err(Error::from)?)
 }
 
 /// The upload spooled to a temporary file, with its SHA-256 (lowercase hex) and size in bytes.
@@ -177,6 +169,9 @@ pub(super) async fn do_put(
         .ingest_file(&table, mode, spool.path(), &sha256, spec)
         .await
         .map_err(Error::from)?;
+    if let IngestOutcome::Committed { manifest, .. } = &outcome {
+        service.engine.after_commit(&table, manifest);
+    }
     let result = match outcome {
         IngestOutcome::Unchanged { manifest } => IngestFileResult {
             version: manifest.version.0,

@@ -92,7 +92,11 @@ pub(super) async fn bind(
     let batch = read_parameters(request).await?;
     let rows = batch.as_ref().map_or(0, |b| b.num_rows());
     let batch = match batch {
-        Some(batch) if rows == 1 || (rows > 1 && !service.engine.is_query(&handle.sql)?) => batch,
+        Some(batch)
+            if rows == 1 || (rows > 1 && !service.engine.statement(&handle.sql)?.is_query()) =>
+        {
+            batch
+        }
         _ => {
             return Err(Error::invalid(format!(
                 "a query binds exactly one row of parameters, got {rows} rows"
@@ -142,9 +146,10 @@ pub(super) async fn update(
     super::require_write(&request, "a data-changing statement")?;
     let handle = decode_handle(&query.prepared_statement_handle)?;
     let parameters = read_parameters(request).await?.or(handle.parameters);
+    let statement = service.engine.statement(&handle.sql)?;
     Ok(service
         .engine
-        .execute_update(&handle.sql, &handle.schema, parameters.as_ref())
+        .execute_update(&statement, &handle.schema, parameters.as_ref())
         .await?)
 }
 

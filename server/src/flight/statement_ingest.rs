@@ -18,14 +18,15 @@ use arrow_flight::error::FlightError;
 use arrow_flight::sql::server::PeekableFlightDataStream;
 use arrow_flight::sql::{CommandStatementIngest, TableExistsOption, TableNotExistOption};
 use futures::{StreamExt, TryStreamExt};
-use lakehouse_catalog::{CATALOG_NAME, SchemaName, TableRef, WriteMode};
+use lakehouse_catalog::{CATALOG_NAME, TableRef, WriteMode};
 use tonic::{Request, Status};
 
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 use super::LakehouseFlightSql;
 use crate::error::Error;
-use crate::query::lance::{LanceCreate, to_datafusion};
+use crate::query::statement::LanceCreate;
+use crate::query::statement::write::to_datafusion;
 
 /// The write mode for ADBC's table-definition options.
 fn write_mode(cmd: &CommandStatementIngest) -> Result<(WriteMode, bool), Error> {
@@ -75,14 +76,9 @@ pub(super) async fn do_put(
         ))
         .into());
     }
-    let schema = match cmd.schema.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => SchemaName::new(s).map_err(Error::from)?,
-        None => service.default_schema(&request)?,
-    };
-    let table = TableRef {
-        schema,
-        table: lakehouse_catalog::TableName::new(cmd.table.clone()).map_err(Error::from)?,
-    };
+    let default_schema = service.default_schema(&request)?;
+    let table = TableRef::qualify(cmd.schema.as_deref(), &cmd.table, &default_schema)
+        .map_err(Error::from)?;
     let (mode, must_exist) = write_mode(&cmd)?;
     let lance = LanceCreate::from_options(&cmd.options)?;
     let catalog = service.catalog();

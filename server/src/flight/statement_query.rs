@@ -51,21 +51,29 @@ pub(super) async fn plan_flight_info(
     parameters: Option<RecordBatch>,
     descriptor: FlightDescriptor,
 ) -> Result<FlightInfo, Status> {
-    let (sql, parameters) = if service.engine.is_query(&sql)? {
-        (sql, parameters)
+    let statement = service.engine.statement(&sql)?;
+    let (sql, statement, parameters) = if statement.is_query() {
+        (sql, statement, parameters)
     } else {
         principal
             .require_write("a data-changing statement")
             .map_err(Error::into_status)?;
         let rows = service
             .engine
-            .execute_update(&sql, &default_schema, parameters.as_ref())
+            .execute_update(&statement, &default_schema, parameters.as_ref())
             .await?;
-        (crate::query::update_count_query(rows), None)
+        let count = crate::query::update_count_query(rows);
+        let statement = service.engine.statement(&count)?;
+        (count, statement, None)
     };
     let planned = service
         .engine
-        .plan(&sql, &default_schema, Pins::default(), parameters.as_ref())
+        .plan_statement(
+            &statement,
+            &default_schema,
+            Pins::default(),
+            parameters.as_ref(),
+        )
         .await?;
     let parameters = match &parameters {
         Some(batch) => params::encode_parameters(batch)?,

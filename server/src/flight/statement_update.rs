@@ -1,6 +1,6 @@
 //! `CommandStatementUpdate`: a data-changing SQL statement (CREATE TABLE [AS SELECT], INSERT,
-//! DROP TABLE, CREATE/DROP SCHEMA), run to completion by
-//! [`crate::query::QueryEngine::execute_update`]; the answer is the number of rows written.
+//! DELETE, UPDATE, TRUNCATE, DROP TABLE, CREATE/DROP SCHEMA, ...), run to completion by
+//! [`crate::query::QueryEngine::execute_update`]; the answer is the number of rows affected.
 
 use arrow_flight::sql::CommandStatementUpdate;
 use arrow_flight::sql::server::PeekableFlightDataStream;
@@ -20,8 +20,9 @@ pub(super) async fn do_put(
         );
     }
     let schema = service.default_schema(&request)?;
+    let statement = service.engine.statement(&cmd.query)?;
     Ok(service
         .engine
-        .execute_update(&cmd.query, &schema, None)
+        .execute_update(&statement, &schema, None)
         .await?)
 }

@@ -12,7 +12,7 @@ use lakehouse_vector::ingest::{
 };
 
 use super::QueryEngine;
-use super::lance::LanceCreate;
+use super::statement::LanceCreate;
 use crate::error::{Error, Result};
 
 /// What a document ingest asks for beyond its documents; `None` fields take the table's

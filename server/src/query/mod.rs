@@ -7,11 +7,11 @@
 
 pub mod catalog_adapter;
 pub mod documents;
-pub mod lance;
 pub mod limits;
 pub mod params;
+pub mod positions;
+pub mod statement;
 pub mod table;
-pub mod update;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -37,6 +37,7 @@ use lakehouse_catalog::{CATALOG_NAME, Catalog, SchemaName, TableRef, Version};
 use serde::{Deserialize, Serialize};
 
 pub use catalog_adapter::Pins;
+pub use statement::Statement;
 
 use crate::error::{Error, Result};
 
@@ -143,11 +144,13 @@ pub struct QueryEngine {
     models: Arc<lakehouse_vector::embedding::EmbeddingModels>,
     chat: Arc<lakehouse_vector::chat::ChatModels>,
     ai_max_rows: usize,
+    maintenance: Arc<statement::maintenance::MaintenanceOptions>,
+    compactions: Arc<statement::maintenance::Compactions>,
 }
 
 impl QueryEngine {
-    /// An engine over `catalog` with `options`, the embedding models of `embedding` and the
-    /// chat models of `chat`.
+    /// An engine over `catalog` with `options`, the embedding models of `embedding`, the
+    /// chat models of `chat` and the compaction/vacuum settings of `maintenance`.
     ///
     /// # Errors
     /// [`Error::Config`] for an unknown or invalid DataFusion option.
@@ -156,6 +159,7 @@ impl QueryEngine {
         options: &QueryOptions,
         embedding: &lakehouse_vector::embedding::EmbeddingConfig,
         chat: &lakehouse_vector::chat::ChatConfig,
+        maintenance: &statement::maintenance::MaintenanceOptions,
     ) -> Result<Self> {
         let models = lakehouse_vector::embedding::EmbeddingModels::new(
             &embedding.models,
@@ -229,7 +233,18 @@ impl QueryEngine {
             models,
             chat: chat_models,
             ai_max_rows: chat.ai_max_rows,
+            maintenance: Arc::new(maintenance.clone()),
+            compactions: Arc::default(),
         })
+    }
+
+    /// Compaction and vacuum settings (`[maintenance]`).
+    pub fn maintenance(&self) -> &statement::maintenance::MaintenanceOptions {
+        &self.maintenance
+    }
+
+    fn compactions(&self) -> &statement::maintenance::Compactions {
+        &self.compactions
     }
 
     /// The catalog this engine reads.
@@ -317,10 +332,7 @@ impl QueryEngine {
             let Some(Some(name)) = call.args.get(*position) else {
                 continue;
             };
-            let table = match name.split_once('.') {
-                Some((s, t)) => TableRef::new(s, t),
-                None => TableRef::new(default_schema.to_string(), name.clone()),
-            };
+            let table = TableRef::parse(name, default_schema);
             if let Ok(table) = table {
                 let _ = self.catalog.table(&table).await;
             }
@@ -347,14 +359,18 @@ impl QueryEngine {
             .ok_or_else(|| Error::Config(format!("unsupported SQL dialect {dialect}")))
     }
 
-    /// Parses and plans `sql` to a logical plan in a fresh session (see [`QueryEngine::plan`]).
+    /// Plans a query statement to a logical plan in a fresh session (see
+    /// [`QueryEngine::plan`]).
     async fn logical(
         &self,
-        sql: &str,
+        statement: &Statement,
         default_schema: &SchemaName,
         pins: &Pins,
     ) -> Result<(SessionContext, LogicalPlan)> {
-        let statement = self.parse(sql)?;
+        let statement = match statement.parsed() {
+            Some(s) => s.clone(),
+            None => return Err(ensure_query_error("CREATE TABLE")),
+        };
         ensure_query(&statement)?;
         let calls = table_function_calls(&statement);
         self.refresh_searched_tables(&calls, default_schema).await;
@@ -395,7 +411,23 @@ impl QueryEngine {
         pins: Pins,
         parameters: Option<&RecordBatch>,
     ) -> Result<PlannedQuery> {
-        let (ctx, logical) = self.logical(sql, default_schema, &pins).await?;
+        let statement = self.statement(sql)?;
+        self.plan_statement(&statement, default_schema, pins, parameters)
+            .await
+    }
+
+    /// [`QueryEngine::plan`] for a statement already parsed by [`QueryEngine::statement`].
+    ///
+    /// # Errors
+    /// As [`QueryEngine::plan`].
+    pub async fn plan_statement(
+        &self,
+        statement: &Statement,
+        default_schema: &SchemaName,
+        pins: Pins,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<PlannedQuery> {
+        let (ctx, logical) = self.logical(statement, default_schema, &pins).await?;
         Self::physical(ctx, logical, parameters, &pins).await
     }
 
@@ -433,19 +465,6 @@ impl QueryEngine {
         })
     }
 
-    /// Whether `sql` only reads (a query, EXPLAIN, SHOW) or changes data (anything else).
-    ///
-    /// # Errors
-    /// [`Error::DataFusion`] when the SQL does not parse.
-    pub fn is_query(&self, sql: &str) -> Result<bool> {
-        if lance::strip_stored_as_lance(sql, self.dialect()?.as_ref())?.is_some() {
-            return Ok(false);
-        }
-        let dialect = self.template.config().options().sql_parser.dialect;
-        let statement = self.template.sql_to_statement(sql, &dialect)?;
-        Ok(ensure_query(&statement).is_ok())
-    }
-
     /// The result schema and parameter schema of `sql`, for a prepared statement. With no
     /// parameters the result schema is exactly what execution streams; with parameters it is
     /// the logical plan's schema in wire types (nullability may differ from execution).
@@ -453,14 +472,17 @@ impl QueryEngine {
     /// # Errors
     /// As [`QueryEngine::plan`].
     pub async fn describe(&self, sql: &str, default_schema: &SchemaName) -> Result<Described> {
-        if !self.is_query(sql)? {
+        let statement = self.statement(sql)?;
+        if !statement.is_query() {
             return Ok(Described {
                 dataset_schema: update_count_schema(),
-                parameter_schema: Arc::new(Schema::empty()),
+                parameter_schema: self
+                    .change_parameter_schema(&statement, default_schema)
+                    .await?,
             });
         }
         let pins = Pins::default();
-        let (ctx, logical) = self.logical(sql, default_schema, &pins).await?;
+        let (ctx, logical) = self.logical(&statement, default_schema, &pins).await?;
         let parameter_schema = params::parameter_schema(&logical)?;
         let dataset_schema = if parameter_schema.fields().is_empty() {
             Self::physical(ctx, logical, None, &pins).await?.schema()
@@ -618,11 +640,15 @@ fn ensure_query(statement: &DFStatement) -> Result<()> {
             .take(3)
             .collect::<Vec<_>>()
             .join(" ");
-        Err(Error::invalid(format!(
-            "only queries (SELECT, WITH, VALUES, EXPLAIN, SHOW) can run as a Flight SQL query; \
-             got `{head} ...`"
-        )))
+        Err(ensure_query_error(&head))
     }
+}
+
+fn ensure_query_error(head: &str) -> Error {
+    Error::invalid(format!(
+        "only queries (SELECT, WITH, VALUES, EXPLAIN, SHOW) can run as a Flight SQL query; \
+         got `{head} ...`"
+    ))
 }
 
 /// The type a column is sent as: no view types ([`normalize_type`]) and dictionaries hydrated

@@ -12,6 +12,7 @@ use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -19,6 +20,7 @@ use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use lakehouse_catalog::Manifest;
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
 /// Reads exactly the Parquet files one [`Manifest`] lists — never by listing storage — through
 /// DataFusion's Parquet scan (`DataSourceExec` with a `ParquetSource`).
@@ -28,8 +30,14 @@ use lakehouse_catalog::Manifest;
 /// its `FilterExec` and the physical optimizer pushes the predicate into the Parquet source for
 /// row-group and page pruning. The limit is passed to the scan as a hint.
 ///
+/// # Deleted rows
+/// A file with a deletion vector is scanned with a `ParquetAccessPlan` built from the vector
+/// and the file's recorded row-group sizes: row groups whose rows are all deleted are skipped,
+/// and in the others a `RowSelection` skips the deleted rows (whole pages are not decoded when
+/// the page index allows). The deletion vectors are read when the scan is planned.
+///
 /// # Statistics
-/// The exact row count from the manifest; column statistics are unknown at plan time.
+/// The exact live row count from the manifest; column statistics are unknown at plan time.
 #[derive(Debug)]
 pub struct VersionTable {
     manifest: Arc<Manifest>,
@@ -45,6 +53,72 @@ impl VersionTable {
             store_url,
         }
     }
+}
+
+impl VersionTable {
+    /// The manifest's files for a scan, each with the access plan that skips its deleted rows.
+    async fn partitioned_files(&self, state: &dyn Session) -> Result<Vec<PartitionedFile>> {
+        let store = state.runtime_env().object_store(&self.store_url)?;
+        let files = self.manifest.files.iter().map(|file| {
+            let store = Arc::clone(&store);
+            async move {
+                let partitioned = PartitionedFile::new(file.path.clone(), file.size_bytes);
+                if file.deletion_vector.is_none() {
+                    return Ok(partitioned);
+                }
+                let deleted = lakehouse_catalog::read_deletion_vector(&store, file)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                Ok(partitioned.with_extension(access_plan(file, &deleted)?))
+            }
+        });
+        futures::future::try_join_all(files).await
+    }
+}
+
+/// The access plan that reads the rows of `file` not in `deleted` (0-based positions).
+///
+/// # Errors
+/// An internal error when the file's row-group sizes were not recorded or do not add up.
+pub fn access_plan(
+    file: &lakehouse_catalog::DataFile,
+    deleted: &lakehouse_catalog::RoaringTreemap,
+) -> Result<ParquetAccessPlan> {
+    if file.row_groups.iter().sum::<u64>() != file.rows {
+        return Err(DataFusionError::Internal(format!(
+            "{}: row-group sizes {:?} do not add up to its {} rows",
+            file.path, file.row_groups, file.rows
+        )));
+    }
+    let mut groups = Vec::with_capacity(file.row_groups.len());
+    let mut start = 0u64;
+    for &rows in &file.row_groups {
+        let end = start + rows;
+        let in_group = deleted.range_cardinality(start..end);
+        groups.push(if in_group == 0 {
+            RowGroupAccess::Scan
+        } else if in_group == rows {
+            RowGroupAccess::Skip
+        } else {
+            let mut selectors = Vec::new();
+            let mut next = start;
+            let mut positions = deleted.iter();
+            positions.advance_to(start);
+            for position in positions.take_while(|&p| p < end) {
+                if position > next {
+                    selectors.push(RowSelector::select((position - next) as usize));
+                }
+                selectors.push(RowSelector::skip(1));
+                next = position + 1;
+            }
+            if end > next {
+                selectors.push(RowSelector::select((end - next) as usize));
+            }
+            RowGroupAccess::Selection(RowSelection::from(selectors))
+        });
+        start = end;
+    }
+    Ok(ParquetAccessPlan::new(groups))
 }
 
 #[async_trait]
@@ -74,14 +148,7 @@ impl TableProvider for VersionTable {
         // Our own files are relative to the storage root; an external table's are absolute
         // URLs within one store (the location it was registered from).
         let (store_url, files) = match &self.manifest.external {
-            None => (
-                self.store_url.clone(),
-                self.manifest
-                    .files
-                    .iter()
-                    .map(|f| PartitionedFile::new(f.path.clone(), f.size_bytes))
-                    .collect::<Vec<_>>(),
-            ),
+            None => (self.store_url.clone(), self.partitioned_files(state).await?),
             Some(_) => {
                 let mut store_url = None;
                 let mut files = Vec::new();

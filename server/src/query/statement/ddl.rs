@@ -1,6 +1,5 @@
-//! Writes to Lance tables: creating one (the dataset first, then the catalog record), and
-//! appends, each one Lance commit. Reads go through the catalog adapter, which serves a Lance
-//! table's newest dataset version as Lance's own `TableProvider`.
+//! Statements that create or drop things: tables (Parquet, Lance, external), schemas, and
+//! Lance indexes.
 //!
 //! Lance tables are created by ingest (option `lakehouse.table_format = lance`) or by SQL:
 //!
@@ -18,175 +17,146 @@
 //! parsing ([`strip_stored_as_lance`]) and the rest is planned by DataFusion as `CREATE TABLE`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::error::DataFusionError;
-use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use futures::StreamExt;
-use lakehouse_catalog::{
-    Change, Error as CatalogError, LanceTable, Manifest, TableRef, VectorMetric, WriteMode,
-};
-use lakehouse_vector::table::{LanceStore, check_schema, vector_columns};
+use datafusion::logical_expr::LogicalPlan;
+use lakehouse_catalog::{Error as CatalogError, TableRef, VectorMetric, WriteMode};
 
-use super::QueryEngine;
+use super::resolve_object_name;
+use super::write::LanceCreate;
 use crate::error::{Error, Result};
-
-/// How a new Lance table is declared (ingest options `lakehouse.table_format = lance`,
-/// `lakehouse.vector.metric`, `lakehouse.vector.model`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LanceCreate {
-    /// Distance of the vector columns (default cosine).
-    pub metric: VectorMetric,
-    /// The embedding model that made the vectors, when known.
-    pub model: Option<String>,
-}
-
-impl Default for LanceCreate {
-    fn default() -> Self {
-        Self {
-            metric: VectorMetric::Cosine,
-            model: None,
-        }
-    }
-}
-
-impl LanceCreate {
-    /// The Lance declaration in ingest `options`, if they ask for a Lance table.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] for an unknown table format or metric.
-    pub fn from_options(
-        options: &std::collections::HashMap<String, String>,
-    ) -> Result<Option<Self>> {
-        match options
-            .get("lakehouse.table_format")
-            .map(|f| f.to_ascii_lowercase())
-        {
-            None => Ok(None),
-            Some(f) if f == "parquet" => Ok(None),
-            Some(f) if f == "lance" => {
-                let metric = match options.get("lakehouse.vector.metric") {
-                    Some(m) => m.parse().map_err(|e: String| {
-                        Error::invalid(format!("lakehouse.vector.metric: {e}"))
-                    })?,
-                    None => VectorMetric::Cosine,
-                };
-                Ok(Some(Self {
-                    metric,
-                    model: options.get("lakehouse.vector.model").cloned(),
-                }))
-            }
-            Some(other) => Err(Error::invalid(format!(
-                "lakehouse.table_format {other:?}: use parquet or lance"
-            ))),
-        }
-    }
-}
-
-/// `batches` with view types cast to their plain forms (what the table schema records), as a
-/// DataFusion stream that counts the rows it passes into `rows`.
-fn normalized(
-    schema: &SchemaRef,
-    batches: SendableRecordBatchStream,
-    rows: Arc<AtomicU64>,
-) -> SendableRecordBatchStream {
-    // Field metadata (e.g. `embed`'s model name) is recorded in the catalog, not in Lance.
-    let fields: Vec<_> = lakehouse_catalog::normalize_schema(schema)
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone().with_metadata(Default::default()))
-        .collect();
-    // Schema-level metadata (a document table's chunk settings) is kept: Lance stores it.
-    let target: SchemaRef = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
-    let out = Arc::clone(&target);
-    let stream = batches.map(move |batch| {
-        let batch = batch?;
-        rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-        if batch.schema().fields() == target.fields() {
-            return Ok(batch);
-        }
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(target.fields())
-            .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RecordBatch::try_new(Arc::clone(&target), columns)?)
-    });
-    Box::pin(RecordBatchStreamAdapter::new(out, stream))
-}
+use crate::query::QueryEngine;
 
 impl QueryEngine {
-    /// Where this engine's Lance datasets live.
-    pub fn lance_store(&self) -> LanceStore {
-        LanceStore::new(self.catalog().location())
-    }
-
-    /// Writes `batches` to the Lance table `table`: appends to it when it is a live Lance table
-    /// (one Lance commit), or creates it when missing and `create` declares it. Returns the
-    /// rows written.
-    ///
-    /// # Errors
-    /// `TableExists` for `WriteMode::Create` on a live table; `TableNotFound` for an append to
-    /// a missing one; [`Error::InvalidArgument`] for a Parquet table named as Lance, a replace
-    /// (not supported for Lance yet) or a non-Float32 vector column; Lance's errors (schema
-    /// mismatch on append).
-    pub async fn write_lance(
+    /// `CREATE TABLE t (...) PRIMARY KEY (...)`: an empty table whose manifest records the key
+    /// (key columns become NOT NULL). Keys are declared on empty tables only; rows come by
+    /// INSERT, which checks them.
+    pub(super) async fn create_with_key(
         &self,
         table: &TableRef,
-        mode: WriteMode,
-        live: Option<Arc<Manifest>>,
-        create: Option<LanceCreate>,
-        schema: &SchemaRef,
-        batches: SendableRecordBatchStream,
-    ) -> Result<u64> {
-        let store = self.lance_store();
-        let rows = Arc::new(AtomicU64::new(0));
-        let schema_with_metadata = schema.as_ref();
-        let stream = normalized(schema, batches, Arc::clone(&rows));
-        match (live, mode) {
-            (Some(live), WriteMode::Append | WriteMode::CreateOrAppend) => {
-                let Some(lance) = &live.lance else {
-                    return Err(Error::invalid(format!(
-                        "{table} is a Parquet table; it cannot take lakehouse.table_format = lance"
-                    )));
-                };
-                store.append(&lance.location, stream).await?;
-                Ok(rows.load(Ordering::Relaxed))
-            }
-            (Some(_), WriteMode::Create) => Err(CatalogError::TableExists(table.clone()).into()),
-            (Some(_), WriteMode::Replace) => Err(Error::invalid(format!(
-                "replacing the rows of Lance table {table} is not supported yet; drop and \
-                 create it"
-            ))),
-            (None, WriteMode::Append) => Err(CatalogError::TableNotFound(table.clone()).into()),
-            (None, _) => {
-                let create = create.unwrap_or_default();
-                let arrow_schema: Schema = stream.schema().as_ref().clone();
-                check_schema(&arrow_schema)?;
-                let location = lakehouse_catalog::layout::new_lance_location(table).to_string();
-                let dataset = store.create(&location, stream).await?;
-                let schema: SchemaRef = Arc::new(Schema::from(dataset.schema()));
-                let lance = LanceTable {
-                    vector_columns: vector_columns(
-                        schema_with_metadata,
-                        create.metric,
-                        create.model.as_deref(),
-                    ),
-                    location: location.clone(),
-                };
-                let change = Change::CreateLance { schema, lance };
-                if let Err(e) = self.catalog().commit(table, change).await {
-                    // Not recorded: nothing may point at the dataset, so remove it.
-                    store.remove(&location).await;
-                    return Err(e.into());
+        create: &datafusion::logical_expr::CreateMemoryTable,
+    ) -> Result<i64> {
+        use datafusion::common::Constraint;
+        if !matches!(create.input.as_ref(), LogicalPlan::EmptyRelation(e) if !e.produce_one_row) {
+            return Err(Error::invalid(
+                "a primary key is declared with CREATE TABLE t (columns, PRIMARY KEY (...)); \
+                 fill the table with INSERT",
+            ));
+        }
+        let input = create.input.schema().as_arrow().clone();
+        let mut key = Vec::new();
+        for constraint in create.constraints.iter() {
+            match constraint {
+                Constraint::PrimaryKey(indices) if key.is_empty() => {
+                    key = indices
+                        .iter()
+                        .map(|i| input.field(*i).name().clone())
+                        .collect();
                 }
-                Ok(rows.load(Ordering::Relaxed))
+                _ => {
+                    return Err(Error::invalid(
+                        "only one PRIMARY KEY constraint is supported (no UNIQUE)",
+                    ));
+                }
             }
         }
+        let fields: Vec<_> = input
+            .fields()
+            .iter()
+            .map(|f| {
+                let f = f.as_ref().clone();
+                if key.contains(f.name()) {
+                    f.with_nullable(false)
+                } else {
+                    f
+                }
+            })
+            .collect();
+        let schema = Arc::new(lakehouse_catalog::normalize_schema(
+            &datafusion::arrow::datatypes::Schema::new(fields),
+        ));
+        let change = lakehouse_catalog::Change::Create {
+            schema,
+            files: vec![],
+            primary_key: key,
+        };
+        self.catalog().commit(table, change).await?;
+        Ok(0)
+    }
+
+    /// `CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION 'url'`: lists the Parquet files at
+    /// the location now, reads their schema and row counts from the footers, and registers
+    /// them as a read-only table. Nothing is copied; the file list is fixed at registration
+    /// (re-register to pick up new files).
+    pub(super) async fn create_external(
+        &self,
+        ctx: &datafusion::prelude::SessionContext,
+        table: &TableRef,
+        create: &datafusion::logical_expr::CreateExternalTable,
+    ) -> Result<i64> {
+        use datafusion::datasource::file_format::FileFormat;
+        use datafusion::datasource::file_format::parquet::ParquetFormat;
+        use datafusion::datasource::listing::ListingTableUrl;
+        use futures::TryStreamExt;
+        if !create.file_type.eq_ignore_ascii_case("parquet") {
+            return Err(Error::invalid(format!(
+                "external tables are Parquet only (STORED AS PARQUET), got {}",
+                create.file_type
+            )));
+        }
+        if !create.table_partition_cols.is_empty() || create.temporary || create.or_replace {
+            return Err(Error::invalid(
+                "external tables take no PARTITIONED BY, TEMPORARY or OR REPLACE",
+            ));
+        }
+        let state = ctx.state();
+        let url = ListingTableUrl::parse(&create.location)?;
+        crate::query::table::ensure_object_store(state.runtime_env(), url.object_store().as_ref())?;
+        let store = state.runtime_env().object_store(url.object_store())?;
+        let objects: Vec<_> = url
+            .list_all_files(&state, store.as_ref(), "parquet")
+            .await?
+            .try_collect()
+            .await?;
+        if objects.is_empty() {
+            return Err(Error::invalid(format!(
+                "no Parquet files at {}",
+                create.location
+            )));
+        }
+        let format = ParquetFormat::default();
+        let schema = format.infer_schema(&state, &store, &objects).await?;
+        let base = url.object_store();
+        let mut files = Vec::with_capacity(objects.len());
+        for object in &objects {
+            let reader = parquet::arrow::async_reader::ParquetObjectReader::new(
+                std::sync::Arc::clone(&store),
+                object.location.clone(),
+            )
+            .with_file_size(object.size);
+            let builder = parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader)
+                .await
+                .map_err(|e| Error::invalid(format!("{}: {e}", object.location)))?;
+            let base_url: &url::Url = base.as_ref();
+            let file_url = base_url
+                .join(object.location.as_ref())
+                .map_err(|e| Error::invalid(format!("{}: {e}", object.location)))?;
+            files.push(lakehouse_catalog::DataFile {
+                path: file_url.to_string(),
+                size_bytes: object.size,
+                rows: builder.metadata().file_metadata().num_rows() as u64,
+                sha256: String::new(),
+                source: None,
+                row_groups: Vec::new(),
+                deletion_vector: None,
+            });
+        }
+        let change = lakehouse_catalog::Change::CreateExternal {
+            schema: Arc::new(lakehouse_catalog::normalize_schema(&schema)),
+            location: create.location.clone(),
+            files,
+        };
+        self.catalog().commit(table, change).await?;
+        Ok(0)
     }
 }
 
@@ -223,7 +193,7 @@ impl QueryEngine {
             return Err(Error::invalid("CREATE INDEX takes exactly one column"));
         };
         let column = column.column.expr.to_string().trim_matches('"').to_string();
-        let table = table_ref(&create.table_name, default_schema, "CREATE INDEX")?;
+        let table = resolve_object_name(&create.table_name, default_schema)?;
         let mut options = std::collections::HashMap::new();
         for expr in &create.with {
             match expr {
@@ -305,7 +275,7 @@ impl QueryEngine {
         let mut owners = Vec::new();
         match table {
             Some(table) => {
-                let table = table_ref(table, default_schema, "DROP INDEX")?;
+                let table = resolve_object_name(table, default_schema)?;
                 owners.push(self.catalog().table(&table).await?);
             }
             None => {
@@ -342,28 +312,6 @@ impl QueryEngine {
             ))),
         }
     }
-}
-
-/// The table an `ON [schema.]table` clause of `statement` names, unqualified names in
-/// `default_schema`.
-///
-/// # Errors
-/// [`Error::InvalidArgument`] for more than two name parts or invalid names.
-fn table_ref(
-    name: &datafusion::sql::sqlparser::ast::ObjectName,
-    default_schema: &lakehouse_catalog::SchemaName,
-    statement: &str,
-) -> Result<TableRef> {
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .map(|p| p.to_string().trim_matches('"').to_string())
-        .collect();
-    Ok(match parts.as_slice() {
-        [t] => TableRef::new(default_schema.to_string(), t.clone())?,
-        [s, t] => TableRef::new(s.clone(), t.clone())?,
-        _ => return Err(Error::invalid(format!("{statement} ... ON [schema.]table"))),
-    })
 }
 
 /// `sql` without its `STORED AS LANCE` clause when it is a `CREATE` statement with one at the
@@ -403,8 +351,8 @@ pub(super) fn strip_stored_as_lance(
             _ => {}
         }
         if depth == 0 && is_word(i, "STORED") && is_word(i + 1, "AS") && is_word(i + 2, "LANCE") {
-            let start = super::params::byte_offset(sql, token.span.start);
-            let end = super::params::byte_offset(sql, words[i + 2].span.start);
+            let start = crate::query::params::byte_offset(sql, token.span.start);
+            let end = crate::query::params::byte_offset(sql, words[i + 2].span.start);
             let (Some(start), Some(end)) = (start, end) else {
                 return Err(Error::invalid(
                     "cannot locate STORED AS LANCE in the statement",
@@ -431,18 +379,18 @@ fn option_text(value: &datafusion::sql::sqlparser::ast::Expr) -> String {
 }
 
 impl QueryEngine {
-    /// `CREATE TABLE ... STORED AS LANCE ...` (see the module docs), given `sql` with the
-    /// `STORED AS LANCE` clause removed: plans the rest as `CREATE TABLE`, then writes the
-    /// query's rows (or none) as a new Lance dataset and records the table. Returns the rows
-    /// written.
+    /// `CREATE TABLE ... STORED AS LANCE ...` (see the module docs), given the statement
+    /// parsed with the `STORED AS LANCE` clause removed: plans the rest as `CREATE TABLE`, then
+    /// writes the query's rows (or none) as a new Lance dataset and records the table. Returns
+    /// the rows written.
     ///
     /// # Errors
-    /// [`Error::InvalidArgument`] for another statement than `CREATE TABLE`, `OR REPLACE`,
-    /// `TEMPORARY`, primary keys, unknown `WITH` options or metrics, or no vector-capable
-    /// schema; catalog `TableExists` (without `IF NOT EXISTS`); DataFusion planning errors.
+    /// [`Error::InvalidArgument`] for `OR REPLACE`, `TEMPORARY`, primary keys, unknown `WITH`
+    /// options or metrics, or no vector-capable schema; catalog `TableExists` (without
+    /// `IF NOT EXISTS`); DataFusion planning errors.
     pub(super) async fn create_lance_table(
         &self,
-        sql: &str,
+        mut create: datafusion::sql::sqlparser::ast::CreateTable,
         default_schema: &lakehouse_catalog::SchemaName,
     ) -> Result<i64> {
         use datafusion::logical_expr::{DdlStatement, LogicalPlan};
@@ -450,12 +398,6 @@ impl QueryEngine {
         use datafusion::sql::sqlparser::ast::{CreateTableOptions, SqlOption, Statement};
         let not_create =
             || Error::invalid("STORED AS LANCE belongs to CREATE TABLE ... [AS SELECT ...]");
-        let DFStatement::Statement(statement) = self.parse(sql)? else {
-            return Err(not_create());
-        };
-        let Statement::CreateTable(mut create) = *statement else {
-            return Err(not_create());
-        };
         if create.or_replace {
             return Err(Error::invalid(
                 "CREATE OR REPLACE is not supported for Lance tables yet; DROP TABLE, then CREATE",
@@ -494,10 +436,10 @@ impl QueryEngine {
                 .get(Some(model))
                 .map_err(|e| Error::invalid(format!("model: {e}")))?;
         }
-        let pins = super::Pins::default();
+        let pins = crate::query::Pins::default();
         let ctx = self.session(default_schema, pins.clone(), false).await?;
         let statement = DFStatement::Statement(Box::new(Statement::CreateTable(create)));
-        let plan = super::statement_to_plan(&ctx.state(), statement, &pins).await?;
+        let plan = crate::query::statement_to_plan(&ctx.state(), statement, &pins).await?;
         let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) = plan else {
             return Err(not_create());
         };
@@ -509,7 +451,7 @@ impl QueryEngine {
                 "Lance tables take no PRIMARY KEY or UNIQUE constraints",
             ));
         }
-        let table = super::update::resolve_table(&create.name, default_schema)?;
+        let table = super::resolve_table(&create.name, default_schema)?;
         match self.catalog().table(&table).await {
             Ok(_) if create.if_not_exists => return Ok(0),
             Ok(_) => return Err(CatalogError::TableExists(table).into()),
@@ -532,11 +474,6 @@ impl QueryEngine {
         tracing::info!(%table, rows, "created Lance table");
         Ok(rows as i64)
     }
-}
-
-/// A DataFusion error from a stream of `Result<RecordBatch, E>` (ingest decoding errors).
-pub fn to_datafusion(e: impl std::error::Error + Send + Sync + 'static) -> DataFusionError {
-    DataFusionError::External(Box::new(e))
 }
 
 #[cfg(test)]

@@ -1,0 +1,1194 @@
+//! Row-level changes on Parquet tables — `DELETE`, `UPDATE`, `MERGE INTO`,
+//! `INSERT ... ON CONFLICT`, `TRUNCATE` — by merge-on-read with deletion vectors
+//! (`docs/storage-layout.md`):
+//!
+//! - the rows a statement changes are found by DataFusion: the statement becomes a query over
+//!   the target table's [`RowPositions`] (its columns plus each row's data file and position),
+//!   with the statement's WHERE (subqueries included) and its USING/FROM tables as joins, so a
+//!   statement never changes more rows than its WHERE selects;
+//! - `DELETE` writes, per data file with selected rows, a new deletion vector (the union with
+//!   the file's old one); a file whose rows are all deleted leaves the table;
+//! - `UPDATE` deletes the selected rows the same way and appends their new values (the SET
+//!   expressions, evaluated on the old row) as a new data file, so a one-row update writes
+//!   kilobytes, not the table;
+//! - `MERGE` is one query, target `RIGHT JOIN` source `ON` the condition, whose every row
+//!   carries the action of the first WHEN clause that applies (delete, update, insert, or
+//!   nothing); a target row acted on twice is the SQL standard's cardinality violation and
+//!   nothing is written. `INSERT ... ON CONFLICT` is the MERGE of the inserted rows (as
+//!   `excluded`) on the primary key;
+//! - each statement is one catalog commit ([`Change::Rewrite`]) answering the affected-row
+//!   count. When another writer changed the same files first, the statement runs again on the
+//!   new head (up to [`STATEMENT_ATTEMPTS`] times, then `Aborted`); appends and changes to other
+//!   files by others never conflict. Primary keys are re-checked on the version the commit
+//!   lands on.
+//!
+//! DataFusion's `TableProvider::delete_from` / `update` hooks are not used: they receive only
+//! filters on the target table, while these statements need the selected rows' positions and
+//! may select through joins and subqueries.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int32Type, Schema, SchemaRef, UInt32Type, UInt64Type,
+};
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
+};
+use datafusion::logical_expr::{LogicalPlan, Union};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{
+    Assignment, AssignmentTarget, Delete, Expr as SqlExpr, FromTable, Ident, Insert, Merge,
+    MergeAction, MergeClause, MergeClauseKind, MergeInsertKind, ObjectName, Parens, TableFactor,
+    TableObject, TableWithJoins, Truncate, Update, Value,
+};
+use futures::StreamExt;
+use lakehouse_catalog::{
+    Change, DataFile, Error as CatalogError, FileChange, Manifest, Operation, RoaringTreemap,
+    SchemaName, TableRef,
+};
+use object_store::path::Path;
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::async_reader::ParquetObjectReader;
+
+use super::resolve_object_name;
+use crate::error::{Error, Result};
+use crate::query::positions::{FILE_COLUMN, ROW_COLUMN, RowPositions};
+use crate::query::{Pins, QueryEngine, Statement, params};
+
+/// Times a row-level statement runs when other writers keep changing the same files first.
+pub const STATEMENT_ATTEMPTS: usize = 5;
+
+/// The catalog and schema under which a statement's target is registered as [`RowPositions`].
+const DML_CATALOG: &str = "__lakehouse_dml";
+const DML_SCHEMA: &str = "target";
+
+/// What a row selected by a row-level statement does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Nothing (a MERGE row no clause applies to).
+    Nothing,
+    /// The target row is deleted.
+    Delete,
+    /// The target row is deleted and the row's values appended.
+    Update,
+    /// The row's values are appended (MERGE's WHEN NOT MATCHED).
+    Insert,
+}
+
+/// A DELETE, UPDATE or MERGE, reduced to what runs it: one query over the target's
+/// [`RowPositions`] whose rows say which target row (file, position) they act on, what they do
+/// (an index into `actions`) and, for updates and inserts, the new row.
+struct RowChange {
+    operation: Operation,
+    /// The target table as written.
+    name: ObjectName,
+    /// Its alias, if any.
+    alias: Option<Ident>,
+    kind: ChangeKind,
+}
+
+enum ChangeKind {
+    /// `DELETE ... [USING from] [WHERE selection]`.
+    Delete {
+        from: Vec<TableWithJoins>,
+        selection: Option<SqlExpr>,
+    },
+    /// `UPDATE ... SET assignments [FROM from] [WHERE selection]`.
+    Update {
+        assignments: Vec<Assignment>,
+        from: Vec<TableWithJoins>,
+        selection: Option<SqlExpr>,
+    },
+    /// `MERGE INTO ... USING source ON on WHEN ...` (also `INSERT ... ON CONFLICT`).
+    Merge {
+        source: String,
+        on: SqlExpr,
+        clauses: Vec<MergeClause>,
+    },
+}
+
+impl ChangeKind {
+    /// DELETE of every row: no query needed, every file leaves.
+    fn deletes_everything(&self) -> bool {
+        matches!(self, ChangeKind::Delete { from, selection: None } if from.is_empty())
+    }
+}
+
+/// The statement that makes versions of `operation`, for messages.
+fn statement_name(operation: Operation) -> &'static str {
+    match operation {
+        Operation::Update => "UPDATE",
+        Operation::Truncate => "TRUNCATE",
+        Operation::Merge => "MERGE",
+        _ => "DELETE",
+    }
+}
+
+impl QueryEngine {
+    /// `DELETE FROM t [AS a] [USING other, ...] [WHERE ...]`; answers the rows deleted.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for several target tables, joins in the target,
+    /// `RETURNING`/`ORDER BY`/`LIMIT`, a Lance table; catalog `TableNotFound`, `ReadOnly`
+    /// (external tables), `ConcurrentChange` (after [`STATEMENT_ATTEMPTS`] runs); planning
+    /// errors of the WHERE clause.
+    pub(super) async fn delete(
+        &self,
+        delete: &Delete,
+        default_schema: &SchemaName,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<i64> {
+        let change = delete_change(delete)?;
+        self.change_rows(&change, default_schema, parameters).await
+    }
+
+    /// `UPDATE t [AS a] SET col = expr, ... [FROM other, ...] [WHERE ...]`; answers the rows
+    /// updated. SET expressions may read the old row and the FROM tables.
+    ///
+    /// # Errors
+    /// As [`QueryEngine::delete`], plus [`Error::InvalidArgument`] for a column the table does
+    /// not have, a column set twice or a tuple assignment; `InvalidData` when a new value does
+    /// not convert to its column's type or is NULL in a NOT NULL column; `DuplicateKey` when
+    /// the update duplicates a primary key; [`Error::InvalidArgument`] when a target row
+    /// matches several FROM rows. Nothing is written on error.
+    pub(super) async fn update(
+        &self,
+        update: &Update,
+        default_schema: &SchemaName,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<i64> {
+        let change = update_change(update)?;
+        self.change_rows(&change, default_schema, parameters).await
+    }
+
+    /// `MERGE INTO t [AS a] USING source [AS s] ON condition WHEN [NOT] MATCHED [AND ...] THEN
+    /// ...`: clauses apply in order, the first whose condition holds acting on a row (WHEN
+    /// MATCHED: UPDATE SET ... or DELETE; WHEN NOT MATCHED: INSERT [(columns)] VALUES (...));
+    /// answers the rows inserted, updated and deleted. DataFusion 54 does not plan MERGE: it
+    /// becomes one query, target RIGHT JOIN source ON condition, whose rows carry the action.
+    ///
+    /// # Errors
+    /// As [`QueryEngine::update`]; [`Error::InvalidArgument`] when a target row matches
+    /// several source rows (cardinality violation: nothing is written), for a clause kind and
+    /// action that do not go together, `WHEN NOT MATCHED BY SOURCE` or `INSERT ROW`.
+    pub(super) async fn merge(
+        &self,
+        merge: &Merge,
+        default_schema: &SchemaName,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<i64> {
+        let change = merge_change(merge)?;
+        self.change_rows(&change, default_schema, parameters).await
+    }
+
+    /// `INSERT INTO t [(columns)] VALUES ... | SELECT ... ON CONFLICT [(key)] DO NOTHING |
+    /// DO UPDATE SET col = excluded.col, ... [WHERE ...]` on a table with a primary key (the
+    /// conflict target, when given, must be that key): run as the MERGE of the inserted rows
+    /// (named `excluded`) on the key. Bare column names in DO UPDATE read the stored row, as
+    /// in PostgreSQL. Answers the rows inserted plus the rows updated.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a table without a primary key, another conflict target,
+    /// `ON CONSTRAINT`, MySQL's `ON DUPLICATE KEY`; otherwise as [`QueryEngine::merge`].
+    pub(super) async fn insert_on_conflict(
+        &self,
+        insert: &Insert,
+        default_schema: &SchemaName,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<i64> {
+        let table = resolve_object_name(&insert_table(insert)?, default_schema)?;
+        let manifest = self.catalog().table(&table).await?;
+        check_target(&table, &manifest, Operation::Merge)?;
+        let change = on_conflict_change(insert, &manifest)?;
+        self.change_rows(&change, default_schema, parameters).await
+    }
+
+    /// `TRUNCATE [TABLE] [IF EXISTS] t`: a version with no rows (schema and primary key kept);
+    /// answers the rows removed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for several tables or a Lance table; catalog `TableNotFound`
+    /// (without `IF EXISTS`) and `ReadOnly`.
+    pub(super) async fn truncate(
+        &self,
+        truncate: &Truncate,
+        default_schema: &SchemaName,
+    ) -> Result<i64> {
+        let [target] = truncate.table_names.as_slice() else {
+            return Err(Error::invalid(
+                "TRUNCATE takes one table per statement (each statement is one commit)",
+            ));
+        };
+        let table = resolve_object_name(&target.name, default_schema)?;
+        let manifest = match self.catalog().table(&table).await {
+            Ok(m) => m,
+            Err(CatalogError::TableNotFound(_)) if truncate.if_exists => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        check_target(&table, &manifest, Operation::Truncate)?;
+        let committed = self.catalog().commit(&table, Change::Truncate).await?;
+        let removed = manifest.total_rows;
+        tracing::info!(%table, version = %committed.version, rows = removed, "truncated");
+        Ok(removed as i64)
+    }
+
+    /// The parameter schema of a data-changing statement for a prepared statement: for DELETE
+    /// and UPDATE the parameters of the row selection, a parameter that is a SET value typed as
+    /// its column; empty for other statements (their values are cast when bound).
+    ///
+    /// # Errors
+    /// As [`QueryEngine::delete`] / [`QueryEngine::update`] while planning.
+    pub(crate) async fn change_parameter_schema(
+        &self,
+        statement: &Statement,
+        default_schema: &SchemaName,
+    ) -> Result<SchemaRef> {
+        use datafusion::sql::parser::Statement as DFStatement;
+        use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+        let change = match statement.parsed() {
+            Some(DFStatement::Statement(s)) => match s.as_ref() {
+                SqlStatement::Delete(delete) => delete_change(delete)?,
+                SqlStatement::Update(update) => update_change(update)?,
+                SqlStatement::Merge(merge) => merge_change(merge)?,
+                SqlStatement::Insert(insert) if insert.on.is_some() => {
+                    let table = resolve_object_name(&insert_table(insert)?, default_schema)?;
+                    let manifest = self.catalog().table(&table).await?;
+                    on_conflict_change(insert, &manifest)?
+                }
+                _ => return Ok(Arc::new(Schema::empty())),
+            },
+            _ => return Ok(Arc::new(Schema::empty())),
+        };
+        let table = resolve_object_name(&change.name, default_schema)?;
+        let manifest = self.catalog().table(&table).await?;
+        check_target(&table, &manifest, change.operation)?;
+        let selection = self
+            .selection_plan(&change, &table, &manifest, default_schema)
+            .await?;
+        Ok(selection.parameters)
+    }
+
+    /// Runs a DELETE or UPDATE, again on the new head when it loses to a concurrent change of
+    /// the same files.
+    async fn change_rows(
+        &self,
+        change: &RowChange,
+        default_schema: &SchemaName,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<i64> {
+        let table = resolve_object_name(&change.name, default_schema)?;
+        let mut attempt = 1;
+        loop {
+            let manifest = self.catalog().table(&table).await?;
+            check_target(&table, &manifest, change.operation)?;
+            match self
+                .change_rows_once(change, &table, manifest, default_schema, parameters)
+                .await
+            {
+                Err(Error::Catalog(e @ CatalogError::ConcurrentChange { .. }))
+                    if attempt < STATEMENT_ATTEMPTS =>
+                {
+                    tracing::info!(%table, error = %e, attempt, "running the statement again on the new head");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn change_rows_once(
+        &self,
+        change: &RowChange,
+        table: &TableRef,
+        manifest: Arc<Manifest>,
+        default_schema: &SchemaName,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<i64> {
+        let operation = change.operation;
+        if change.kind.deletes_everything() {
+            let changed: Vec<FileChange> = manifest
+                .files
+                .iter()
+                .map(|f| FileChange {
+                    before: f.clone(),
+                    after: None,
+                })
+                .collect();
+            if changed.is_empty() {
+                return Ok(0);
+            }
+            let change = Change::Rewrite {
+                operation,
+                changed,
+                files: Vec::new(),
+            };
+            self.catalog().commit(table, change).await?;
+            return Ok(manifest.total_rows as i64);
+        }
+        let selection = self
+            .selection_plan(change, table, &manifest, default_schema)
+            .await?;
+        let plan = bind(selection.plan, parameters, &selection.parameters)?;
+        let ctx = selection.ctx;
+        let actions = selection.actions;
+        let physical = ctx.state().create_physical_plan(&plan).await?;
+        let mut stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
+        let writes = actions
+            .iter()
+            .any(|a| matches!(a, Action::Update | Action::Insert));
+        let mut writer = writes.then(|| {
+            self.catalog()
+                .data_writer(table, manifest.arrow_schema(), None)
+        });
+        let mut selected: BTreeMap<u32, RoaringTreemap> = BTreeMap::new();
+        let mut inserted = 0u64;
+        let collected: Result<()> = async {
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                let files = batch.column(0).as_primitive::<UInt32Type>();
+                let rows = batch.column(1).as_primitive::<UInt64Type>();
+                let action_of = batch.column(2).as_primitive::<Int32Type>();
+                let mut keep = Vec::with_capacity(batch.num_rows());
+                for i in 0..batch.num_rows() {
+                    let action = usize::try_from(action_of.value(i))
+                        .ok()
+                        .and_then(|a| actions.get(a))
+                        .copied()
+                        .unwrap_or(Action::Nothing);
+                    keep.push(matches!(action, Action::Update | Action::Insert));
+                    match action {
+                        Action::Nothing => {}
+                        Action::Insert => inserted += 1,
+                        Action::Delete | Action::Update => {
+                            if files.is_null(i) || rows.is_null(i) {
+                                continue;
+                            }
+                            let new = selected
+                                .entry(files.value(i))
+                                .or_default()
+                                .insert(rows.value(i));
+                            if !new && operation != Operation::Delete {
+                                return Err(Error::invalid(format!(
+                                    "{} would change a row of {table} twice: it matches more \
+                                     than one source row (or parameter row); nothing was written \
+                                     (the SQL standard's cardinality violation)",
+                                    statement_name(operation)
+                                )));
+                            }
+                        }
+                    }
+                }
+                if let Some(writer) = writer.as_mut() {
+                    let values = batch.project(&(3..batch.num_columns()).collect::<Vec<_>>())?;
+                    let values = datafusion::arrow::compute::filter_record_batch(
+                        &values,
+                        &BooleanArray::from(keep),
+                    )?;
+                    writer.write(&values).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = collected {
+            if let Some(writer) = writer {
+                writer.abort().await;
+            }
+            return Err(e);
+        }
+        let count: u64 = selected.values().map(RoaringTreemap::len).sum::<u64>() + inserted;
+        let files = match writer {
+            Some(writer) if count > 0 => writer.finish().await?,
+            Some(writer) => {
+                writer.abort().await;
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        if count == 0 {
+            return Ok(0);
+        }
+        let store = self.catalog().store();
+        let mut changed = Vec::with_capacity(selected.len());
+        for (index, positions) in selected {
+            let before = &manifest.files[index as usize];
+            let mut deleted = lakehouse_catalog::read_deletion_vector(store, before).await?;
+            deleted |= positions;
+            let after = if deleted.len() >= before.rows {
+                None
+            } else {
+                let row_groups = if before.row_groups.is_empty() {
+                    row_groups(store, before).await?
+                } else {
+                    before.row_groups.clone()
+                };
+                let dv = lakehouse_catalog::write_deletion_vector(store, table, &deleted).await?;
+                Some(DataFile {
+                    row_groups,
+                    deletion_vector: Some(dv),
+                    ..before.clone()
+                })
+            };
+            changed.push(FileChange {
+                before: before.clone(),
+                after,
+            });
+        }
+        let check = (writes && !manifest.primary_key.is_empty()).then(|| self.primary_key_check());
+        let rewrite = Change::Rewrite {
+            operation,
+            changed,
+            files,
+        };
+        let committed = self.catalog().commit_checked(table, rewrite, check).await?;
+        tracing::info!(%table, version = %committed.version, rows = count, ?operation, "rows changed");
+        self.after_commit(table, &committed);
+        Ok(count as i64)
+    }
+
+    /// The query that selects the rows `change` acts on: `__lakehouse_file`,
+    /// `__lakehouse_row` (NULL for MERGE's inserts), the action (an index into
+    /// [`Selection::actions`]) and, for statements that write rows, every column's new value
+    /// (named as the column), over the target as [`RowPositions`] of `manifest` pinned to its
+    /// version, other tables at their newest versions.
+    async fn selection_plan(
+        &self,
+        change: &RowChange,
+        table: &TableRef,
+        manifest: &Arc<Manifest>,
+        default_schema: &SchemaName,
+    ) -> Result<Selection> {
+        let schema = manifest.arrow_schema();
+        let alias = match &change.alias {
+            Some(alias) => alias.to_string(),
+            None => quote(table.table.as_str()),
+        };
+        let mut query = SelectionQuery {
+            table,
+            schema: &schema,
+            alias: &alias,
+            qualifiers: [
+                change.alias.as_ref().map(normalize),
+                Some(table.table.to_string()),
+            ],
+            placeholder_types: HashMap::new(),
+        };
+        let target = format!(
+            "{}.{}.{} AS {alias}",
+            quote(DML_CATALOG),
+            quote(DML_SCHEMA),
+            quote(table.table.as_str())
+        );
+        let position = format!("{}, {}", quote(FILE_COLUMN), quote(ROW_COLUMN));
+        let action = quote(ACTION_COLUMN);
+        let (sql, actions) = match &change.kind {
+            ChangeKind::Delete { from, selection } => (
+                format!(
+                    "SELECT {position}, CAST(1 AS INT) AS {action} FROM {target}{}{}",
+                    from_list(from),
+                    where_clause(selection)
+                ),
+                vec![Action::Nothing, Action::Delete],
+            ),
+            ChangeKind::Update {
+                assignments,
+                from,
+                selection,
+            } => {
+                let values = query.assigned(assignments)?;
+                let columns = (0..schema.fields().len())
+                    .map(|i| match values.get(&i) {
+                        Some(value) => format!("({value}) AS {}", quote(schema.field(i).name())),
+                        None => query.column(i),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (
+                    format!(
+                        "SELECT {position}, CAST(1 AS INT) AS {action}, {columns} FROM {target}{}{}",
+                        from_list(from),
+                        where_clause(selection)
+                    ),
+                    vec![Action::Nothing, Action::Update],
+                )
+            }
+            ChangeKind::Merge {
+                source,
+                on,
+                clauses,
+            } => {
+                let merge = query.merge(clauses)?;
+                (
+                    format!(
+                        "SELECT {alias}.{}, {alias}.{}, {} AS {action}, {} FROM {target} \
+                         RIGHT JOIN {source} ON ({on})",
+                        quote(FILE_COLUMN),
+                        quote(ROW_COLUMN),
+                        merge.action,
+                        merge.columns.join(", "),
+                    ),
+                    merge.actions,
+                )
+            }
+        };
+        let statement = self.statement(&sql)?;
+        let pins = Pins::fixed([(table.clone(), manifest.version)]);
+        let ctx = self.session(default_schema, pins.clone(), false).await?;
+        let target = MemorySchemaProvider::new();
+        target.register_table(
+            table.table.to_string(),
+            Arc::new(RowPositions::new(
+                Arc::clone(manifest),
+                Arc::clone(self.catalog().store()),
+            )),
+        )?;
+        let catalog = MemoryCatalogProvider::new();
+        catalog.register_schema(DML_SCHEMA, Arc::new(target))?;
+        ctx.register_catalog(DML_CATALOG, Arc::new(catalog));
+        let parsed = statement
+            .parsed()
+            .cloned()
+            .ok_or_else(|| Error::invalid("invalid row selection"))?;
+        let plan = crate::query::statement_to_plan(&ctx.state(), parsed, &pins).await?;
+        let inferred = params::parameter_schema(&plan)?;
+        let fields: Vec<Field> = inferred
+            .fields()
+            .iter()
+            .map(|f| match query.placeholder_types.get(f.name()) {
+                Some(t) if f.data_type() == &DataType::Null => {
+                    Field::new(f.name(), t.clone(), true)
+                }
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        Ok(Selection {
+            ctx,
+            plan,
+            parameters: Arc::new(Schema::new(fields)),
+            actions,
+        })
+    }
+}
+
+/// A planned row selection (see [`QueryEngine::selection_plan`]).
+struct Selection {
+    ctx: SessionContext,
+    /// The logical plan, placeholders unbound.
+    plan: LogicalPlan,
+    /// The parameter schema: DataFusion's inferred types, a parameter that is a SET or INSERT
+    /// value typed as its column.
+    parameters: SchemaRef,
+    /// What each action index does.
+    actions: Vec<Action>,
+}
+
+/// Name of the selection's action column (`Int32`).
+const ACTION_COLUMN: &str = "__lakehouse_action";
+
+/// Builds the SQL of a row selection over one target table.
+struct SelectionQuery<'a> {
+    table: &'a TableRef,
+    schema: &'a SchemaRef,
+    /// The target's alias in the query (as SQL).
+    alias: &'a str,
+    /// Names that may qualify a target column: the alias, the table name.
+    qualifiers: [Option<String>; 2],
+    /// Placeholders that are a column's whole new value, with that column's type.
+    placeholder_types: HashMap<String, DataType>,
+}
+
+/// MERGE's action expression, per-column value expressions and action table.
+struct MergeSql {
+    action: String,
+    columns: Vec<String>,
+    actions: Vec<Action>,
+}
+
+impl SelectionQuery<'_> {
+    /// The target's column `index`, unchanged, named as itself.
+    fn column(&self, index: usize) -> String {
+        let name = quote(self.schema.field(index).name());
+        format!("{}.{name} AS {name}", self.alias)
+    }
+
+    /// The index of the column a SET/INSERT target names.
+    fn column_index(&self, target: &ObjectName) -> Result<usize> {
+        let parts: Vec<String> = target
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident().map(normalize))
+            .collect();
+        let Some((column, qualifier)) = parts.split_last() else {
+            return Err(Error::invalid(format!("invalid column {target}")));
+        };
+        if let Some(q) = qualifier.last()
+            && !self.qualifiers.iter().flatten().any(|n| n == q)
+        {
+            return Err(Error::invalid(format!(
+                "{target}: {q} is not the table being changed ({})",
+                self.table
+            )));
+        }
+        self.schema.index_of(column).map_err(|_| {
+            Error::invalid(format!(
+                "column {column:?} does not exist in table {} (columns: {})",
+                self.table,
+                self.schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    /// Records `value` as column `index`'s new value: a bare placeholder gets the column's type.
+    fn note_placeholder(&mut self, index: usize, value: &SqlExpr) {
+        if let SqlExpr::Value(v) = value
+            && let Value::Placeholder(name) = &v.value
+        {
+            self.placeholder_types
+                .insert(name.clone(), self.schema.field(index).data_type().clone());
+        }
+    }
+
+    /// SET assignments by column index.
+    fn assigned<'e>(
+        &mut self,
+        assignments: &'e [Assignment],
+    ) -> Result<HashMap<usize, &'e SqlExpr>> {
+        let mut values = HashMap::new();
+        for assignment in assignments {
+            let AssignmentTarget::ColumnName(target) = &assignment.target else {
+                return Err(Error::invalid(
+                    "SET (a, b) = ... is not supported; assign each column",
+                ));
+            };
+            let index = self.column_index(target)?;
+            if values.insert(index, &assignment.value).is_some() {
+                return Err(Error::invalid(format!(
+                    "column {:?} is assigned more than once",
+                    self.schema.field(index).name()
+                )));
+            }
+            self.note_placeholder(index, &assignment.value);
+        }
+        Ok(values)
+    }
+
+    /// The action CASE and the value of each column for MERGE's clauses, applied in order:
+    /// the first WHEN MATCHED clause whose condition holds acts on a matched target row, the
+    /// first WHEN NOT MATCHED clause on a source row with no target row.
+    fn merge(&mut self, clauses: &[MergeClause]) -> Result<MergeSql> {
+        let matched = format!("{}.{} IS NOT NULL", self.alias, quote(ROW_COLUMN));
+        let mut actions = vec![Action::Nothing];
+        // (condition, action index, per-column values) per clause, by kind.
+        let mut on_matched: Vec<(String, usize, Vec<String>)> = Vec::new();
+        let mut on_new: Vec<(String, usize, Vec<String>)> = Vec::new();
+        let columns = self.schema.fields().len();
+        for clause in clauses {
+            let condition = clause
+                .predicate
+                .as_ref()
+                .map_or_else(|| "TRUE".to_string(), |p| format!("({p})"));
+            let index = actions.len();
+            match (&clause.clause_kind, &clause.action) {
+                (MergeClauseKind::Matched, MergeAction::Delete { .. }) => {
+                    actions.push(Action::Delete);
+                    let keep = (0..columns).map(|i| self.target_value(i)).collect();
+                    on_matched.push((condition, index, keep));
+                }
+                (MergeClauseKind::Matched, MergeAction::Update(update)) => {
+                    if update.update_predicate.is_some() || update.delete_predicate.is_some() {
+                        return Err(Error::invalid(
+                            "MERGE ... UPDATE SET ... WHERE / DELETE WHERE is not supported; put \
+                             the condition in WHEN MATCHED AND ...",
+                        ));
+                    }
+                    actions.push(Action::Update);
+                    let values = self.assigned(&update.assignments)?;
+                    let row = (0..columns)
+                        .map(|i| match values.get(&i) {
+                            Some(v) => format!("({v})"),
+                            None => self.target_value(i),
+                        })
+                        .collect();
+                    on_matched.push((condition, index, row));
+                }
+                (
+                    MergeClauseKind::NotMatched | MergeClauseKind::NotMatchedByTarget,
+                    MergeAction::Insert(insert),
+                ) => {
+                    let MergeInsertKind::Values(values) = &insert.kind else {
+                        return Err(Error::invalid(
+                            "MERGE ... INSERT ROW is not supported; list the values: INSERT \
+                             [(columns)] VALUES (...)",
+                        ));
+                    };
+                    let [row] = values.rows.as_slice() else {
+                        return Err(Error::invalid("MERGE ... INSERT takes one row of VALUES"));
+                    };
+                    let targets: Vec<usize> = if insert.columns.is_empty() {
+                        (0..columns).collect()
+                    } else {
+                        insert
+                            .columns
+                            .iter()
+                            .map(|c| self.column_index(c))
+                            .collect::<Result<_>>()?
+                    };
+                    if targets.len() != row.len() {
+                        return Err(Error::invalid(format!(
+                            "MERGE ... INSERT names {} column(s) but gives {} value(s)",
+                            targets.len(),
+                            row.len()
+                        )));
+                    }
+                    let mut new = vec!["NULL".to_string(); columns];
+                    for (&i, value) in targets.iter().zip(row.iter()) {
+                        self.note_placeholder(i, value);
+                        new[i] = format!("({value})");
+                    }
+                    actions.push(Action::Insert);
+                    on_new.push((condition, index, new));
+                }
+                (MergeClauseKind::NotMatchedBySource, _) => {
+                    return Err(Error::invalid(
+                        "MERGE ... WHEN NOT MATCHED BY SOURCE is not supported",
+                    ));
+                }
+                (kind, action) => {
+                    return Err(Error::invalid(format!(
+                        "MERGE: WHEN {kind} THEN {} is not allowed (WHEN MATCHED takes UPDATE or \
+                         DELETE, WHEN NOT MATCHED takes INSERT)",
+                        action.to_string().split_whitespace().next().unwrap_or("?")
+                    )));
+                }
+            }
+        }
+        let case = |arms: &[(String, usize, Vec<String>)],
+                    value: &dyn Fn(usize, &Vec<String>) -> String,
+                    otherwise: &str| {
+            if arms.is_empty() {
+                return otherwise.to_string();
+            }
+            let whens: String = arms
+                .iter()
+                .map(|(condition, index, row)| {
+                    format!(" WHEN {condition} THEN {}", value(*index, row))
+                })
+                .collect();
+            format!("CASE{whens} ELSE {otherwise} END")
+        };
+        let action = format!(
+            "CAST(CASE WHEN {matched} THEN {} ELSE {} END AS INT)",
+            case(&on_matched, &|index, _| index.to_string(), "0"),
+            case(&on_new, &|index, _| index.to_string(), "0"),
+        );
+        let columns = (0..columns)
+            .map(|i| {
+                let name = quote(self.schema.field(i).name());
+                format!(
+                    "CASE WHEN {matched} THEN {} ELSE {} END AS {name}",
+                    case(&on_matched, &|_, row| row[i].clone(), &self.target_value(i)),
+                    case(&on_new, &|_, row| row[i].clone(), "NULL"),
+                )
+            })
+            .collect();
+        Ok(MergeSql {
+            action,
+            columns,
+            actions,
+        })
+    }
+
+    /// The target row's value of column `index`.
+    fn target_value(&self, index: usize) -> String {
+        format!("{}.{}", self.alias, quote(self.schema.field(index).name()))
+    }
+}
+
+/// `, a, b` for a FROM/USING list.
+fn from_list(from: &[TableWithJoins]) -> String {
+    from.iter().map(|f| format!(", {f}")).collect()
+}
+
+/// ` WHERE ...` or nothing.
+fn where_clause(selection: &Option<SqlExpr>) -> String {
+    selection
+        .as_ref()
+        .map_or_else(String::new, |s| format!(" WHERE {s}"))
+}
+
+/// `plan` with the parameter rows of `parameters` bound (`expected` gives each parameter's
+/// type): one row binds once; N rows run the selection once per row, as one union.
+fn bind(
+    plan: LogicalPlan,
+    parameters: Option<&RecordBatch>,
+    expected: &Schema,
+) -> Result<LogicalPlan> {
+    let Some(batch) = parameters else {
+        let unbound = params::unbound(&plan)?;
+        if !unbound.is_empty() {
+            return Err(Error::invalid(format!(
+                "no value bound for parameter(s) {}",
+                unbound.join(", ")
+            )));
+        }
+        return Ok(plan);
+    };
+    let bound = (0..batch.num_rows())
+        .map(|row| {
+            let values = params::param_values_at(batch, row, expected)?;
+            Ok(Arc::new(plan.clone().with_param_values(values)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    match bound.len() {
+        0 => Err(Error::invalid("no parameter rows were bound")),
+        1 => Ok(bound.into_iter().next().expect("one").as_ref().clone()),
+        _ => Ok(LogicalPlan::Union(Union::try_new_with_loose_types(bound)?)),
+    }
+}
+
+/// Refuses row-level changes the target cannot take.
+fn check_target(table: &TableRef, manifest: &Manifest, operation: Operation) -> Result<()> {
+    if manifest.external.is_some() {
+        return Err(CatalogError::ReadOnly(table.clone()).into());
+    }
+    if manifest.lance.is_some() {
+        return Err(Error::invalid(format!(
+            "{} on Lance table {table} is not supported yet",
+            statement_name(operation)
+        )));
+    }
+    Ok(())
+}
+
+fn delete_change(delete: &Delete) -> Result<RowChange> {
+    if !delete.tables.is_empty() {
+        return Err(Error::invalid(
+            "DELETE names one table: DELETE FROM t [USING ...] [WHERE ...]",
+        ));
+    }
+    if delete.returning.is_some() || delete.output.is_some() {
+        return Err(Error::invalid("DELETE ... RETURNING is not supported"));
+    }
+    if delete.limit.is_some() || !delete.order_by.is_empty() {
+        return Err(Error::invalid(
+            "DELETE ... ORDER BY / LIMIT is not supported",
+        ));
+    }
+    let (FromTable::WithFromKeyword(from) | FromTable::WithoutKeyword(from)) = &delete.from;
+    let [target] = from.as_slice() else {
+        return Err(Error::invalid(
+            "DELETE takes one table; join others with USING",
+        ));
+    };
+    if !target.joins.is_empty() {
+        return Err(Error::invalid(
+            "DELETE changes one table; join others with USING",
+        ));
+    }
+    let (name, alias) = target_table(&target.relation, "DELETE")?;
+    Ok(RowChange {
+        operation: Operation::Delete,
+        name,
+        alias,
+        kind: ChangeKind::Delete {
+            from: delete.using.clone().unwrap_or_default(),
+            selection: delete.selection.clone(),
+        },
+    })
+}
+
+fn update_change(update: &Update) -> Result<RowChange> {
+    use datafusion::sql::sqlparser::ast::UpdateTableFromKind;
+    if update.returning.is_some() || update.output.is_some() {
+        return Err(Error::invalid("UPDATE ... RETURNING is not supported"));
+    }
+    if update.limit.is_some() || !update.order_by.is_empty() || update.or.is_some() {
+        return Err(Error::invalid(
+            "UPDATE ... ORDER BY / LIMIT / OR ... is not supported",
+        ));
+    }
+    if !update.table.joins.is_empty() {
+        return Err(Error::invalid(
+            "UPDATE changes one table; join others with FROM",
+        ));
+    }
+    let (name, alias) = target_table(&update.table.relation, "UPDATE")?;
+    let from = match &update.from {
+        None => Vec::new(),
+        Some(UpdateTableFromKind::AfterSet(from) | UpdateTableFromKind::BeforeSet(from)) => {
+            from.clone()
+        }
+    };
+    Ok(RowChange {
+        operation: Operation::Update,
+        name,
+        alias,
+        kind: ChangeKind::Update {
+            assignments: update.assignments.clone(),
+            from,
+            selection: update.selection.clone(),
+        },
+    })
+}
+
+fn merge_change(merge: &Merge) -> Result<RowChange> {
+    if merge.output.is_some() {
+        return Err(Error::invalid(
+            "MERGE ... OUTPUT / RETURNING is not supported",
+        ));
+    }
+    if merge.clauses.is_empty() {
+        return Err(Error::invalid("MERGE needs at least one WHEN clause"));
+    }
+    let (name, alias) = target_table(&merge.table, "MERGE")?;
+    Ok(RowChange {
+        operation: Operation::Merge,
+        name,
+        alias,
+        kind: ChangeKind::Merge {
+            source: merge.source.to_string(),
+            on: merge.on.as_ref().clone(),
+            clauses: merge.clauses.clone(),
+        },
+    })
+}
+
+/// The table an INSERT writes to.
+fn insert_table(insert: &Insert) -> Result<ObjectName> {
+    match &insert.table {
+        TableObject::TableName(name) => Ok(name.clone()),
+        other => Err(Error::invalid(format!(
+            "INSERT INTO {other} is not supported"
+        ))),
+    }
+}
+
+/// `INSERT ... ON CONFLICT` as the MERGE of its rows on the table's primary key.
+fn on_conflict_change(insert: &Insert, manifest: &Manifest) -> Result<RowChange> {
+    use datafusion::sql::sqlparser::ast::helpers::attached_token::AttachedToken;
+    use datafusion::sql::sqlparser::ast::{
+        ConflictTarget, MergeInsertExpr, MergeUpdateExpr, OnConflictAction, OnInsert, Values,
+    };
+    let table = &manifest.table;
+    let Some(OnInsert::OnConflict(on_conflict)) = &insert.on else {
+        return Err(Error::invalid(
+            "INSERT ... ON DUPLICATE KEY UPDATE is not supported; use ON CONFLICT (key) DO UPDATE",
+        ));
+    };
+    if insert.returning.is_some() || insert.overwrite || insert.source.is_none() {
+        return Err(Error::invalid(
+            "INSERT ... ON CONFLICT takes VALUES or a query, without OVERWRITE or RETURNING",
+        ));
+    }
+    let key = &manifest.primary_key;
+    if key.is_empty() {
+        return Err(Error::invalid(format!(
+            "INSERT ... ON CONFLICT needs a primary key; {table} has none"
+        )));
+    }
+    match &on_conflict.conflict_target {
+        None => {}
+        Some(ConflictTarget::Columns(columns)) => {
+            let mut named: Vec<String> = columns.iter().map(normalize).collect();
+            let mut expected = key.clone();
+            named.sort();
+            expected.sort();
+            if named != expected {
+                return Err(Error::invalid(format!(
+                    "ON CONFLICT ({}) must name the primary key of {table}: ({})",
+                    named.join(", "),
+                    key.join(", ")
+                )));
+            }
+        }
+        Some(ConflictTarget::OnConstraint(name)) => {
+            return Err(Error::invalid(format!(
+                "ON CONFLICT ON CONSTRAINT {name} is not supported; name the key columns"
+            )));
+        }
+    }
+    let schema = manifest.arrow_schema();
+    let columns: Vec<String> = if insert.columns.is_empty() {
+        schema.fields().iter().map(|f| f.name().clone()).collect()
+    } else {
+        insert
+            .columns
+            .iter()
+            .map(|c| {
+                c.0.last()
+                    .and_then(|p| p.as_ident())
+                    .map(normalize)
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    for k in key {
+        if !columns.contains(k) {
+            return Err(Error::invalid(format!(
+                "INSERT ... ON CONFLICT must insert the key column {k:?}"
+            )));
+        }
+    }
+    let alias = insert
+        .table_alias
+        .as_ref()
+        .map(|a| a.alias.clone())
+        .unwrap_or_else(|| Ident::with_quote('"', table.table.as_str()));
+    let excluded = Ident::new("excluded");
+    let source = format!(
+        "({}) AS {excluded}({})",
+        insert.source.as_ref().expect("checked above"),
+        columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let on = key
+        .iter()
+        .map(|k| format!("{alias}.{} = {excluded}.{}", quote(k), quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let on = parse_expr(&on)?;
+    let ident_column = |c: &str| ObjectName::from(vec![Ident::with_quote('"', c)]);
+    let insert_clause = MergeClause {
+        when_token: AttachedToken::empty(),
+        clause_kind: MergeClauseKind::NotMatched,
+        predicate: None,
+        action: MergeAction::Insert(MergeInsertExpr {
+            insert_token: AttachedToken::empty(),
+            columns: columns.iter().map(|c| ident_column(c)).collect(),
+            kind_token: AttachedToken::empty(),
+            kind: MergeInsertKind::Values(Values {
+                explicit_row: false,
+                value_keyword: false,
+                rows: vec![Parens::with_empty_span(
+                    columns
+                        .iter()
+                        .map(|c| {
+                            SqlExpr::CompoundIdentifier(vec![
+                                excluded.clone(),
+                                Ident::with_quote('"', c.as_str()),
+                            ])
+                        })
+                        .collect(),
+                )],
+            }),
+            insert_predicate: None,
+        }),
+    };
+    let mut clauses = Vec::new();
+    if let OnConflictAction::DoUpdate(update) = &on_conflict.action {
+        // Bare names in DO UPDATE mean the stored row (PostgreSQL): qualify them.
+        let mut assignments = update.assignments.clone();
+        let mut predicate = update.selection.clone();
+        for expr in assignments
+            .iter_mut()
+            .map(|a| &mut a.value)
+            .chain(predicate.iter_mut())
+        {
+            qualify_bare_columns(expr, &alias);
+        }
+        clauses.push(MergeClause {
+            when_token: AttachedToken::empty(),
+            clause_kind: MergeClauseKind::Matched,
+            predicate,
+            action: MergeAction::Update(MergeUpdateExpr {
+                update_token: AttachedToken::empty(),
+                assignments,
+                update_predicate: None,
+                delete_predicate: None,
+            }),
+        });
+    }
+    clauses.push(insert_clause);
+    Ok(RowChange {
+        operation: Operation::Merge,
+        name: ObjectName::from(vec![
+            Ident::with_quote('"', table.schema.as_str()),
+            Ident::with_quote('"', table.table.as_str()),
+        ]),
+        alias: Some(alias),
+        kind: ChangeKind::Merge {
+            source,
+            on,
+            clauses,
+        },
+    })
+}
+
+/// Qualifies every bare column name in `expr` with `alias`.
+fn qualify_bare_columns(expr: &mut SqlExpr, alias: &Ident) {
+    use datafusion::sql::sqlparser::ast::visit_expressions_mut;
+    use std::ops::ControlFlow;
+    let _ = visit_expressions_mut(expr, |e| {
+        if let SqlExpr::Identifier(ident) = e {
+            *e = SqlExpr::CompoundIdentifier(vec![alias.clone(), ident.clone()]);
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// Parses one SQL expression (generated SQL).
+fn parse_expr(sql: &str) -> Result<SqlExpr> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    Parser::new(&GenericDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| Error::invalid(format!("{sql}: {e}")))
+}
+
+/// The table (and alias) a DELETE/UPDATE/MERGE changes.
+fn target_table(target: &TableFactor, statement: &str) -> Result<(ObjectName, Option<Ident>)> {
+    match target {
+        TableFactor::Table {
+            name,
+            alias,
+            args: None,
+            ..
+        } => Ok((name.clone(), alias.as_ref().map(|a| a.name.clone()))),
+        other => Err(Error::invalid(format!(
+            "{statement} changes a table, not {other}"
+        ))),
+    }
+}
+
+/// An identifier as DataFusion's planner normalises it: unquoted ones lower-cased.
+fn normalize(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
+}
+
+/// `name` as a double-quoted SQL identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The rows of each row group of `file`, from its Parquet footer (for files written before
+/// manifests recorded them).
+async fn row_groups(
+    store: &Arc<dyn object_store::ObjectStore>,
+    file: &DataFile,
+) -> Result<Vec<u64>> {
+    let reader = ParquetObjectReader::new(Arc::clone(store), Path::from(file.path.as_str()))
+        .with_file_size(file.size_bytes);
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(CatalogError::from)?;
+    Ok(builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows() as u64)
+        .collect())
+}
