@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The long crash test: 100 SIGKILLs of a server while a writer runs UPDATE, DELETE, MERGE and
-# upserts (tests/python/test_crash.py; the suite runs 4). Builds the debug binary first.
+# The long crash test: 100 SIGKILLs of a server while a writer runs UPDATE, DELETE, MERGE,
+# upserts and OPTIMIZE (tests/python/test_crash.py; the suite runs 4). Builds the debug
+# binary first.
 # Usage: scripts/crash-test.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."

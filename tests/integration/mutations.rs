@@ -622,3 +622,97 @@ async fn two_writers_inserting_one_new_key_at_once_yield_one_row() {
     assert_eq!(count(&server, "SELECT count(*) FROM u").await, 6);
     assert_eq!(count(&server, "SELECT count(DISTINCT id) FROM u").await, 6);
 }
+
+#[tokio::test]
+async fn delete_update_truncate_on_a_lance_table_keep_its_index_working() {
+    let server = start().await;
+    for sql in [
+        "CREATE TABLE notes (id BIGINT, tag VARCHAR, body VARCHAR, v FLOAT[3]) STORED AS LANCE \
+         WITH (metric = 'l2')",
+        "INSERT INTO notes VALUES \
+         (1, 'a', 'the red fox jumps', [1.0, 0.0, 0.0]), \
+         (2, 'b', 'a blue whale sings', [0.0, 1.0, 0.0]), \
+         (3, 'a', 'green frogs croak', [0.0, 0.0, 1.0]), \
+         (4, NULL, 'the red planet', [1.0, 1.0, 0.0])",
+        "CREATE INDEX notes_body ON notes USING FTS (body)",
+        "CREATE TABLE gone (id BIGINT)",
+        "INSERT INTO gone VALUES (2)",
+    ] {
+        update(&server, sql).await.unwrap();
+    }
+    // WHERE with a subquery over a Parquet table: DataFusion finds the rows, Lance deletes.
+    assert_eq!(
+        update(
+            &server,
+            "DELETE FROM notes WHERE id IN (SELECT id FROM gone)"
+        )
+        .await
+        .unwrap(),
+        1
+    );
+    // SET expressions read the old row.
+    assert_eq!(
+        update(
+            &server,
+            "UPDATE notes SET body = upper(body), tag = coalesce(tag, 'none') WHERE body LIKE '%red%'"
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    let mut client = server.client().await;
+    let rows = query(&mut client, "SELECT id, tag, body FROM notes ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(column_i64(&rows, "id"), [1, 3, 4]);
+    assert_eq!(
+        column_str(&rows, "tag"),
+        [Some("a"), Some("a"), Some("none")].map(|s| s.map(String::from))
+    );
+    assert_eq!(
+        column_str(&rows, "body"),
+        [
+            Some("THE RED FOX JUMPS"),
+            Some("green frogs croak"),
+            Some("THE RED PLANET")
+        ]
+        .map(|s| s.map(String::from))
+    );
+    // The full-text index and vector search still answer, without the deleted row.
+    let found = query(
+        &mut client,
+        "SELECT id FROM text_search('notes', 'frogs', 5) ORDER BY id",
+    )
+    .await
+    .unwrap();
+    assert_eq!(column_i64(&found, "id"), [3]);
+    let nearest = query(
+        &mut client,
+        "SELECT id FROM vector_search('notes', [0.0, 1.0, 0.0], 1)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        column_i64(&nearest, "id"),
+        [4],
+        "the deleted row 2 is not found"
+    );
+
+    for (sql, needle) in [
+        ("UPDATE notes SET nope = 1", "does not exist"),
+        (
+            "UPDATE notes SET tag = gone.id FROM gone",
+            "FROM is not supported",
+        ),
+        (
+            "MERGE INTO notes USING gone ON notes.id = gone.id WHEN MATCHED THEN DELETE",
+            "MERGE",
+        ),
+    ] {
+        let err = update(&server, sql).await.unwrap_err();
+        assert_eq!(code(&err), Code::InvalidArgument, "{sql}: {err}");
+        assert!(err.to_string().contains(needle), "{sql}: {err}");
+    }
+    assert_eq!(update(&server, "TRUNCATE notes").await.unwrap(), 3);
+    assert_eq!(count(&server, "SELECT count(*) FROM notes").await, 0);
+}

@@ -1,4 +1,5 @@
-"""Crash safety of row-level changes: a writer runs UPDATE, DELETE, MERGE and upserts in a loop
+"""Crash safety of row-level changes: a writer runs UPDATE, DELETE, MERGE, upserts and OPTIMIZE
+in a loop (automatic compaction on)
 while the server is killed with SIGKILL at random moments and restarted on the same storage.
 After each restart every acknowledged change is there, the statement in flight at the kill is
 either wholly applied or not at all, and the table reads.
@@ -20,11 +21,12 @@ ACCOUNTS = 12
 
 def statements(step):
     """The step-th statement and its effect: {id: +n} on the `n` of existing ids, and the ids
-    it inserts or deletes. Every statement touches two rows, so a half-applied one shows."""
+    it inserts or deletes. Every change touches two rows, so a half-applied one shows; OPTIMIZE
+    changes no row."""
     a, b = step % ACCOUNTS, (step * 7 + 3) % ACCOUNTS
     if a == b:
         b = (b + 1) % ACCOUNTS
-    kind = step % 4
+    kind = step % 5
     if kind == 0:
         return f"UPDATE acct SET n = n + 1 WHERE id IN ({a}, {b})", {a: 1, b: 1}, None
     if kind == 1:
@@ -34,7 +36,9 @@ def statements(step):
         extra = 1000 + step
         return (f"INSERT INTO acct VALUES ({a}, 0), ({extra}, 5) ON CONFLICT (id) "
                 f"DO UPDATE SET n = acct.n + 3"), {a: 3}, ("insert", extra)
-    return f"DELETE FROM acct WHERE id >= 1000 AND id < {1000 + step}", {}, ("delete", step)
+    if kind == 3:
+        return f"DELETE FROM acct WHERE id >= 1000 AND id < {1000 + step}", {}, ("delete", step)
+    return "OPTIMIZE acct", {}, None
 
 
 def read(server):

@@ -208,6 +208,35 @@ def test_csv_rows_are_documents_with_their_columns(doc_server, tmp_path):
         assert cur.fetchall() == [("1", "Ada Lovelace"), ("3", "Cy")]
 
 
+def test_sql_changes_on_a_document_table(doc_server, tmp_path):
+    """DELETE and UPDATE of copied columns work on a document table; the columns `ingest
+    --embed` owns are refused; a later ingest re-adds the chunks of a deleted document."""
+    import adbc_driver_manager
+    people = tmp_path / "people.csv"
+    people.write_text(
+        "id,name,notes\n"
+        "1,Ada,\"Led the migration of forty services to Kubernetes, with Helm charts.\"\n"
+        "2,Bo,\"Bakes sourdough bread and runs the office kitchen rota.\"\n")
+    out = run_ingest(doc_server, "--table", "crew", "--embed=notes", "--id-column", "id", people)
+    assert out.returncode == 0, out.stderr
+    with doc_server.connect() as conn, conn.cursor() as cur:
+        cur.execute("UPDATE crew SET name = 'Ada L.' WHERE doc_id = '1'")
+        assert cur.fetch_arrow_table().column("count").to_pylist() == [1]
+        for column in ["text", "doc_id", "chunk_index", "source", "content_hash"]:
+            with pytest.raises(adbc_driver_manager.Error) as e:
+                cur.execute(f"UPDATE crew SET {column} = {column}")
+            assert "lakehouse ingest --embed" in str(e.value), str(e.value)
+        cur.execute("DELETE FROM crew WHERE name = 'Bo'")
+        assert cur.fetch_arrow_table().column("count").to_pylist() == [1]
+        cur.execute("SELECT name FROM vector_search('crew', 'Kubernetes migration', 5)")
+        assert cur.fetchall() == [("Ada L.",)]
+    out = run_ingest(doc_server, "--table", "crew", "--embed=notes", "--id-column", "id", people)
+    assert out.returncode == 0, out.stderr
+    with doc_server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT doc_id, name FROM crew ORDER BY doc_id")
+        assert cur.fetchall() == [("1", "Ada L."), ("2", "Bo")]
+
+
 def test_bad_document_input_is_refused_and_nothing_is_half_written(doc_server, tmp_path,
                                                                  model_server):
     good = tmp_path / "good.md"

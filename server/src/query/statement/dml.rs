@@ -228,6 +228,15 @@ impl QueryEngine {
             Err(e) => return Err(e.into()),
         };
         check_target(&table, &manifest, Operation::Truncate)?;
+        if let Some(lance) = &manifest.lance {
+            let dataset = self.lance_store().open(&lance.location).await?;
+            let result = lance::dataset::DeleteBuilder::new(dataset, "true")
+                .execute()
+                .await
+                .map_err(lakehouse_vector::Error::from)?;
+            tracing::info!(%table, rows = result.num_deleted_rows, "truncated Lance table");
+            return Ok(result.num_deleted_rows as i64);
+        }
         let committed = self.catalog().commit(&table, Change::Truncate).await?;
         let removed = manifest.total_rows;
         tracing::info!(%table, version = %committed.version, rows = removed, "truncated");
@@ -283,6 +292,11 @@ impl QueryEngine {
         loop {
             let manifest = self.catalog().table(&table).await?;
             check_target(&table, &manifest, change.operation)?;
+            if manifest.lance.is_some() {
+                return self
+                    .change_lance_rows(change, &table, &manifest, default_schema, parameters)
+                    .await;
+            }
             match self
                 .change_rows_once(change, &table, manifest, default_schema, parameters)
                 .await
@@ -533,25 +547,13 @@ impl QueryEngine {
                 )
             }
         };
-        let statement = self.statement(&sql)?;
-        let pins = Pins::fixed([(table.clone(), manifest.version)]);
-        let ctx = self.session(default_schema, pins.clone(), false).await?;
-        let target = MemorySchemaProvider::new();
-        target.register_table(
-            table.table.to_string(),
-            Arc::new(RowPositions::new(
-                Arc::clone(manifest),
-                Arc::clone(self.catalog().store()),
-            )),
-        )?;
-        let catalog = MemoryCatalogProvider::new();
-        catalog.register_schema(DML_SCHEMA, Arc::new(target))?;
-        ctx.register_catalog(DML_CATALOG, Arc::new(catalog));
-        let parsed = statement
-            .parsed()
-            .cloned()
-            .ok_or_else(|| Error::invalid("invalid row selection"))?;
-        let plan = crate::query::statement_to_plan(&ctx.state(), parsed, &pins).await?;
+        let provider = Arc::new(RowPositions::new(
+            Arc::clone(manifest),
+            Arc::clone(self.catalog().store()),
+        ));
+        let (ctx, plan) = self
+            .plan_on_target(&sql, manifest, provider, default_schema)
+            .await?;
         let inferred = params::parameter_schema(&plan)?;
         let fields: Vec<Field> = inferred
             .fields()
@@ -570,6 +572,204 @@ impl QueryEngine {
             actions,
         })
     }
+}
+
+impl QueryEngine {
+    /// Plans `sql`, in which `"__lakehouse_dml"."target"."<table>"` is `provider` (the target
+    /// of a row-level change as of `manifest`); the target's own name, in subqueries, is
+    /// pinned to `manifest`'s version and other tables resolve to their newest versions.
+    async fn plan_on_target(
+        &self,
+        sql: &str,
+        manifest: &Manifest,
+        provider: Arc<dyn datafusion::catalog::TableProvider>,
+        default_schema: &SchemaName,
+    ) -> Result<(SessionContext, LogicalPlan)> {
+        let table = &manifest.table;
+        let statement = self.statement(sql)?;
+        let pins = Pins::fixed([(table.clone(), manifest.version)]);
+        let ctx = self.session(default_schema, pins.clone(), false).await?;
+        let target = MemorySchemaProvider::new();
+        target.register_table(table.table.to_string(), provider)?;
+        let catalog = MemoryCatalogProvider::new();
+        catalog.register_schema(DML_SCHEMA, Arc::new(target))?;
+        ctx.register_catalog(DML_CATALOG, Arc::new(catalog));
+        let parsed = statement
+            .parsed()
+            .cloned()
+            .ok_or_else(|| Error::invalid("invalid row selection"))?;
+        let plan = crate::query::statement_to_plan(&ctx.state(), parsed, &pins).await?;
+        Ok((ctx, plan))
+    }
+
+    /// DELETE or UPDATE of a Lance table, one Lance commit: the affected rows' `_rowid`s are
+    /// found by DataFusion over Lance's own `TableProvider` (so WHERE may use subqueries and
+    /// USING tables), then Lance's `DeleteBuilder` / `UpdateBuilder` apply the change to
+    /// exactly those rows. UPDATE's SET expressions are evaluated by Lance over the row's own
+    /// columns (no FROM, no bound parameters). On a document table the columns that
+    /// `lakehouse ingest --embed` owns cannot be updated.
+    async fn change_lance_rows(
+        &self,
+        change: &RowChange,
+        table: &TableRef,
+        manifest: &Manifest,
+        default_schema: &SchemaName,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<i64> {
+        use datafusion::prelude::{col, lit};
+        let lance = manifest.lance.as_ref().expect("a Lance table");
+        let (from, selection, assignments) = match &change.kind {
+            ChangeKind::Delete { from, selection } => (from, selection, None),
+            ChangeKind::Update {
+                assignments,
+                from,
+                selection,
+            } => {
+                if !from.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "UPDATE ... FROM is not supported on Lance table {table}; use a \
+                         subquery in WHERE"
+                    )));
+                }
+                (from, selection, Some(assignments))
+            }
+            ChangeKind::Merge { .. } => {
+                return Err(Error::invalid(format!(
+                    "MERGE on Lance table {table} is not supported yet"
+                )));
+            }
+        };
+        let schema = manifest.arrow_schema();
+        let mut updates = Vec::new();
+        if let Some(assignments) = assignments {
+            let alias = quote(table.table.as_str());
+            let mut query = SelectionQuery {
+                table,
+                schema: &schema,
+                alias: &alias,
+                qualifiers: [
+                    change.alias.as_ref().map(normalize),
+                    Some(table.table.to_string()),
+                ],
+                placeholder_types: HashMap::new(),
+            };
+            let values = query.assigned(assignments)?;
+            let document = schema.metadata().contains_key("lakehouse.chunk_size");
+            let mut values: Vec<_> = values.into_iter().collect();
+            values.sort_by_key(|(i, _)| *i);
+            for (index, value) in values {
+                let column = schema.field(index).name().clone();
+                if document && DOCUMENT_COLUMNS.contains(&column.as_str()) {
+                    return Err(Error::invalid(format!(
+                        "{table} is a document table: `{column}` belongs to `lakehouse ingest \
+                         --embed`, which chunks and embeds documents; re-ingest the document \
+                         to change it (UPDATE may change the copied columns)"
+                    )));
+                }
+                let text = value.to_string();
+                if value_has_placeholder(value) {
+                    return Err(Error::invalid(format!(
+                        "bound parameters in SET are not supported on Lance table {table}"
+                    )));
+                }
+                updates.push((column, text));
+            }
+        }
+        let alias = match &change.alias {
+            Some(alias) => alias.to_string(),
+            None => quote(table.table.as_str()),
+        };
+        let sql = format!(
+            "SELECT {alias}.\"_rowid\" FROM {}.{}.{} AS {alias}{}{}",
+            quote(DML_CATALOG),
+            quote(DML_SCHEMA),
+            quote(table.table.as_str()),
+            from_list(from),
+            where_clause(selection)
+        );
+        let store = self.lance_store();
+        let dataset = store.open(&lance.location).await?;
+        let provider = Arc::new(lance::datafusion::LanceTableProvider::new(
+            Arc::clone(&dataset),
+            true,
+            false,
+        ));
+        let (ctx, plan) = self
+            .plan_on_target(&sql, manifest, provider, default_schema)
+            .await?;
+        let expected = params::parameter_schema(&plan)?;
+        let plan = bind(plan, parameters, &expected)?;
+        let batches = ctx.state().create_physical_plan(&plan).await?;
+        let batches = datafusion::physical_plan::collect(batches, ctx.task_ctx()).await?;
+        let mut ids = std::collections::BTreeSet::new();
+        for batch in &batches {
+            ids.extend(
+                batch
+                    .column(0)
+                    .as_primitive::<UInt64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let filter = col("_rowid").in_list(ids.iter().map(|id| lit(*id)).collect(), false);
+        let lance_error = |e: lance::Error| Error::from(lakehouse_vector::Error::from(e));
+        let count = if updates.is_empty() {
+            lance::dataset::DeleteBuilder::from_expr(dataset, filter)
+                .execute()
+                .await
+                .map_err(lance_error)?
+                .num_deleted_rows
+        } else {
+            let mut builder = lance::dataset::UpdateBuilder::new(dataset)
+                .update_where_expr(filter)
+                .map_err(lance_error)?;
+            for (column, value) in &updates {
+                builder = builder.set(column, value).map_err(lance_error)?;
+            }
+            builder
+                .build()
+                .map_err(lance_error)?
+                .execute()
+                .await
+                .map_err(lance_error)?
+                .rows_updated
+        };
+        tracing::info!(%table, rows = count, operation = ?change.operation, "Lance rows changed");
+        Ok(count as i64)
+    }
+}
+
+/// The columns of a document table that `lakehouse ingest --embed` owns.
+const DOCUMENT_COLUMNS: [&str; 6] = [
+    "doc_id",
+    "chunk_index",
+    "text",
+    "embedding",
+    "content_hash",
+    "source",
+];
+
+/// Whether `value` holds a `$n` / `?` placeholder anywhere.
+fn value_has_placeholder(value: &SqlExpr) -> bool {
+    use datafusion::sql::sqlparser::ast::{Visit, Visitor};
+    use std::ops::ControlFlow;
+    struct Placeholders;
+    impl Visitor for Placeholders {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &SqlExpr) -> ControlFlow<()> {
+            match expr {
+                SqlExpr::Value(v) if matches!(v.value, Value::Placeholder(_)) => {
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    value.visit(&mut Placeholders).is_break()
 }
 
 /// A planned row selection (see [`QueryEngine::selection_plan`]).
@@ -858,9 +1058,9 @@ fn check_target(table: &TableRef, manifest: &Manifest, operation: Operation) -> 
     if manifest.external.is_some() {
         return Err(CatalogError::ReadOnly(table.clone()).into());
     }
-    if manifest.lance.is_some() {
+    if manifest.lance.is_some() && operation == Operation::Merge {
         return Err(Error::invalid(format!(
-            "{} on Lance table {table} is not supported yet",
+            "{} on Lance table {table} is not supported yet; use DELETE, UPDATE and INSERT",
             statement_name(operation)
         )));
     }
