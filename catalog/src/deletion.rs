@@ -115,6 +115,7 @@ mod tests {
             source: None,
             row_groups: vec![],
             deletion_vector: Some(dv.clone()),
+            statistics: Default::default(),
         };
         assert_eq!(read_deletion_vector(&store, &file).await.unwrap(), deleted);
         // The portable format starts with the bucket count: two buckets (high bits 0 and 1).

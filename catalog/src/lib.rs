@@ -17,6 +17,7 @@ pub mod layout;
 pub mod maintenance;
 pub mod manifest;
 pub mod name;
+pub mod statistics;
 pub mod storage;
 pub mod writer;
 

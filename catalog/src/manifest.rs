@@ -225,6 +225,10 @@ pub struct DataFile {
     /// The rows of this file that are deleted, when any are (format version 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_vector: Option<DeletionVector>,
+    /// Per-column min/max/null counts from the file's Parquet footer, by column name
+    /// (format version 2; see [`crate::statistics`]): readers skip files by them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub statistics: std::collections::BTreeMap<String, crate::statistics::ColumnStatistics>,
 }
 
 impl DataFile {
@@ -450,6 +454,15 @@ mod tests {
                     sha256: "cd".into(),
                 }),
                 row_groups: vec![2],
+                statistics: [(
+                    "id".to_string(),
+                    crate::statistics::ColumnStatistics {
+                        min: Some("1".into()),
+                        max: Some("2".into()),
+                        null_count: Some(0),
+                    },
+                )]
+                .into(),
                 deletion_vector: Some(DeletionVector {
                     path: "tables/public/t/deletes/y.roaring".into(),
                     size_bytes: 20,
@@ -492,6 +505,7 @@ mod tests {
                 source: None,
                 row_groups: vec![],
                 deletion_vector: None,
+                statistics: Default::default(),
             }],
             sources: vec![],
             total_rows: 2,

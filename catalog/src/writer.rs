@@ -258,6 +258,7 @@ impl DataFileWriter {
                 .iter()
                 .map(|g| g.num_rows() as u64)
                 .collect();
+            let statistics = crate::statistics::file_statistics(&self.schema, &metadata);
             let sink = file.writer.into_inner();
             self.done.push(DataFile {
                 path: file.path.to_string(),
@@ -267,6 +268,7 @@ impl DataFileWriter {
                 source: self.source.clone(),
                 row_groups,
                 deletion_vector: None,
+                statistics,
             });
         }
         Ok(())

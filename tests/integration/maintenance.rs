@@ -231,3 +231,52 @@ async fn optimize_and_vacuum_on_a_lance_table() {
     .unwrap();
     assert_eq!(lakehouse_tests::column_i64(&rows, "id"), [3]);
 }
+
+#[tokio::test]
+async fn point_queries_skip_files_by_manifest_statistics() {
+    let server = TestServer::start_with(manual).await;
+    let catalog = open_catalog(&server.storage()).await;
+    small_appends(&server, "p").await;
+    let m = catalog
+        .table(&TableRef::new("public", "p").unwrap())
+        .await
+        .unwrap();
+    let stats = &m.files[3].statistics["id"];
+    assert_eq!(
+        (stats.min.as_deref(), stats.max.as_deref(), stats.null_count),
+        (Some("30"), Some("39"), Some(0))
+    );
+    assert_eq!(
+        count(&server, "SELECT count(*) FROM p WHERE id = 55").await,
+        1
+    );
+    assert_eq!(
+        count(&server, "SELECT count(*) FROM p WHERE id BETWEEN 15 AND 34").await,
+        20
+    );
+    let mut client = server.client().await;
+    let files_read = |plan: &[arrow::array::RecordBatch]| {
+        let text: Vec<String> = lakehouse_tests::column_str(plan, "plan")
+            .into_iter()
+            .flatten()
+            .collect();
+        let text = text.join("\n");
+        text.matches(".parquet").count()
+    };
+    let plan = query(&mut client, "EXPLAIN SELECT s FROM p WHERE id = 55")
+        .await
+        .unwrap();
+    assert_eq!(
+        files_read(&plan),
+        1,
+        "only the file whose range holds 55 is read"
+    );
+    let plan = query(&mut client, "EXPLAIN SELECT s FROM p WHERE id > 1000")
+        .await
+        .unwrap();
+    assert_eq!(files_read(&plan), 0);
+    let plan = query(&mut client, "EXPLAIN SELECT s FROM p WHERE s LIKE 'row%'")
+        .await
+        .unwrap();
+    assert!(files_read(&plan) >= 1);
+}

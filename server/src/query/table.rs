@@ -56,23 +56,154 @@ impl VersionTable {
 }
 
 impl VersionTable {
-    /// The manifest's files for a scan, each with the access plan that skips its deleted rows.
-    async fn partitioned_files(&self, state: &dyn Session) -> Result<Vec<PartitionedFile>> {
+    /// The manifest's files for a scan that `filters` may need (the others are pruned by
+    /// their manifest statistics, never opened), each with the access plan that skips its
+    /// deleted rows.
+    async fn partitioned_files(
+        &self,
+        state: &dyn Session,
+        filters: &[Expr],
+    ) -> Result<Vec<PartitionedFile>> {
         let store = state.runtime_env().object_store(&self.store_url)?;
-        let files = self.manifest.files.iter().map(|file| {
-            let store = Arc::clone(&store);
-            async move {
-                let partitioned = PartitionedFile::new(file.path.clone(), file.size_bytes);
-                if file.deletion_vector.is_none() {
-                    return Ok(partitioned);
+        let keep = prune_files(state, &self.manifest, filters);
+        let kept = keep.iter().filter(|k| **k).count();
+        if kept < self.manifest.files.len() {
+            tracing::debug!(
+                table = %self.manifest.table,
+                files = self.manifest.files.len(),
+                kept,
+                "files pruned by manifest statistics"
+            );
+        }
+        let files = self
+            .manifest
+            .files
+            .iter()
+            .zip(keep)
+            .filter(|(_, k)| *k)
+            .map(|(file, _)| {
+                let store = Arc::clone(&store);
+                async move {
+                    let partitioned = PartitionedFile::new(file.path.clone(), file.size_bytes);
+                    if file.deletion_vector.is_none() {
+                        return Ok(partitioned);
+                    }
+                    let deleted = lakehouse_catalog::read_deletion_vector(&store, file)
+                        .await
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    Ok(partitioned.with_extension(access_plan(file, &deleted)?))
                 }
-                let deleted = lakehouse_catalog::read_deletion_vector(&store, file)
-                    .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                Ok(partitioned.with_extension(access_plan(file, &deleted)?))
-            }
-        });
+            });
         futures::future::try_join_all(files).await
+    }
+}
+
+/// Which files of `manifest` a scan with `filters` must read: `false` for a file whose
+/// manifest statistics prove no row can match (DataFusion's `PruningPredicate` over the
+/// files as containers). Every file is kept when the filters cannot be evaluated that way.
+fn prune_files(state: &dyn Session, manifest: &Manifest, filters: &[Expr]) -> Vec<bool> {
+    use datafusion::common::DFSchema;
+    use datafusion::logical_expr::utils::conjunction;
+    use datafusion::physical_optimizer::pruning::PruningPredicate;
+    let all = vec![true; manifest.files.len()];
+    let Some(filter) = conjunction(filters.iter().cloned()) else {
+        return all;
+    };
+    if manifest.files.iter().all(|f| f.statistics.is_empty()) {
+        return all;
+    }
+    let schema = manifest.arrow_schema();
+    let predicate = DFSchema::try_from(schema.as_ref().clone())
+        .and_then(|df_schema| state.create_physical_expr(filter, &df_schema))
+        .and_then(|expr| PruningPredicate::try_new(expr, Arc::clone(&schema)));
+    let keep = predicate.and_then(|p| {
+        p.prune(&ManifestStatistics {
+            manifest,
+            schema: &schema,
+        })
+    });
+    match keep {
+        Ok(keep) if keep.len() == all.len() => keep,
+        Ok(_) => all,
+        Err(e) => {
+            tracing::debug!(error = %e, "no file pruning for this filter");
+            all
+        }
+    }
+}
+
+/// A manifest's files as pruning containers: per-file min/max/null counts from the manifest,
+/// cast from their text form to the column's type (a value that does not cast is unknown).
+struct ManifestStatistics<'a> {
+    manifest: &'a Manifest,
+    schema: &'a SchemaRef,
+}
+
+impl ManifestStatistics<'_> {
+    fn bounds(
+        &self,
+        column: &datafusion::common::Column,
+        bound: impl Fn(&lakehouse_catalog::statistics::ColumnStatistics) -> Option<&String>,
+    ) -> Option<datafusion::arrow::array::ArrayRef> {
+        let field = self.schema.field_with_name(&column.name).ok()?;
+        if !lakehouse_catalog::statistics::has_bounds(field.data_type()) {
+            return None;
+        }
+        let text: datafusion::arrow::array::StringArray = self
+            .manifest
+            .files
+            .iter()
+            .map(|f| f.statistics.get(&column.name).and_then(&bound).cloned())
+            .collect();
+        datafusion::arrow::compute::cast(&text, field.data_type()).ok()
+    }
+}
+
+impl datafusion::common::pruning::PruningStatistics for ManifestStatistics<'_> {
+    fn min_values(
+        &self,
+        column: &datafusion::common::Column,
+    ) -> Option<datafusion::arrow::array::ArrayRef> {
+        self.bounds(column, |s| s.min.as_ref())
+    }
+
+    fn max_values(
+        &self,
+        column: &datafusion::common::Column,
+    ) -> Option<datafusion::arrow::array::ArrayRef> {
+        self.bounds(column, |s| s.max.as_ref())
+    }
+
+    fn num_containers(&self) -> usize {
+        self.manifest.files.len()
+    }
+
+    fn null_counts(
+        &self,
+        column: &datafusion::common::Column,
+    ) -> Option<datafusion::arrow::array::ArrayRef> {
+        let counts: datafusion::arrow::array::UInt64Array = self
+            .manifest
+            .files
+            .iter()
+            .map(|f| f.statistics.get(&column.name).and_then(|s| s.null_count))
+            .collect();
+        Some(Arc::new(counts))
+    }
+
+    fn row_counts(&self) -> Option<datafusion::arrow::array::ArrayRef> {
+        // Statistics cover every row of a file, deleted or not.
+        let rows: datafusion::arrow::array::UInt64Array =
+            self.manifest.files.iter().map(|f| Some(f.rows)).collect();
+        Some(Arc::new(rows))
+    }
+
+    fn contained(
+        &self,
+        _column: &datafusion::common::Column,
+        _values: &std::collections::HashSet<datafusion::common::ScalarValue>,
+    ) -> Option<datafusion::arrow::array::BooleanArray> {
+        None
     }
 }
 
@@ -135,7 +266,7 @@ impl TableProvider for VersionTable {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
@@ -148,7 +279,10 @@ impl TableProvider for VersionTable {
         // Our own files are relative to the storage root; an external table's are absolute
         // URLs within one store (the location it was registered from).
         let (store_url, files) = match &self.manifest.external {
-            None => (self.store_url.clone(), self.partitioned_files(state).await?),
+            None => (
+                self.store_url.clone(),
+                self.partitioned_files(state, filters).await?,
+            ),
             Some(_) => {
                 let mut store_url = None;
                 let mut files = Vec::new();

@@ -148,6 +148,7 @@ impl QueryEngine {
                 source: None,
                 row_groups: Vec::new(),
                 deletion_vector: None,
+                statistics: Default::default(),
             });
         }
         let change = lakehouse_catalog::Change::CreateExternal {
