@@ -173,6 +173,10 @@ pub enum WriteMode {
     CreateOrAppend,
     /// Replace its rows and schema when it exists, create it otherwise.
     Replace,
+    /// Upsert by primary key: stored rows whose key the data holds are replaced by the data's
+    /// rows (deleted through deletion vectors), the other rows appended, in one commit
+    /// ([`Operation::Merge`]). The table must exist and have a primary key.
+    Upsert,
 }
 
 /// What [`Catalog::cleanup`] found and did.
@@ -556,6 +560,20 @@ impl Catalog {
         change: Change,
         check: Option<CommitCheck>,
     ) -> Result<Arc<Manifest>> {
+        let result = self.commit_with(table, &change, check).await;
+        if result.is_err() {
+            self.discard(&change).await;
+        }
+        result
+    }
+
+    /// [`Catalog::commit_checked`] that leaves the change's files in place on failure.
+    async fn commit_with(
+        &self,
+        table: &TableRef,
+        change: &Change,
+        check: Option<CommitCheck>,
+    ) -> Result<Arc<Manifest>> {
         // Backoff policy (exponential with jitter) from backon; each lost race re-reads the head.
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(5))
@@ -563,12 +581,12 @@ impl Catalog {
             .with_max_times(Self::COMMIT_ATTEMPTS - 1)
             .with_jitter()
             .build();
-        let result = loop {
+        loop {
             let base = match self.latest(table).await {
                 Ok(head) => head.map(|m| m.version),
                 Err(e) => break Err(e),
             };
-            match self.try_commit(table, base, &change, check.as_ref()).await {
+            match self.try_commit(table, base, change, check.as_ref()).await {
                 Err(e @ Error::Conflict { .. }) => match delays.next() {
                     Some(delay) => {
                         tracing::debug!(error = %e, ?delay, "commit lost a race; retrying");
@@ -578,11 +596,7 @@ impl Catalog {
                 },
                 other => break other,
             }
-        };
-        if result.is_err() {
-            self.discard(&change).await;
         }
-        result
     }
 
     /// Commits `change` as version `base + 1` (version 1 when `base` is `None`), in one attempt.
@@ -884,8 +898,20 @@ impl Catalog {
             (_, Some(live)) if live.external.is_some() => {
                 return Err(Error::ReadOnly(table.clone()));
             }
-            (WriteMode::Append, None) => return Err(Error::TableNotFound(table.clone())),
-            (WriteMode::Append | WriteMode::CreateOrAppend, Some(live)) => {
+            (WriteMode::Append | WriteMode::Upsert, None) => {
+                return Err(Error::TableNotFound(table.clone()));
+            }
+            (WriteMode::Upsert, Some(live))
+                if live.primary_key.is_empty() || live.lance.is_some() =>
+            {
+                return Err(Error::InvalidData {
+                    location: table.to_string(),
+                    message: "an upsert needs a Parquet table with a primary key \
+                              (CREATE TABLE ... PRIMARY KEY (...))"
+                        .into(),
+                });
+            }
+            (WriteMode::Append | WriteMode::CreateOrAppend | WriteMode::Upsert, Some(live)) => {
                 let diffs = schema_differences(&live.arrow_schema(), &normalized);
                 if !diffs.is_empty() {
                     return Err(Error::SchemaMismatch {
@@ -918,8 +944,57 @@ impl Catalog {
             WriteMode::Append => Change::Append { schema, files },
             WriteMode::CreateOrAppend => Change::CreateOrAppend { schema, files },
             WriteMode::Replace => Change::Replace { schema, files },
+            WriteMode::Upsert => return self.commit_upsert(table, files, check).await,
         };
         self.commit_checked(table, change, check).await
+    }
+
+    /// Commits `files` (written with the table's schema) as an upsert by primary key: on the
+    /// head it lands on, the stored rows whose key occurs in `files` get deletion vectors and
+    /// `files` are added, one [`Operation::Merge`] version. Lost races are re-applied (the
+    /// matching is redone on the new head); on failure `files` are deleted.
+    async fn commit_upsert(
+        &self,
+        table: &TableRef,
+        files: Vec<DataFile>,
+        check: Option<CommitCheck>,
+    ) -> Result<Arc<Manifest>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = async {
+                let head = self.table(table).await?;
+                let keys = self.key_set(&head, &files).await?;
+                let changed = self.rows_with_keys(&head, &keys).await?;
+                let change = Change::Rewrite {
+                    operation: Operation::Merge,
+                    changed,
+                    files: files.clone(),
+                };
+                let attempt = self.commit_with(table, &change, check.clone()).await;
+                if attempt.is_err() {
+                    // Only the deletion vectors of this attempt; the data files may be used again.
+                    let written: Vec<Path> = change
+                        .new_objects()
+                        .into_iter()
+                        .filter(|p| !files.iter().any(|f| f.path == p.as_ref()))
+                        .collect();
+                    delete_best_effort(self.store(), written).await;
+                }
+                attempt
+            }
+            .await;
+            match result {
+                Err(Error::ConcurrentChange { .. }) if attempt < Self::COMMIT_ATTEMPTS => {}
+                Err(e) => {
+                    let paths: Vec<Path> =
+                        files.iter().map(|f| Path::from(f.path.as_str())).collect();
+                    delete_best_effort(self.store(), paths).await;
+                    return Err(e);
+                }
+                Ok(manifest) => return Ok(manifest),
+            }
+        }
     }
 
     /// Deletes data files and deletion vectors that no manifest references and that are older

@@ -89,6 +89,159 @@ pub async fn read_deletion_vector(
     Ok(bitmap)
 }
 
+impl crate::Catalog {
+    /// The change that deletes `positions` (0-based, in file order) of `file` in addition to
+    /// the rows its deletion vector already holds: a new deletion vector of `table` written
+    /// now, or the file removed when none of its rows is left. Row-group sizes are read from
+    /// the footer for files written before manifests recorded them.
+    ///
+    /// # Errors
+    /// Storage and Parquet errors; [`Error::InvalidManifest`] for a damaged deletion vector.
+    pub async fn delete_positions(
+        &self,
+        table: &TableRef,
+        file: &DataFile,
+        positions: &RoaringTreemap,
+    ) -> Result<crate::FileChange> {
+        let store = self.store();
+        let mut deleted = read_deletion_vector(store, file).await?;
+        deleted |= positions;
+        let after = if deleted.len() >= file.rows {
+            None
+        } else {
+            let row_groups = if file.row_groups.is_empty() {
+                let reader = parquet::arrow::async_reader::ParquetObjectReader::new(
+                    Arc::clone(store),
+                    Path::from(file.path.as_str()),
+                )
+                .with_file_size(file.size_bytes);
+                parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader)
+                    .await?
+                    .metadata()
+                    .row_groups()
+                    .iter()
+                    .map(|g| g.num_rows() as u64)
+                    .collect()
+            } else {
+                file.row_groups.clone()
+            };
+            let dv = write_deletion_vector(store, table, &deleted).await?;
+            Some(DataFile {
+                row_groups,
+                deletion_vector: Some(dv),
+                ..file.clone()
+            })
+        };
+        Ok(crate::FileChange {
+            before: file.clone(),
+            after,
+        })
+    }
+
+    /// Streams the primary-key columns of the live rows of `file` (of a table whose schema
+    /// is `manifest`'s) to `each`, batch by batch, with each row's position in the file, as
+    /// arrow's row format (one byte string per key).
+    async fn each_key(
+        &self,
+        manifest: &crate::Manifest,
+        file: &DataFile,
+        mut each: impl FnMut(u64, &[u8]),
+    ) -> Result<()> {
+        use arrow::row::{RowConverter, SortField};
+        use futures::StreamExt;
+        let schema = manifest.arrow_schema();
+        let key = &manifest.primary_key;
+        let indices: Vec<usize> = key
+            .iter()
+            .map(|k| schema.index_of(k))
+            .collect::<std::result::Result<_, _>>()?;
+        let converter = RowConverter::new(
+            indices
+                .iter()
+                .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+                .collect(),
+        )?;
+        let deleted = read_deletion_vector(self.store(), file).await?;
+        let reader = parquet::arrow::async_reader::ParquetObjectReader::new(
+            Arc::clone(self.store()),
+            Path::from(file.path.as_str()),
+        )
+        .with_file_size(file.size_bytes);
+        let builder = parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader).await?;
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
+        let mut batches = builder.with_projection(mask).build()?;
+        let mut offset = 0u64;
+        while let Some(batch) = batches.next().await {
+            let batch = batch?;
+            let columns: Vec<arrow::array::ArrayRef> = key
+                .iter()
+                .map(|k| {
+                    batch
+                        .column_by_name(k)
+                        .cloned()
+                        .ok_or_else(|| Error::InvalidData {
+                            location: file.path.clone(),
+                            message: format!("key column `{k}` is missing"),
+                        })
+                })
+                .collect::<Result<_>>()?;
+            let rows = converter.convert_columns(&columns)?;
+            for (i, row) in rows.iter().enumerate() {
+                let position = offset + i as u64;
+                if !deleted.contains(position) {
+                    each(position, row.as_ref());
+                }
+            }
+            offset += batch.num_rows() as u64;
+        }
+        Ok(())
+    }
+
+    /// The primary-key values of every row of `files` (new files of `manifest`'s table).
+    pub(crate) async fn key_set(
+        &self,
+        manifest: &crate::Manifest,
+        files: &[DataFile],
+    ) -> Result<std::collections::HashSet<Vec<u8>>> {
+        let mut keys = std::collections::HashSet::new();
+        for file in files {
+            self.each_key(manifest, file, |_, key| {
+                keys.insert(key.to_vec());
+            })
+            .await?;
+        }
+        Ok(keys)
+    }
+
+    /// The changes that delete every live row of `manifest` whose primary key is in `keys`.
+    pub(crate) async fn rows_with_keys(
+        &self,
+        manifest: &crate::Manifest,
+        keys: &std::collections::HashSet<Vec<u8>>,
+    ) -> Result<Vec<crate::FileChange>> {
+        let mut changes = Vec::new();
+        if keys.is_empty() {
+            return Ok(changes);
+        }
+        for file in &manifest.files {
+            let mut positions = RoaringTreemap::new();
+            self.each_key(manifest, file, |position, key| {
+                if keys.contains(key) {
+                    positions.insert(position);
+                }
+            })
+            .await?;
+            if !positions.is_empty() {
+                changes.push(
+                    self.delete_positions(&manifest.table, file, &positions)
+                        .await?,
+                );
+            }
+        }
+        Ok(changes)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

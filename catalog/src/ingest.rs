@@ -154,7 +154,8 @@ pub fn parse_schema_overrides(spec: &str) -> Result<Vec<(String, DataType)>> {
 impl Catalog {
     /// Ingests the file at `path` into `table` as one new version (see the module docs).
     /// `sha256` is the file's content hash (lowercase hex), computed by the caller while
-    /// receiving it.
+    /// receiving it. `check` runs on the version about to be published (primary keys), and
+    /// [`WriteMode::Upsert`] replaces stored rows by key.
     ///
     /// # Errors
     /// [`Error::InvalidData`] naming the file (and line and column where known) for unreadable
@@ -166,6 +167,7 @@ impl Catalog {
         path: &Path,
         sha256: &str,
         spec: FileIngest,
+        check: Option<crate::CommitCheck>,
     ) -> Result<IngestOutcome> {
         let path_buf = path.to_path_buf();
         let infer_spec = spec.clone();
@@ -202,7 +204,14 @@ impl Catalog {
             sha256: sha256.to_string(),
         };
         let written = self
-            .write_stream(table, mode, &schema, Some(source), ReceiverStream::new(rx))
+            .write_stream_checked(
+                table,
+                mode,
+                &schema,
+                Some(source),
+                ReceiverStream::new(rx),
+                check,
+            )
             .await;
         let rows = reader.await.expect("file reader panicked");
         Ok(IngestOutcome::Committed {

@@ -290,6 +290,9 @@ pub enum IngestModeArg {
     Append,
     /// Replace the table's rows and schema (creating it when missing).
     Replace,
+    /// Upsert by primary key into an existing table: a row whose key is stored replaces that
+    /// row, the others are appended, one commit.
+    Upsert,
 }
 
 /// `--format` of `lakehouse ingest`.
@@ -748,6 +751,7 @@ async fn ingest(args: IngestArgs) -> Result<()> {
             IngestModeArg::Create => IngestMode::Create,
             IngestModeArg::Append => IngestMode::Append,
             IngestModeArg::Replace => IngestMode::Replace,
+            IngestModeArg::Upsert => IngestMode::Upsert,
         },
         format: match args.format {
             None => FileFormat::Unspecified,

@@ -716,3 +716,91 @@ async fn delete_update_truncate_on_a_lance_table_keep_its_index_working() {
     assert_eq!(update(&server, "TRUNCATE notes").await.unwrap(), 3);
     assert_eq!(count(&server, "SELECT count(*) FROM notes").await, 0);
 }
+
+#[tokio::test]
+async fn bulk_ingest_upserts_by_primary_key_in_one_commit() {
+    let server = start().await;
+    let catalog = open_catalog(&server.storage()).await;
+    let kv = TableRef::new("public", "kv").unwrap();
+    for sql in [
+        "CREATE TABLE kv (id BIGINT NOT NULL, v VARCHAR, PRIMARY KEY (id))",
+        "INSERT INTO kv VALUES (1, 'a'), (2, 'b')",
+        "CREATE TABLE plain (id BIGINT NOT NULL, v VARCHAR)",
+    ] {
+        update(&server, sql).await.unwrap();
+    }
+    let rows = |ids: Vec<i64>, values: Vec<&str>| {
+        RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(Int64Array::from(ids)) as ArrayRef),
+            ("v", Arc::new(StringArray::from(values)) as ArrayRef),
+        ])
+        .unwrap()
+    };
+    let upsert = |table: &str| {
+        lakehouse_tests::ingest_command(table, false, &[("lakehouse.ingest.mode", "upsert")])
+    };
+    let ingest = async |cmd, batch: RecordBatch| {
+        let mut client = server.client().await;
+        client
+            .execute_ingest(cmd, futures::stream::iter([Ok(batch)]))
+            .await
+    };
+    let version = catalog.table(&kv).await.unwrap().version;
+    assert_eq!(
+        ingest(upsert("kv"), rows(vec![2, 3], vec!["B", "C"]))
+            .await
+            .unwrap(),
+        2
+    );
+    let m = catalog.table(&kv).await.unwrap();
+    assert_eq!(
+        (m.version, m.operation, m.total_rows),
+        (version.next(), Operation::Merge, 3)
+    );
+    let mut client = server.client().await;
+    let got = query(&mut client, "SELECT id, v FROM kv ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(column_i64(&got, "id"), [1, 2, 3]);
+    assert_eq!(
+        column_str(&got, "v"),
+        [Some("a"), Some("B"), Some("C")].map(|s| s.map(String::from))
+    );
+    let files = objects(&server, "kv");
+    for (cmd, batch, expected, needle) in [
+        (
+            upsert("kv"),
+            rows(vec![4, 4], vec!["x", "y"]),
+            Code::AlreadyExists,
+            "duplicate primary key",
+        ),
+        (
+            upsert("plain"),
+            rows(vec![1], vec!["x"]),
+            Code::InvalidArgument,
+            "primary key",
+        ),
+        (
+            upsert("missing"),
+            rows(vec![1], vec!["x"]),
+            Code::NotFound,
+            "missing",
+        ),
+        (
+            lakehouse_tests::ingest_command("kv", false, &[("lakehouse.ingest.mode", "merge")]),
+            rows(vec![1], vec!["x"]),
+            Code::InvalidArgument,
+            "use upsert",
+        ),
+    ] {
+        let err = ingest(cmd, batch).await.unwrap_err();
+        assert_eq!(code(&err), expected, "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+    assert_eq!(
+        objects(&server, "kv"),
+        files,
+        "nothing written by refused upserts"
+    );
+    assert_eq!(count(&server, "SELECT count(*) FROM kv").await, 3);
+}

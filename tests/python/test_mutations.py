@@ -155,6 +155,60 @@ def test_compact_and_vacuum_commands(server):
     assert result.returncode != 0 and "nope" in result.stderr, result.stderr
 
 
+def test_cli_ingest_upserts_a_csv_by_primary_key(server, tmp_path):
+    """`lakehouse ingest --mode upsert`: a CRM export upserted by its key, one commit; the same
+    file again is a no-op; a file holding one key twice is refused and writes nothing."""
+    import subprocess
+    from conftest import BIN
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE crm (id BIGINT NOT NULL, name VARCHAR, city VARCHAR, "
+                    "PRIMARY KEY (id))")
+        cur.execute("INSERT INTO crm VALUES (1, 'Ada', 'London'), (2, 'Bob', 'Oslo')")
+    export = tmp_path / "export.csv"
+    export.write_text("id,name,city\n2,Bob,Paris\n3,Cy,Rome\n")
+
+    def ingest(path):
+        return subprocess.run([BIN, "ingest", "--server", server.url, "--table", "crm",
+                               "--mode", "upsert", str(path)],
+                              capture_output=True, text=True, timeout=120)
+
+    out = ingest(export)
+    assert out.returncode == 0, out.stderr
+    with server.connect() as conn, conn.cursor() as cur:
+        assert rows(cur, "SELECT id, name, city FROM crm ORDER BY id") == [
+            (1, "Ada", "London"), (2, "Bob", "Paris"), (3, "Cy", "Rome")]
+    out = ingest(export)
+    assert out.returncode == 0 and "unchanged" in out.stdout + out.stderr, out.stdout
+    twice = tmp_path / "twice.csv"
+    twice.write_text("id,name,city\n4,Di,Lima\n4,Di,Quito\n")
+    out = ingest(twice)
+    assert out.returncode != 0 and "duplicate primary key" in out.stderr, out.stderr
+    with server.connect() as conn, conn.cursor() as cur:
+        assert rows(cur, "SELECT count(*) FROM crm") == [(3,)]
+
+
+def test_adbc_upsert_route_is_a_staged_table_and_on_conflict(server):
+    """ADBC's Flight SQL driver (1.13) forwards no custom ingest options, so the ADBC route to
+    an upsert is adbc_ingest into a staging table, then INSERT ... ON CONFLICT from it. A plain
+    append of a stored key is refused."""
+    import adbc_driver_manager
+    import pyarrow as pa
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE crm (id BIGINT NOT NULL, name VARCHAR, PRIMARY KEY (id))")
+        cur.execute("INSERT INTO crm VALUES (1, 'a'), (2, 'b')")
+        data = pa.table({"id": pa.array([2, 3], pa.int64()), "name": ["B", "C"]})
+        with pytest.raises(adbc_driver_manager.Error) as e:
+            cur.adbc_ingest("crm", data, mode="append")
+        assert "duplicate primary key (id)=(2)" in str(e.value)
+        cur.adbc_ingest("crm_staged", data, mode="create")
+        cur.execute("INSERT INTO crm SELECT * FROM crm_staged "
+                    "ON CONFLICT (id) DO UPDATE SET name = excluded.name")
+        assert cur.fetch_arrow_table().column("count").to_pylist() == [2]
+        cur.execute("DROP TABLE crm_staged")
+        assert rows(cur, "SELECT id, name FROM crm ORDER BY id") == [
+            (1, "a"), (2, "B"), (3, "C")]
+
+
 def test_read_user_cannot_change_rows(tmp_path):
     config = tmp_path / "lakehouse.toml"
     add_user(config, "writer", "wpass", "write")

@@ -304,6 +304,8 @@ pub enum IngestMode {
     Append = 2,
     /// replace the table's rows (and schema) in one new version
     Replace = 3,
+    /// by primary key: replace rows with a stored key, append the others
+    Upsert = 4,
 }
 impl IngestMode {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -316,6 +318,7 @@ impl IngestMode {
             Self::Create => "INGEST_MODE_CREATE",
             Self::Append => "INGEST_MODE_APPEND",
             Self::Replace => "INGEST_MODE_REPLACE",
+            Self::Upsert => "INGEST_MODE_UPSERT",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -325,6 +328,7 @@ impl IngestMode {
             "INGEST_MODE_CREATE" => Some(Self::Create),
             "INGEST_MODE_APPEND" => Some(Self::Append),
             "INGEST_MODE_REPLACE" => Some(Self::Replace),
+            "INGEST_MODE_UPSERT" => Some(Self::Upsert),
             _ => None,
         }
     }

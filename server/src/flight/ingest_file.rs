@@ -146,6 +146,7 @@ pub(super) async fn do_put(
         IngestMode::Create => WriteMode::Create,
         IngestMode::Append => WriteMode::Append,
         IngestMode::Replace => WriteMode::Replace,
+        IngestMode::Upsert => WriteMode::Upsert,
     };
     let kind = kind(&cmd)?;
     if let Some(documents) = cmd.documents.clone() {
@@ -166,7 +167,14 @@ pub(super) async fn do_put(
     let (spool, sha256, received) = spool(&cmd, request).await?;
     let outcome = service
         .catalog()
-        .ingest_file(&table, mode, spool.path(), &sha256, spec)
+        .ingest_file(
+            &table,
+            mode,
+            spool.path(),
+            &sha256,
+            spec,
+            Some(service.engine.primary_key_check()),
+        )
         .await
         .map_err(Error::from)?;
     if let IngestOutcome::Committed { manifest, .. } = &outcome {

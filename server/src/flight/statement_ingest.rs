@@ -29,7 +29,26 @@ use crate::query::statement::LanceCreate;
 use crate::query::statement::write::to_datafusion;
 
 /// The write mode for ADBC's table-definition options.
+/// The ingest option that asks for an upsert by primary key: rows with a stored key replace
+/// that row, the others are appended, in one commit.
+pub const INGEST_MODE_OPTION: &str = "lakehouse.ingest.mode";
+
 fn write_mode(cmd: &CommandStatementIngest) -> Result<(WriteMode, bool), Error> {
+    // Our own option: upsert by primary key into an existing table (docs/storage-layout.md).
+    match cmd
+        .options
+        .get(INGEST_MODE_OPTION)
+        .map(|m| m.to_ascii_lowercase())
+    {
+        None => {}
+        Some(mode) if mode == "upsert" => return Ok((WriteMode::Upsert, true)),
+        Some(mode) if mode == "append" || mode.is_empty() => {}
+        Some(other) => {
+            return Err(Error::invalid(format!(
+                "{INGEST_MODE_OPTION} {other:?}: use upsert (or leave it out)"
+            )));
+        }
+    }
     let options = cmd.table_definition_options.unwrap_or_default();
     let not_exist = TableNotExistOption::try_from(options.if_not_exist).map_err(|_| {
         Error::invalid(format!(

@@ -45,12 +45,9 @@ use datafusion::sql::sqlparser::ast::{
 };
 use futures::StreamExt;
 use lakehouse_catalog::{
-    Change, DataFile, Error as CatalogError, FileChange, Manifest, Operation, RoaringTreemap,
-    SchemaName, TableRef,
+    Change, Error as CatalogError, FileChange, Manifest, Operation, RoaringTreemap, SchemaName,
+    TableRef,
 };
-use object_store::path::Path;
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::async_reader::ParquetObjectReader;
 
 use super::resolve_object_name;
 use crate::error::{Error, Result};
@@ -424,31 +421,14 @@ impl QueryEngine {
         if count == 0 {
             return Ok(0);
         }
-        let store = self.catalog().store();
         let mut changed = Vec::with_capacity(selected.len());
         for (index, positions) in selected {
-            let before = &manifest.files[index as usize];
-            let mut deleted = lakehouse_catalog::read_deletion_vector(store, before).await?;
-            deleted |= positions;
-            let after = if deleted.len() >= before.rows {
-                None
-            } else {
-                let row_groups = if before.row_groups.is_empty() {
-                    row_groups(store, before).await?
-                } else {
-                    before.row_groups.clone()
-                };
-                let dv = lakehouse_catalog::write_deletion_vector(store, table, &deleted).await?;
-                Some(DataFile {
-                    row_groups,
-                    deletion_vector: Some(dv),
-                    ..before.clone()
-                })
-            };
-            changed.push(FileChange {
-                before: before.clone(),
-                after,
-            });
+            let file = &manifest.files[index as usize];
+            changed.push(
+                self.catalog()
+                    .delete_positions(table, file, &positions)
+                    .await?,
+            );
         }
         let check = (writes && !manifest.primary_key.is_empty()).then(|| self.primary_key_check());
         let rewrite = Change::Rewrite {
@@ -1372,23 +1352,4 @@ fn normalize(ident: &Ident) -> String {
 /// `name` as a double-quoted SQL identifier.
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// The rows of each row group of `file`, from its Parquet footer (for files written before
-/// manifests recorded them).
-async fn row_groups(
-    store: &Arc<dyn object_store::ObjectStore>,
-    file: &DataFile,
-) -> Result<Vec<u64>> {
-    let reader = ParquetObjectReader::new(Arc::clone(store), Path::from(file.path.as_str()))
-        .with_file_size(file.size_bytes);
-    let builder = ParquetRecordBatchStreamBuilder::new(reader)
-        .await
-        .map_err(CatalogError::from)?;
-    Ok(builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .map(|g| g.num_rows() as u64)
-        .collect())
 }

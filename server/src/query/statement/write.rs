@@ -246,7 +246,12 @@ impl QueryEngine {
                 "replacing the rows of Lance table {table} is not supported yet; drop and \
                  create it"
             ))),
-            (None, WriteMode::Append) => Err(CatalogError::TableNotFound(table.clone()).into()),
+            (Some(_), WriteMode::Upsert) => Err(Error::invalid(format!(
+                "upserts need a primary key; Lance table {table} has none"
+            ))),
+            (None, WriteMode::Append | WriteMode::Upsert) => {
+                Err(CatalogError::TableNotFound(table.clone()).into())
+            }
             (None, _) => {
                 let create = create.unwrap_or_default();
                 let arrow_schema: Schema = stream.schema().as_ref().clone();
