@@ -44,6 +44,17 @@ def rows(cur, sql):
     return [tuple(r.values()) for r in cur.fetch_arrow_table().to_pylist()]
 
 
+def same_as_duckdb(cur, duck, sql, select, ours=None):
+    """Runs `sql` here (as `ours` when given) and in DuckDB; the affected counts and then the
+    rows of `select` must be equal. Returns the count."""
+    cur.execute(ours or sql)
+    count = cur.fetch_arrow_table().column("count").to_pylist()[0]
+    theirs = duck.execute(sql).fetchall()[0][0]
+    assert count == theirs, f"{sql}: {count} rows here, {theirs} in DuckDB"
+    assert rows(cur, select) == duck.execute(select).fetchall(), sql
+    return count
+
+
 def manual_server(tmp_path):
     """A server without automatic compaction, for tests that count versions."""
     return LakehouseServer(tmp_path / "data", "--auto-compact", "false",
@@ -59,14 +70,8 @@ def test_statements_match_duckdb_row_by_row(tmp_path):
             cur.execute(sql)
             duck.execute(sql)
         for sql in STATEMENTS:
-            cur.execute(sql)
-            ours = cur.fetch_arrow_table().column("count").to_pylist()[0]
-            theirs = duck.execute(sql).fetchall()[0][0]
-            assert ours == theirs, f"{sql}: {ours} rows here, {theirs} in DuckDB"
-            if ours:
+            if same_as_duckdb(cur, duck, sql, "SELECT id, name, city, age FROM people ORDER BY id"):
                 expected.append({"INSERT": "append"}.get(sql.split()[0], sql.split()[0].lower()))
-            select = "SELECT id, name, city, age FROM people ORDER BY id"
-            assert rows(cur, select) == duck.execute(select).fetchall(), sql
         cur.execute("TRUNCATE people")
         truncated = cur.fetch_arrow_table().column("count").to_pylist()[0]
         assert truncated == duck.execute("SELECT count(*) FROM people").fetchall()[0][0]
@@ -77,6 +82,36 @@ def test_statements_match_duckdb_row_by_row(tmp_path):
     # One version per statement that changed rows (the LIKE delete changes none).
     assert "delete" in expected and "update" in expected
     assert operations == expected + ["truncate"], operations
+
+
+# Lance evaluates SET expressions over the row's own columns: no FROM, no subqueries in SET.
+LANCE_STATEMENTS = [s for s in STATEMENTS if not (s.startswith("UPDATE") and "FROM" in s)]
+
+
+def test_lance_table_statements_match_duckdb_row_by_row(server):
+    """The statements a Lance table takes (no UPDATE ... FROM), on a Lance copy of `people`,
+    checked against DuckDB the same way."""
+    duck = duckdb.connect()
+    with server.connect() as conn, conn.cursor() as cur:
+        for sql in SETUP:
+            ours = sql.replace("PRIMARY KEY (id))",
+                               "v FLOAT[2]) STORED AS LANCE WITH (metric = 'l2')") \
+                if sql.startswith("CREATE TABLE people") else sql
+            if sql.startswith("INSERT INTO people"):
+                cur.execute("CREATE TABLE src (id BIGINT, name VARCHAR, city VARCHAR, "
+                            "age BIGINT)")
+                cur.execute(sql.replace("INSERT INTO people", "INSERT INTO src"))
+                ours = ("INSERT INTO people SELECT id, name, city, age, "
+                        "[CAST(id AS FLOAT), 0.0] FROM src")
+            cur.execute(ours)
+            duck.execute(sql)
+        for sql in LANCE_STATEMENTS:
+            ours = sql.replace("VALUES (8, 'Hal', NULL, 60)",
+                               "VALUES (8, 'Hal', NULL, 60, [8.0, 0.0])")
+            same_as_duckdb(cur, duck, sql, "SELECT id, name, city, age FROM people ORDER BY id",
+                           ours)
+        cur.execute("SELECT id FROM vector_search('people', [1.0, 0.0], 1)")
+        assert cur.fetchall()[0][0] == rows(cur, "SELECT min(id) FROM people")[0][0]
 
 
 MERGE_SETUP = [
@@ -116,12 +151,7 @@ def test_merge_and_upserts_match_duckdb_row_by_row(server):
             cur.execute(sql)
             duck.execute(sql)
         for sql in MERGES:
-            cur.execute(sql)
-            ours = cur.fetch_arrow_table().column("count").to_pylist()[0]
-            theirs = duck.execute(sql).fetchall()[0][0]
-            assert ours == theirs, f"{sql}: {ours} rows here, {theirs} in DuckDB"
-            select = "SELECT sku, qty, note FROM stock ORDER BY sku"
-            assert rows(cur, select) == duck.execute(select).fetchall(), sql
+            same_as_duckdb(cur, duck, sql, "SELECT sku, qty, note FROM stock ORDER BY sku")
 
 
 def test_compact_and_vacuum_commands(server):

@@ -77,7 +77,7 @@ enum Action {
 /// A DELETE, UPDATE or MERGE, reduced to what runs it: one query over the target's
 /// [`RowPositions`] whose rows say which target row (file, position) they act on, what they do
 /// (an index into `actions`) and, for updates and inserts, the new row.
-struct RowChange {
+pub(super) struct RowChange {
     operation: Operation,
     /// The target table as written.
     name: ObjectName,
@@ -124,82 +124,48 @@ fn statement_name(operation: Operation) -> &'static str {
 }
 
 impl QueryEngine {
-    /// `DELETE FROM t [AS a] [USING other, ...] [WHERE ...]`; answers the rows deleted.
+    /// The row-level change `statement` makes, when it is one:
+    ///
+    /// - `DELETE FROM t [AS a] [USING other, ...] [WHERE ...]` (answers the rows deleted);
+    /// - `UPDATE t [AS a] SET col = expr, ... [FROM other, ...] [WHERE ...]` (rows updated;
+    ///   SET expressions may read the old row and the FROM tables);
+    /// - `MERGE INTO t [AS a] USING source [AS s] ON condition WHEN [NOT] MATCHED [AND ...]
+    ///   THEN ...`: clauses apply in order, the first whose condition holds acting on a row
+    ///   (WHEN MATCHED: UPDATE SET ... or DELETE; WHEN NOT MATCHED: INSERT [(columns)]
+    ///   VALUES (...)); rows inserted, updated and deleted. DataFusion 54 does not plan MERGE:
+    ///   it becomes one query, target RIGHT JOIN source ON condition, whose rows carry the
+    ///   action;
+    /// - `INSERT INTO t [(columns)] VALUES ... | SELECT ... ON CONFLICT [(key)] DO NOTHING |
+    ///   DO UPDATE SET col = excluded.col, ... [WHERE ...]` on a table with a primary key (the
+    ///   conflict target, when given, must be that key): the MERGE of the inserted rows (named
+    ///   `excluded`) on the key; bare column names in DO UPDATE read the stored row, as in
+    ///   PostgreSQL; rows inserted plus rows updated.
+    ///
+    /// Run it with [`QueryEngine::change_rows`].
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for several target tables, joins in the target,
-    /// `RETURNING`/`ORDER BY`/`LIMIT`, a Lance table; catalog `TableNotFound`, `ReadOnly`
-    /// (external tables), `ConcurrentChange` (after [`STATEMENT_ATTEMPTS`] runs); planning
-    /// errors of the WHERE clause.
-    pub(super) async fn delete(
+    /// `RETURNING`/`ORDER BY`/`LIMIT`, a MERGE without clauses, ON CONFLICT on a table without
+    /// a primary key, another conflict target, `ON CONSTRAINT` or MySQL's `ON DUPLICATE KEY`;
+    /// catalog `TableNotFound` for ON CONFLICT's table.
+    pub(super) async fn row_change(
         &self,
-        delete: &Delete,
+        statement: &datafusion::sql::sqlparser::ast::Statement,
         default_schema: &SchemaName,
-        parameters: Option<&RecordBatch>,
-    ) -> Result<i64> {
-        let change = delete_change(delete)?;
-        self.change_rows(&change, default_schema, parameters).await
-    }
-
-    /// `UPDATE t [AS a] SET col = expr, ... [FROM other, ...] [WHERE ...]`; answers the rows
-    /// updated. SET expressions may read the old row and the FROM tables.
-    ///
-    /// # Errors
-    /// As [`QueryEngine::delete`], plus [`Error::InvalidArgument`] for a column the table does
-    /// not have, a column set twice or a tuple assignment; `InvalidData` when a new value does
-    /// not convert to its column's type or is NULL in a NOT NULL column; `DuplicateKey` when
-    /// the update duplicates a primary key; [`Error::InvalidArgument`] when a target row
-    /// matches several FROM rows. Nothing is written on error.
-    pub(super) async fn update(
-        &self,
-        update: &Update,
-        default_schema: &SchemaName,
-        parameters: Option<&RecordBatch>,
-    ) -> Result<i64> {
-        let change = update_change(update)?;
-        self.change_rows(&change, default_schema, parameters).await
-    }
-
-    /// `MERGE INTO t [AS a] USING source [AS s] ON condition WHEN [NOT] MATCHED [AND ...] THEN
-    /// ...`: clauses apply in order, the first whose condition holds acting on a row (WHEN
-    /// MATCHED: UPDATE SET ... or DELETE; WHEN NOT MATCHED: INSERT [(columns)] VALUES (...));
-    /// answers the rows inserted, updated and deleted. DataFusion 54 does not plan MERGE: it
-    /// becomes one query, target RIGHT JOIN source ON condition, whose rows carry the action.
-    ///
-    /// # Errors
-    /// As [`QueryEngine::update`]; [`Error::InvalidArgument`] when a target row matches
-    /// several source rows (cardinality violation: nothing is written), for a clause kind and
-    /// action that do not go together, `WHEN NOT MATCHED BY SOURCE` or `INSERT ROW`.
-    pub(super) async fn merge(
-        &self,
-        merge: &Merge,
-        default_schema: &SchemaName,
-        parameters: Option<&RecordBatch>,
-    ) -> Result<i64> {
-        let change = merge_change(merge)?;
-        self.change_rows(&change, default_schema, parameters).await
-    }
-
-    /// `INSERT INTO t [(columns)] VALUES ... | SELECT ... ON CONFLICT [(key)] DO NOTHING |
-    /// DO UPDATE SET col = excluded.col, ... [WHERE ...]` on a table with a primary key (the
-    /// conflict target, when given, must be that key): run as the MERGE of the inserted rows
-    /// (named `excluded`) on the key. Bare column names in DO UPDATE read the stored row, as
-    /// in PostgreSQL. Answers the rows inserted plus the rows updated.
-    ///
-    /// # Errors
-    /// [`Error::InvalidArgument`] for a table without a primary key, another conflict target,
-    /// `ON CONSTRAINT`, MySQL's `ON DUPLICATE KEY`; otherwise as [`QueryEngine::merge`].
-    pub(super) async fn insert_on_conflict(
-        &self,
-        insert: &Insert,
-        default_schema: &SchemaName,
-        parameters: Option<&RecordBatch>,
-    ) -> Result<i64> {
-        let table = resolve_object_name(&insert_table(insert)?, default_schema)?;
-        let manifest = self.catalog().table(&table).await?;
-        check_target(&table, &manifest, Operation::Merge)?;
-        let change = on_conflict_change(insert, &manifest)?;
-        self.change_rows(&change, default_schema, parameters).await
+    ) -> Result<Option<RowChange>> {
+        use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+        Ok(Some(match statement {
+            SqlStatement::Delete(delete) => delete_change(delete)?,
+            SqlStatement::Update(update) => update_change(update)?,
+            SqlStatement::Merge(merge) => merge_change(merge)?,
+            SqlStatement::Insert(insert) if insert.on.is_some() => {
+                let table = resolve_object_name(&insert_table(insert)?, default_schema)?;
+                let manifest = self.catalog().table(&table).await?;
+                check_target(&table, &manifest, Operation::Merge)?;
+                on_conflict_change(insert, &manifest)?
+            }
+            _ => return Ok(None),
+        }))
     }
 
     /// `TRUNCATE [TABLE] [IF EXISTS] t`: a version with no rows (schema and primary key kept);
@@ -252,20 +218,12 @@ impl QueryEngine {
         default_schema: &SchemaName,
     ) -> Result<SchemaRef> {
         use datafusion::sql::parser::Statement as DFStatement;
-        use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
         let change = match statement.parsed() {
-            Some(DFStatement::Statement(s)) => match s.as_ref() {
-                SqlStatement::Delete(delete) => delete_change(delete)?,
-                SqlStatement::Update(update) => update_change(update)?,
-                SqlStatement::Merge(merge) => merge_change(merge)?,
-                SqlStatement::Insert(insert) if insert.on.is_some() => {
-                    let table = resolve_object_name(&insert_table(insert)?, default_schema)?;
-                    let manifest = self.catalog().table(&table).await?;
-                    on_conflict_change(insert, &manifest)?
-                }
-                _ => return Ok(Arc::new(Schema::empty())),
-            },
-            _ => return Ok(Arc::new(Schema::empty())),
+            Some(DFStatement::Statement(s)) => self.row_change(s, default_schema).await?,
+            _ => None,
+        };
+        let Some(change) = change else {
+            return Ok(Arc::new(Schema::empty()));
         };
         let table = resolve_object_name(&change.name, default_schema)?;
         let manifest = self.catalog().table(&table).await?;
@@ -276,9 +234,19 @@ impl QueryEngine {
         Ok(selection.parameters)
     }
 
-    /// Runs a DELETE or UPDATE, again on the new head when it loses to a concurrent change of
-    /// the same files.
-    async fn change_rows(
+    /// Runs a row-level change ([`QueryEngine::row_change`]) as one commit and answers the
+    /// rows it affected, again on the new head when it loses to a concurrent change of the
+    /// same files.
+    ///
+    /// # Errors
+    /// Catalog `TableNotFound`, `ReadOnly` (external tables), `ConcurrentChange` (after
+    /// [`STATEMENT_ATTEMPTS`] runs); planning errors of the statement's expressions;
+    /// [`Error::InvalidArgument`] for a column the table does not have, a column set twice, a
+    /// tuple assignment, a target row that a statement would change twice (the SQL
+    /// standard's cardinality violation); `InvalidData` when a new value does not convert to
+    /// its column's type or is NULL in a NOT NULL column; `DuplicateKey` when the change
+    /// duplicates a primary key. Nothing is written on error.
+    pub(super) async fn change_rows(
         &self,
         change: &RowChange,
         default_schema: &SchemaName,
@@ -455,20 +423,8 @@ impl QueryEngine {
         default_schema: &SchemaName,
     ) -> Result<Selection> {
         let schema = manifest.arrow_schema();
-        let alias = match &change.alias {
-            Some(alias) => alias.to_string(),
-            None => quote(table.table.as_str()),
-        };
-        let mut query = SelectionQuery {
-            table,
-            schema: &schema,
-            alias: &alias,
-            qualifiers: [
-                change.alias.as_ref().map(normalize),
-                Some(table.table.to_string()),
-            ],
-            placeholder_types: HashMap::new(),
-        };
+        let alias = change.alias_sql(table);
+        let mut query = SelectionQuery::new(change, table, &schema, &alias);
         let target = format!(
             "{}.{}.{} AS {alias}",
             quote(DML_CATALOG),
@@ -621,18 +577,9 @@ impl QueryEngine {
         };
         let schema = manifest.arrow_schema();
         let mut updates = Vec::new();
+        let alias = change.alias_sql(table);
         if let Some(assignments) = assignments {
-            let alias = quote(table.table.as_str());
-            let mut query = SelectionQuery {
-                table,
-                schema: &schema,
-                alias: &alias,
-                qualifiers: [
-                    change.alias.as_ref().map(normalize),
-                    Some(table.table.to_string()),
-                ],
-                placeholder_types: HashMap::new(),
-            };
+            let mut query = SelectionQuery::new(change, table, &schema, &alias);
             let values = query.assigned(assignments)?;
             let document = schema.metadata().contains_key("lakehouse.chunk_size");
             let mut values: Vec<_> = values.into_iter().collect();
@@ -655,10 +602,6 @@ impl QueryEngine {
                 updates.push((column, text));
             }
         }
-        let alias = match &change.alias {
-            Some(alias) => alias.to_string(),
-            None => quote(table.table.as_str()),
-        };
         let sql = format!(
             "SELECT {alias}.\"_rowid\" FROM {}.{}.{} AS {alias}{}{}",
             quote(DML_CATALOG),
@@ -784,6 +727,31 @@ struct MergeSql {
     action: String,
     columns: Vec<String>,
     actions: Vec<Action>,
+}
+
+impl RowChange {
+    /// The target's name in the selection query: its alias, or its quoted table name.
+    fn alias_sql(&self, table: &TableRef) -> String {
+        match &self.alias {
+            Some(alias) => alias.to_string(),
+            None => quote(table.table.as_str()),
+        }
+    }
+}
+
+impl<'a> SelectionQuery<'a> {
+    fn new(change: &RowChange, table: &'a TableRef, schema: &'a SchemaRef, alias: &'a str) -> Self {
+        Self {
+            table,
+            schema,
+            alias,
+            qualifiers: [
+                change.alias.as_ref().map(normalize),
+                Some(table.table.to_string()),
+            ],
+            placeholder_types: HashMap::new(),
+        }
+    }
 }
 
 impl SelectionQuery<'_> {

@@ -179,24 +179,14 @@ impl QueryEngine {
                         .drop_index(names, table.as_ref(), *if_exists, default_schema)
                         .await;
                 }
-                SqlStatement::Delete(delete) => {
-                    return self.delete(delete, default_schema, parameters).await;
-                }
-                SqlStatement::Update(update) => {
-                    return self.update(update, default_schema, parameters).await;
-                }
                 SqlStatement::Truncate(truncate) => {
                     return self.truncate(truncate, default_schema).await;
                 }
-                SqlStatement::Merge(merge) => {
-                    return self.merge(merge, default_schema, parameters).await;
+                other => {
+                    if let Some(change) = self.row_change(other, default_schema).await? {
+                        return self.change_rows(&change, default_schema, parameters).await;
+                    }
                 }
-                SqlStatement::Insert(insert) if insert.on.is_some() => {
-                    return self
-                        .insert_on_conflict(insert, default_schema, parameters)
-                        .await;
-                }
-                _ => {}
             }
         }
         let pins = Pins::default();
