@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building Lakehouse needs on a fresh Debian machine, only when missing:
 #   - protoc (protobuf-compiler): regenerating/checking proto/ and Lance's build scripts;
-#   - mold: the linker .cargo/config.toml selects (one linker choice for every build).
+#   - mold: the linker .cargo/config.toml selects (one linker choice for every build);
+#   - strace: the durability test traces the server's fsync/link order with it.
 # The Rust toolchain itself is expected (rustup); gcc/g++ are on every machine of this kind.
 set -euo pipefail
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v mold >/dev/null 2>&1 || missing+=(mold)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
