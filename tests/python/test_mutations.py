@@ -112,6 +112,16 @@ def test_lance_table_statements_match_duckdb_row_by_row(server):
                            ours)
         cur.execute("SELECT id FROM vector_search('people', [1.0, 0.0], 1)")
         assert cur.fetchall()[0][0] == rows(cur, "SELECT min(id) FROM people")[0][0]
+        # MERGE with every clause kind (one Lance commit); inserted rows get a NULL vector.
+        for sql in ["INSERT INTO moves VALUES (8, 'Berlin'), (6, 'Oslo'), (11, 'Lima')",
+                    "MERGE INTO people p USING moves m ON p.id = m.person "
+                    "WHEN MATCHED AND m.city = 'Berlin' THEN DELETE "
+                    "WHEN MATCHED THEN UPDATE SET city = upper(m.city), age = p.age + 1 "
+                    "WHEN NOT MATCHED AND m.person > 10 THEN INSERT (id, name, city, age) "
+                    "VALUES (m.person, 'new', m.city, 0)"]:
+            changed = same_as_duckdb(cur, duck, sql,
+                                     "SELECT id, name, city, age FROM people ORDER BY id")
+            assert changed > 0, sql
 
 
 MERGE_SETUP = [

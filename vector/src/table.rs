@@ -125,6 +125,66 @@ impl LanceStore {
         )))
     }
 
+    /// Deletes the rows at `row_addrs` (Lance row addresses: fragment id in the high 32 bits,
+    /// offset in the low 32) of `dataset` and appends `batches` (rows of the dataset's
+    /// schema), as one Lance commit: an `Update` transaction in `RewriteRows` mode, as Lance's
+    /// own `UpdateBuilder` commits — new deletion files for the touched fragments, fragments
+    /// whose rows are all deleted removed, the new rows as new fragments. Used where a
+    /// statement (MERGE) does not map onto Lance's builders. Returns the new dataset.
+    ///
+    /// # Errors
+    /// [`Error::Lance`], e.g. when a concurrent commit conflicts (nothing is applied then).
+    pub async fn delete_and_append(
+        &self,
+        dataset: Arc<lance::Dataset>,
+        row_addrs: &lakehouse_catalog::RoaringTreemap,
+        batches: Vec<arrow::array::RecordBatch>,
+    ) -> Result<Arc<lance::Dataset>> {
+        use lance::dataset::CommitBuilder;
+        use lance::dataset::transaction::{Operation, Transaction, UpdateMode};
+        let mut updated_fragments = Vec::new();
+        let mut removed_fragment_ids = Vec::new();
+        for (fragment_id, offsets) in row_addrs.bitmaps() {
+            let fragment = dataset
+                .get_fragment(fragment_id as usize)
+                .ok_or_else(|| lance::Error::internal(format!("no fragment {fragment_id}")))?;
+            match fragment.extend_deletions(offsets.iter()).await? {
+                Some(fragment) => updated_fragments.push(fragment.metadata().clone()),
+                None => removed_fragment_ids.push(u64::from(fragment_id)),
+            }
+        }
+        let mut new_fragments = Vec::new();
+        if batches.iter().any(|b| b.num_rows() > 0) {
+            let transaction = InsertBuilder::new(Arc::clone(&dataset))
+                .with_params(&self.write_params(WriteMode::Append))
+                .execute_uncommitted(batches)
+                .await?;
+            match transaction.operation {
+                Operation::Append { fragments } => new_fragments = fragments,
+                other => {
+                    return Err(Error::Lance(lance::Error::internal(format!(
+                        "an uncommitted append gave {other:?}"
+                    ))));
+                }
+            }
+        }
+        let operation = Operation::Update {
+            removed_fragment_ids,
+            updated_fragments,
+            new_fragments,
+            fields_modified: vec![],
+            compacted_sstables: Vec::new(),
+            fields_for_preserving_frag_bitmap: vec![],
+            update_mode: Some(UpdateMode::RewriteRows),
+            inserted_rows_filter: None,
+            updated_fragment_offsets: None,
+        };
+        let transaction = Transaction::new(dataset.manifest.version, operation, None);
+        Ok(Arc::new(
+            CommitBuilder::new(dataset).execute(transaction).await?,
+        ))
+    }
+
     /// Compacts the dataset at `location` with Lance's `compact_files` and its defaults
     /// (fragments toward 1M rows; deletions materialized in fragments with more than 10 %
     /// deleted; indexes remapped), one Lance commit; returns the fragments rewritten (0:

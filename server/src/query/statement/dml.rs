@@ -161,7 +161,7 @@ impl QueryEngine {
             SqlStatement::Insert(insert) if insert.on.is_some() => {
                 let table = resolve_object_name(&insert_table(insert)?, default_schema)?;
                 let manifest = self.catalog().table(&table).await?;
-                check_target(&table, &manifest, Operation::Merge)?;
+                check_target(&table, &manifest)?;
                 on_conflict_change(insert, &manifest)?
             }
             _ => return Ok(None),
@@ -190,7 +190,7 @@ impl QueryEngine {
             Err(CatalogError::TableNotFound(_)) if truncate.if_exists => return Ok(0),
             Err(e) => return Err(e.into()),
         };
-        check_target(&table, &manifest, Operation::Truncate)?;
+        check_target(&table, &manifest)?;
         if let Some(lance) = &manifest.lance {
             let dataset = self.lance_store().open(&lance.location).await?;
             let result = lance::dataset::DeleteBuilder::new(dataset, "true")
@@ -227,7 +227,7 @@ impl QueryEngine {
         };
         let table = resolve_object_name(&change.name, default_schema)?;
         let manifest = self.catalog().table(&table).await?;
-        check_target(&table, &manifest, change.operation)?;
+        check_target(&table, &manifest)?;
         let selection = self
             .selection_plan(&change, &table, &manifest, default_schema)
             .await?;
@@ -256,7 +256,7 @@ impl QueryEngine {
         let mut attempt = 1;
         loop {
             let manifest = self.catalog().table(&table).await?;
-            check_target(&table, &manifest, change.operation)?;
+            check_target(&table, &manifest)?;
             if manifest.lance.is_some() {
                 return self
                     .change_lance_rows(change, &table, &manifest, default_schema, parameters)
@@ -569,10 +569,20 @@ impl QueryEngine {
                 }
                 (from, selection, Some(assignments))
             }
-            ChangeKind::Merge { .. } => {
-                return Err(Error::invalid(format!(
-                    "MERGE on Lance table {table} is not supported yet"
-                )));
+            ChangeKind::Merge {
+                source,
+                on,
+                clauses,
+            } => {
+                return self
+                    .merge_lance(
+                        change,
+                        manifest,
+                        default_schema,
+                        parameters,
+                        (source, on, clauses),
+                    )
+                    .await;
             }
         };
         let schema = manifest.arrow_schema();
@@ -666,6 +676,123 @@ impl QueryEngine {
     }
 }
 
+impl QueryEngine {
+    /// MERGE into a Lance table, one Lance commit: the same one query as for Parquet tables
+    /// (target RIGHT JOIN source, each row carrying its action and new values) over Lance's
+    /// `TableProvider` with `_rowaddr`; the matched rows' addresses are deleted and the updated
+    /// and inserted rows appended by [`lakehouse_vector::table::LanceStore::delete_and_append`].
+    async fn merge_lance(
+        &self,
+        change: &RowChange,
+        manifest: &Manifest,
+        default_schema: &SchemaName,
+        parameters: Option<&RecordBatch>,
+        (source, on, clauses): (&String, &SqlExpr, &Vec<MergeClause>),
+    ) -> Result<i64> {
+        let table = &manifest.table;
+        let lance = manifest.lance.as_ref().expect("a Lance table");
+        if manifest
+            .schema
+            .arrow
+            .metadata()
+            .contains_key("lakehouse.chunk_size")
+        {
+            return Err(Error::invalid(format!(
+                "{table} is a document table: its rows come from `lakehouse ingest --embed`; \
+                 MERGE is not supported on it (DELETE and UPDATE of copied columns are)"
+            )));
+        }
+        let store = self.lance_store();
+        let dataset = store.open(&lance.location).await?;
+        let lance_schema: SchemaRef = Arc::new(Schema::from(dataset.schema()));
+        let schema = manifest.arrow_schema();
+        let alias = change.alias_sql(table);
+        let mut query = SelectionQuery::new(change, table, &schema, &alias);
+        query.matched = quote("_rowaddr");
+        let merge = query.merge(clauses)?;
+        let sql = format!(
+            "SELECT {alias}.\"_rowaddr\", {} AS {}, {} FROM {}.{}.{} AS {alias} \
+             RIGHT JOIN {source} ON ({on})",
+            merge.action,
+            quote(ACTION_COLUMN),
+            merge.columns.join(", "),
+            quote(DML_CATALOG),
+            quote(DML_SCHEMA),
+            quote(table.table.as_str()),
+        );
+        let provider = Arc::new(lance::datafusion::LanceTableProvider::new(
+            Arc::clone(&dataset),
+            false,
+            true,
+        ));
+        let (ctx, plan) = self
+            .plan_on_target(&sql, manifest, provider, default_schema)
+            .await?;
+        let expected = params::parameter_schema(&plan)?;
+        let plan = bind(plan, parameters, &expected)?;
+        let physical = ctx.state().create_physical_plan(&plan).await?;
+        let mut stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
+        let mut addresses = RoaringTreemap::new();
+        let mut rows = Vec::new();
+        let mut inserted = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            let addrs = batch.column(0).as_primitive::<UInt64Type>();
+            let action_of = batch.column(1).as_primitive::<Int32Type>();
+            let mut keep = Vec::with_capacity(batch.num_rows());
+            for i in 0..batch.num_rows() {
+                let action = usize::try_from(action_of.value(i))
+                    .ok()
+                    .and_then(|a| merge.actions.get(a))
+                    .copied()
+                    .unwrap_or(Action::Nothing);
+                keep.push(matches!(action, Action::Update | Action::Insert));
+                match action {
+                    Action::Nothing => {}
+                    Action::Insert => inserted += 1,
+                    Action::Delete | Action::Update => {
+                        if !addrs.is_null(i) && !addresses.insert(addrs.value(i)) {
+                            return Err(Error::invalid(format!(
+                                "MERGE would change a row of {table} twice: it matches more \
+                                 than one source row; nothing was written (the SQL \
+                                 standard's cardinality violation)"
+                            )));
+                        }
+                    }
+                }
+            }
+            let values = batch.project(&(2..batch.num_columns()).collect::<Vec<_>>())?;
+            let values = datafusion::arrow::compute::filter_record_batch(
+                &values,
+                &BooleanArray::from(keep),
+            )?;
+            if values.num_rows() > 0 {
+                let columns = values
+                    .columns()
+                    .iter()
+                    .zip(lance_schema.fields())
+                    .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                rows.push(
+                    RecordBatch::try_new(Arc::clone(&lance_schema), columns).map_err(|e| {
+                        CatalogError::InvalidData {
+                            location: format!("MERGE into {table}"),
+                            message: e.to_string(),
+                        }
+                    })?,
+                );
+            }
+        }
+        let count = addresses.len() + inserted;
+        if count == 0 {
+            return Ok(0);
+        }
+        store.delete_and_append(dataset, &addresses, rows).await?;
+        tracing::info!(%table, rows = count, "Lance rows merged");
+        Ok(count as i64)
+    }
+}
+
 /// The columns of a document table that `lakehouse ingest --embed` owns.
 const DOCUMENT_COLUMNS: [&str; 6] = [
     "doc_id",
@@ -720,6 +847,9 @@ struct SelectionQuery<'a> {
     qualifiers: [Option<String>; 2],
     /// Placeholders that are a column's whole new value, with that column's type.
     placeholder_types: HashMap<String, DataType>,
+    /// The target column that is NULL exactly when a MERGE source row matched no target row
+    /// (quoted): [`ROW_COLUMN`], or Lance's `_rowaddr`.
+    matched: String,
 }
 
 /// MERGE's action expression, per-column value expressions and action table.
@@ -750,6 +880,7 @@ impl<'a> SelectionQuery<'a> {
                 Some(table.table.to_string()),
             ],
             placeholder_types: HashMap::new(),
+            matched: quote(ROW_COLUMN),
         }
     }
 }
@@ -831,7 +962,7 @@ impl SelectionQuery<'_> {
     /// the first WHEN MATCHED clause whose condition holds acts on a matched target row, the
     /// first WHEN NOT MATCHED clause on a source row with no target row.
     fn merge(&mut self, clauses: &[MergeClause]) -> Result<MergeSql> {
-        let matched = format!("{}.{} IS NOT NULL", self.alias, quote(ROW_COLUMN));
+        let matched = format!("{}.{} IS NOT NULL", self.alias, self.matched);
         let mut actions = vec![Action::Nothing];
         // (condition, action index, per-column values) per clause, by kind.
         let mut on_matched: Vec<(String, usize, Vec<String>)> = Vec::new();
@@ -1002,15 +1133,9 @@ fn bind(
 }
 
 /// Refuses row-level changes the target cannot take.
-fn check_target(table: &TableRef, manifest: &Manifest, operation: Operation) -> Result<()> {
+fn check_target(table: &TableRef, manifest: &Manifest) -> Result<()> {
     if manifest.external.is_some() {
         return Err(CatalogError::ReadOnly(table.clone()).into());
-    }
-    if manifest.lance.is_some() && operation == Operation::Merge {
-        return Err(Error::invalid(format!(
-            "{} on Lance table {table} is not supported yet; use DELETE, UPDATE and INSERT",
-            statement_name(operation)
-        )));
     }
     Ok(())
 }
