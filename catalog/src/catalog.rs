@@ -16,7 +16,8 @@
 //! # Freshness
 //! There is no local state: [`Catalog::open`] rebuilds everything from storage, and every
 //! lookup of a table ([`Catalog::table`]) asks storage for manifests newer than the one it has
-//! cached (one LIST starting after the cached version). A server therefore sees versions
+//! cached: one HEAD of the next version's manifest, and only when that exists, one LIST
+//! starting after the cached version. A server therefore sees versions
 //! committed by another process at the latest when it plans its next query. Listings
 //! ([`Catalog::schemas`], [`Catalog::tables`]) read storage every time.
 
@@ -476,6 +477,19 @@ impl Catalog {
     /// Newest manifest of `table` including drop versions; `None` when it never existed.
     async fn latest(&self, table: &TableRef) -> Result<Option<Arc<Manifest>>> {
         let cached = self.cached(table);
+        if let Some(m) = &cached {
+            // Versions are contiguous: when the next one does not exist, the cached one is
+            // the newest. One HEAD instead of a listing that grows with the table's history.
+            match self
+                .store()
+                .head(&layout::manifest_path(table, m.version.next()))
+                .await
+            {
+                Err(object_store::Error::NotFound { .. }) => return Ok(cached),
+                Ok(_) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         let prefix = layout::manifests_prefix(table);
         let listing = match &cached {
             Some(m) => self
