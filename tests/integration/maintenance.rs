@@ -279,4 +279,41 @@ async fn point_queries_skip_files_by_manifest_statistics() {
         .await
         .unwrap();
     assert!(files_read(&plan) >= 1);
+
+    // EXPLAIN ANALYZE counts the files pruned at planning and the files read, in DataFusion's
+    // file-pruning metric of the Parquet scan.
+    let analyzed = |plan: &[arrow::array::RecordBatch]| {
+        let text: Vec<String> = lakehouse_tests::column_str(plan, "plan")
+            .into_iter()
+            .flatten()
+            .collect();
+        let text = text.join("\n");
+        let metric = text
+            .split("files_ranges_pruned_statistics=")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no file pruning metric in\n{text}"));
+        metric.split([',', ']']).next().unwrap().trim().to_string()
+    };
+    let plan = query(&mut client, "EXPLAIN ANALYZE SELECT s FROM p WHERE id = 55")
+        .await
+        .unwrap();
+    assert_eq!(analyzed(&plan), "25 total → 1 matched");
+    let plan = query(
+        &mut client,
+        "EXPLAIN ANALYZE SELECT s FROM p WHERE id BETWEEN 15 AND 34",
+    )
+    .await
+    .unwrap();
+    assert_eq!(analyzed(&plan), "25 total → 3 matched");
+    let plan = query(
+        &mut client,
+        "EXPLAIN ANALYZE SELECT s FROM p WHERE id > 1000",
+    )
+    .await
+    .unwrap();
+    assert_eq!(analyzed(&plan), "25 total → 0 matched");
+    let plan = query(&mut client, "EXPLAIN ANALYZE SELECT s FROM p")
+        .await
+        .unwrap();
+    assert_eq!(analyzed(&plan), "25 total → 25 matched");
 }

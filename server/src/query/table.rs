@@ -19,6 +19,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder};
 use lakehouse_catalog::Manifest;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
@@ -35,6 +36,11 @@ use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 /// and the file's recorded row-group sizes: row groups whose rows are all deleted are skipped,
 /// and in the others a `RowSelection` skips the deleted rows (whole pages are not decoded when
 /// the page index allows). The deletion vectors are read when the scan is planned.
+///
+/// # File pruning
+/// Files whose manifest statistics (per-column min/max/null counts) prove the filters match
+/// no row are left out of the scan when it is planned, never opened; `EXPLAIN ANALYZE` counts
+/// them in the `DataSourceExec`'s `files_ranges_pruned_statistics` metric.
 ///
 /// # Statistics
 /// The exact live row count from the manifest; column statistics are unknown at plan time.
@@ -59,19 +65,28 @@ impl VersionTable {
     /// The manifest's files for a scan that `filters` may need (the others are pruned by
     /// their manifest statistics, never opened), each with the access plan that skips its
     /// deleted rows.
+    ///
+    /// The number of pruned files is added to the scan's `files_ranges_pruned_statistics`
+    /// metric (DataFusion's count of files pruned by file-level statistics, which the Parquet
+    /// opener adds each opened file range to as matched), so `EXPLAIN ANALYZE` shows
+    /// `files_ranges_pruned_statistics=<files> total → <read> matched`.
     async fn partitioned_files(
         &self,
         state: &dyn Session,
         filters: &[Expr],
+        metrics: &ExecutionPlanMetricsSet,
     ) -> Result<Vec<PartitionedFile>> {
         let store = state.runtime_env().object_store(&self.store_url)?;
         let keep = prune_files(state, &self.manifest, filters);
-        let kept = keep.iter().filter(|k| **k).count();
-        if kept < self.manifest.files.len() {
+        let pruned = keep.iter().filter(|k| !**k).count();
+        MetricBuilder::new(metrics)
+            .pruning_metrics("files_ranges_pruned_statistics", 0)
+            .add_pruned(pruned);
+        if pruned > 0 {
             tracing::debug!(
                 table = %self.manifest.table,
                 files = self.manifest.files.len(),
-                kept,
+                pruned,
                 "files pruned by manifest statistics"
             );
         }
@@ -281,7 +296,8 @@ impl TableProvider for VersionTable {
         let (store_url, files) = match &self.manifest.external {
             None => (
                 self.store_url.clone(),
-                self.partitioned_files(state, filters).await?,
+                self.partitioned_files(state, filters, source.metrics())
+                    .await?,
             ),
             Some(_) => {
                 let mut store_url = None;
