@@ -11,8 +11,14 @@
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+use parquet::arrow::async_reader::ParquetObjectReader;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 pub use roaring::RoaringTreemap;
 use sha2::{Digest, Sha256};
 
@@ -89,6 +95,80 @@ pub async fn read_deletion_vector(
     Ok(bitmap)
 }
 
+/// The Parquet row selection, over positions `rows` (0-based in the file, end exclusive),
+/// that reads the positions not in `deleted`; positions are relative to `rows.start` (the
+/// selection of one row group when `rows` is that group's range).
+pub fn live_selection(deleted: &RoaringTreemap, rows: std::ops::Range<u64>) -> RowSelection {
+    let mut selectors = Vec::new();
+    let mut next = rows.start;
+    let mut positions = deleted.iter();
+    positions.advance_to(rows.start);
+    for position in positions.take_while(|&p| p < rows.end) {
+        if position > next {
+            selectors.push(RowSelector::select((position - next) as usize));
+        }
+        selectors.push(RowSelector::skip(1));
+        next = position + 1;
+    }
+    if rows.end > next {
+        selectors.push(RowSelector::select((rows.end - next) as usize));
+    }
+    RowSelection::from(selectors)
+}
+
+/// A batch of a data file's live rows.
+#[derive(Debug)]
+pub struct LiveRows {
+    /// The rows: the columns asked for, in the file's column order.
+    pub batch: RecordBatch,
+    /// Each row's 0-based position in the file (counting deleted rows), ascending.
+    pub positions: Vec<u64>,
+}
+
+/// Streams the live rows of `file` (its deletion vector applied as a Parquet row selection, so
+/// deleted rows are not decoded where pages allow), in file order, with only `columns` (root
+/// column indices of the file; `None`: all) decoded, `batch_size` rows at most per batch
+/// (`None`: the reader's default, 1024).
+///
+/// # Errors
+/// [`Error::Storage`] and [`Error::InvalidManifest`] from [`read_deletion_vector`]; Parquet
+/// errors when the file cannot be opened, then as items of the stream when a batch cannot be
+/// decoded.
+pub async fn read_live_rows(
+    store: &Arc<dyn ObjectStore>,
+    file: &DataFile,
+    columns: Option<&[usize]>,
+    batch_size: Option<usize>,
+) -> Result<BoxStream<'static, Result<LiveRows>>> {
+    let deleted = read_deletion_vector(store, file).await?;
+    let reader = ParquetObjectReader::new(Arc::clone(store), Path::from(file.path.as_str()))
+        .with_file_size(file.size_bytes);
+    let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+    if let Some(columns) = columns {
+        let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
+        builder = builder.with_projection(mask);
+    }
+    if let Some(batch_size) = batch_size {
+        builder = builder.with_batch_size(batch_size);
+    }
+    if !deleted.is_empty() {
+        builder = builder.with_row_selection(live_selection(&deleted, 0..file.rows));
+    }
+    let mut next = 0u64;
+    let stream = builder.build()?.map(move |batch| {
+        let batch = batch?;
+        let mut positions = Vec::with_capacity(batch.num_rows());
+        while positions.len() < batch.num_rows() {
+            if !deleted.contains(next) {
+                positions.push(next);
+            }
+            next += 1;
+        }
+        Ok(LiveRows { batch, positions })
+    });
+    Ok(stream.boxed())
+}
+
 impl crate::Catalog {
     /// The change that deletes `positions` (0-based, in file order) of `file` in addition to
     /// the rows its deletion vector already holds: a new deletion vector of `table` written
@@ -148,7 +228,6 @@ impl crate::Catalog {
         mut each: impl FnMut(u64, &[u8]),
     ) -> Result<()> {
         use arrow::row::{RowConverter, SortField};
-        use futures::StreamExt;
         let schema = manifest.arrow_schema();
         let key = &manifest.primary_key;
         let indices: Vec<usize> = key
@@ -161,18 +240,9 @@ impl crate::Catalog {
                 .map(|&i| SortField::new(schema.field(i).data_type().clone()))
                 .collect(),
         )?;
-        let deleted = read_deletion_vector(self.store(), file).await?;
-        let reader = parquet::arrow::async_reader::ParquetObjectReader::new(
-            Arc::clone(self.store()),
-            Path::from(file.path.as_str()),
-        )
-        .with_file_size(file.size_bytes);
-        let builder = parquet::arrow::ParquetRecordBatchStreamBuilder::new(reader).await?;
-        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), indices);
-        let mut batches = builder.with_projection(mask).build()?;
-        let mut offset = 0u64;
-        while let Some(batch) = batches.next().await {
-            let batch = batch?;
+        let mut batches = read_live_rows(self.store(), file, Some(&indices), None).await?;
+        while let Some(live) = batches.next().await {
+            let LiveRows { batch, positions } = live?;
             let columns: Vec<arrow::array::ArrayRef> = key
                 .iter()
                 .map(|k| {
@@ -186,13 +256,9 @@ impl crate::Catalog {
                 })
                 .collect::<Result<_>>()?;
             let rows = converter.convert_columns(&columns)?;
-            for (i, row) in rows.iter().enumerate() {
-                let position = offset + i as u64;
-                if !deleted.contains(position) {
-                    each(position, row.as_ref());
-                }
+            for (row, position) in rows.iter().zip(positions) {
+                each(position, row.as_ref());
             }
-            offset += batch.num_rows() as u64;
         }
         Ok(())
     }
@@ -245,6 +311,27 @@ impl crate::Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_selection_skips_deleted_positions_of_a_range() {
+        let deleted: RoaringTreemap = [0u64, 3, 4, 9, 12].into_iter().collect();
+        let selectors: Vec<RowSelector> = live_selection(&deleted, 0..10).into();
+        assert_eq!(
+            selectors,
+            [
+                RowSelector::skip(1),
+                RowSelector::select(2),
+                RowSelector::skip(2),
+                RowSelector::select(4),
+                RowSelector::skip(1),
+            ]
+        );
+        // A row group's range: positions relative to its start, later positions ignored.
+        let selectors: Vec<RowSelector> = live_selection(&deleted, 4..8).into();
+        assert_eq!(selectors, [RowSelector::skip(1), RowSelector::select(3)]);
+        let selectors: Vec<RowSelector> = live_selection(&RoaringTreemap::new(), 5..8).into();
+        assert_eq!(selectors, [RowSelector::select(3)]);
+    }
 
     #[tokio::test]
     async fn round_trip_and_tamper_detection() {

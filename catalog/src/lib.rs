@@ -24,7 +24,10 @@ pub mod writer;
 pub use catalog::{
     CATALOG_NAME, Catalog, Change, CleanupReport, CommitCheck, FileChange, WriteMode,
 };
-pub use deletion::{RoaringTreemap, read_deletion_vector, write_deletion_vector};
+pub use deletion::{
+    LiveRows, RoaringTreemap, live_selection, read_deletion_vector, read_live_rows,
+    write_deletion_vector,
+};
 pub use error::{Error, Result};
 pub use ingest::{FileFormat, FileIngest, IngestOutcome, parse_schema_overrides, read_file};
 pub use maintenance::{CompactionOptions, CompactionReport, VacuumReport};

@@ -15,19 +15,15 @@
 //!   which [`Catalog::cleanup`] removes.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
-use parquet::arrow::async_reader::ParquetObjectReader;
 
 use crate::catalog::{Catalog, Change, FileChange};
-use crate::deletion::read_deletion_vector;
+use crate::deletion::read_live_rows;
 use crate::error::{Error, Result};
 use crate::layout;
 use crate::manifest::{DataFile, Manifest, Operation};
@@ -56,11 +52,13 @@ impl Default for CompactionOptions {
 }
 
 impl CompactionOptions {
-    fn small(&self, file: &DataFile) -> bool {
+    /// Whether `file` is small: under `small_file_fraction` of `target_file_bytes`.
+    pub fn small(&self, file: &DataFile) -> bool {
         (file.size_bytes as f64) < self.target_file_bytes as f64 * self.small_file_fraction
     }
 
-    fn mostly_deleted(&self, file: &DataFile) -> bool {
+    /// Whether at least `deleted_ratio` of `file`'s rows are deleted.
+    pub fn mostly_deleted(&self, file: &DataFile) -> bool {
         file.rows > 0
             && (file.rows - file.live_rows()) as f64 >= file.rows as f64 * self.deleted_ratio
     }
@@ -148,9 +146,9 @@ impl Catalog {
         let mut rows = 0u64;
         for file in &chosen {
             let written = async {
-                let mut batches = self.read_live_rows(file).await?;
-                while let Some(batch) = batches.next().await {
-                    let batch = batch?;
+                let mut batches = read_live_rows(self.store(), file, None, None).await?;
+                while let Some(live) = batches.next().await {
+                    let batch = live?.batch;
                     rows += batch.num_rows() as u64;
                     writer.write(&batch).await?;
                 }
@@ -195,35 +193,6 @@ impl Catalog {
             version: Some(committed.version),
             ..report
         })
-    }
-
-    /// The live rows of `file` (its deletion vector applied through a Parquet row selection),
-    /// in file order.
-    async fn read_live_rows(
-        &self,
-        file: &DataFile,
-    ) -> Result<futures::stream::BoxStream<'static, Result<arrow::array::RecordBatch>>> {
-        let deleted = read_deletion_vector(self.store(), file).await?;
-        let reader =
-            ParquetObjectReader::new(Arc::clone(self.store()), Path::from(file.path.as_str()))
-                .with_file_size(file.size_bytes);
-        let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
-        if !deleted.is_empty() {
-            let mut selectors = Vec::new();
-            let mut next = 0u64;
-            for position in deleted.iter() {
-                if position > next {
-                    selectors.push(RowSelector::select((position - next) as usize));
-                }
-                selectors.push(RowSelector::skip(1));
-                next = position + 1;
-            }
-            if file.rows > next {
-                selectors.push(RowSelector::select((file.rows - next) as usize));
-            }
-            builder = builder.with_row_selection(RowSelection::from(selectors));
-        }
-        Ok(builder.build()?.map_err(Error::from).boxed())
     }
 
     /// Removes the versions of `table` committed more than `retain` ago and the files only

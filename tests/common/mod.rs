@@ -188,6 +188,21 @@ pub async fn query(
     fetch(client, info).await
 }
 
+/// Runs `sql` as a CommandStatementUpdate on a new connection and answers the affected rows.
+pub async fn update(server: &TestServer, sql: &str) -> Result<i64, FlightError> {
+    server
+        .client()
+        .await
+        .execute_update(sql.to_string(), None)
+        .await
+}
+
+/// Runs the query `sql`, which must answer one integer, and answers it.
+pub async fn count(server: &TestServer, sql: &str) -> i64 {
+    let mut client = server.client().await;
+    scalar_i64(&query(&mut client, sql).await.unwrap())
+}
+
 /// The gRPC code of a failed call (panics when the error carries no status).
 pub fn code(error: &FlightError) -> tonic::Code {
     match error {

@@ -6,21 +6,8 @@ use std::time::Duration;
 
 use lakehouse_catalog::{Operation, TableRef, Version};
 use lakehouse_server::config::ServeConfig;
-use lakehouse_tests::{TestServer, code, open_catalog, query, scalar_i64};
+use lakehouse_tests::{TestServer, code, count, open_catalog, query, update};
 use tonic::Code;
-
-async fn update(server: &TestServer, sql: &str) -> Result<i64, arrow_flight::error::FlightError> {
-    server
-        .client()
-        .await
-        .execute_update(sql.to_string(), None)
-        .await
-}
-
-async fn count(server: &TestServer, sql: &str) -> i64 {
-    let mut client = server.client().await;
-    scalar_i64(&query(&mut client, sql).await.unwrap())
-}
 
 fn manual(c: &mut ServeConfig) {
     c.maintenance.auto_compact = false;

@@ -7,16 +7,10 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use lakehouse_catalog::{Operation, TableRef, Version};
-use lakehouse_tests::{TestServer, code, column_i64, column_str, open_catalog, query, scalar_i64};
+use lakehouse_tests::{
+    TestServer, code, column_i64, column_str, count, open_catalog, query, update,
+};
 use tonic::Code;
-
-async fn update(server: &TestServer, sql: &str) -> Result<i64, arrow_flight::error::FlightError> {
-    server
-        .client()
-        .await
-        .execute_update(sql.to_string(), None)
-        .await
-}
 
 /// Every object under the table's `data/` and `deletes/` folders.
 fn objects(server: &TestServer, table: &str) -> BTreeSet<String> {
@@ -38,11 +32,6 @@ fn objects(server: &TestServer, table: &str) -> BTreeSet<String> {
 /// A server without automatic compaction, for tests that count versions.
 async fn start() -> TestServer {
     TestServer::start_with(|c| c.maintenance.auto_compact = false).await
-}
-
-async fn count(server: &TestServer, sql: &str) -> i64 {
-    let mut client = server.client().await;
-    scalar_i64(&query(&mut client, sql).await.unwrap())
 }
 
 #[tokio::test]

@@ -4,16 +4,8 @@
 use arrow::array::AsArray;
 use arrow::datatypes::{DataType, UInt64Type};
 use lakehouse_catalog::{Operation, SchemaName, TableRef, Version};
-use lakehouse_tests::{TestServer, code, open_catalog, query, scalar_i64};
+use lakehouse_tests::{TestServer, code, open_catalog, query, scalar_i64, update};
 use tonic::Code;
-
-async fn update(server: &TestServer, sql: &str) -> Result<i64, arrow_flight::error::FlightError> {
-    server
-        .client()
-        .await
-        .execute_update(sql.to_string(), None)
-        .await
-}
 
 #[tokio::test]
 async fn create_insert_ctas_drop_and_schemas() {

@@ -6,9 +6,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::array::{UInt32Array, UInt64Array};
-use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DataFusionError, Result};
@@ -19,12 +18,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use futures::{StreamExt, TryStreamExt};
-use lakehouse_catalog::{DataFile, Manifest};
+use lakehouse_catalog::{DataFile, LiveRows, Manifest};
 use object_store::ObjectStore;
-use object_store::path::Path;
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::async_reader::ParquetObjectReader;
 
 /// Name of the column holding the row's data file: its index in the manifest's `files`
 /// (`UInt32`).
@@ -38,8 +33,8 @@ pub const ROW_COLUMN: &str = "__lakehouse_row";
 ///
 /// # Projection / Filters / Limit
 /// Each data file is one partition, read in file order by the Parquet reader with only the
-/// projected table columns decoded; rows in the file's deletion vector are dropped after
-/// decoding. Filters are not pushed down (DataFusion applies them above); no limit is pushed.
+/// projected table columns decoded and the rows in the file's deletion vector skipped by a
+/// row selection ([`lakehouse_catalog::read_live_rows`]). Filters are not pushed down (DataFusion applies them above); no limit is pushed.
 #[derive(Debug)]
 pub struct RowPositions {
     manifest: Arc<Manifest>,
@@ -146,12 +141,6 @@ impl PartitionStream for FilePositions {
         let batch_size = self.batch_size;
         let external = |e: lakehouse_catalog::Error| DataFusionError::External(Box::new(e));
         let stream = futures::stream::once(async move {
-            let deleted = lakehouse_catalog::read_deletion_vector(&store, &file)
-                .await
-                .map_err(external)?;
-            let reader = ParquetObjectReader::new(store, Path::from(file.path.as_str()))
-                .with_file_size(file.size_bytes);
-            let builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
             // Table columns to decode, ascending: the reader returns them in file order.
             let mut columns: Vec<usize> = projection
                 .iter()
@@ -160,18 +149,14 @@ impl PartitionStream for FilePositions {
                 .collect();
             columns.sort_unstable();
             columns.dedup();
-            let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
-            let batches = builder
-                .with_projection(mask)
-                .with_batch_size(batch_size)
-                .build()?;
-            let mut offset = 0u64;
+            let batches =
+                lakehouse_catalog::read_live_rows(&store, &file, Some(&columns), Some(batch_size))
+                    .await
+                    .map_err(external)?;
             let out = Arc::clone(&schema);
-            Ok::<_, DataFusionError>(batches.map(move |batch| {
-                let batch = batch?;
+            Ok::<_, DataFusionError>(batches.map(move |live| {
+                let LiveRows { batch, positions } = live.map_err(external)?;
                 let rows = batch.num_rows();
-                let positions: Vec<u64> = (offset..offset + rows as u64).collect();
-                offset += rows as u64;
                 let arrays: Vec<ArrayRef> = projection
                     .iter()
                     .map(|&i| {
@@ -186,15 +171,11 @@ impl PartitionStream for FilePositions {
                     })
                     .collect();
                 let options = RecordBatchOptions::new().with_row_count(Some(rows));
-                let batch = RecordBatch::try_new_with_options(Arc::clone(&out), arrays, &options)?;
-                if deleted.is_empty() {
-                    return Ok(batch);
-                }
-                let live: BooleanArray = positions
-                    .iter()
-                    .map(|p| Some(!deleted.contains(*p)))
-                    .collect();
-                Ok(filter_record_batch(&batch, &live)?)
+                Ok(RecordBatch::try_new_with_options(
+                    Arc::clone(&out),
+                    arrays,
+                    &options,
+                )?)
             }))
         })
         .try_flatten();

@@ -21,7 +21,6 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::metrics::{ExecutionPlanMetricsSet, MetricBuilder};
 use lakehouse_catalog::Manifest;
-use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
 /// Reads exactly the Parquet files one [`Manifest`] lists — never by listing storage — through
 /// DataFusion's Parquet scan (`DataSourceExec` with a `ParquetSource`).
@@ -246,21 +245,7 @@ pub fn access_plan(
         } else if in_group == rows {
             RowGroupAccess::Skip
         } else {
-            let mut selectors = Vec::new();
-            let mut next = start;
-            let mut positions = deleted.iter();
-            positions.advance_to(start);
-            for position in positions.take_while(|&p| p < end) {
-                if position > next {
-                    selectors.push(RowSelector::select((position - next) as usize));
-                }
-                selectors.push(RowSelector::skip(1));
-                next = position + 1;
-            }
-            if end > next {
-                selectors.push(RowSelector::select((end - next) as usize));
-            }
-            RowGroupAccess::Selection(RowSelection::from(selectors))
+            RowGroupAccess::Selection(lakehouse_catalog::live_selection(deleted, start..end))
         });
         start = end;
     }

@@ -328,44 +328,23 @@ impl QueryEngine {
                 let batch = batch?;
                 let files = batch.column(0).as_primitive::<UInt32Type>();
                 let rows = batch.column(1).as_primitive::<UInt64Type>();
-                let action_of = batch.column(2).as_primitive::<Int32Type>();
-                let mut keep = Vec::with_capacity(batch.num_rows());
-                for i in 0..batch.num_rows() {
-                    let action = usize::try_from(action_of.value(i))
-                        .ok()
-                        .and_then(|a| actions.get(a))
-                        .copied()
-                        .unwrap_or(Action::Nothing);
-                    keep.push(matches!(action, Action::Update | Action::Insert));
-                    match action {
-                        Action::Nothing => {}
-                        Action::Insert => inserted += 1,
-                        Action::Delete | Action::Update => {
-                            if files.is_null(i) || rows.is_null(i) {
-                                continue;
-                            }
-                            let new = selected
-                                .entry(files.value(i))
-                                .or_default()
-                                .insert(rows.value(i));
-                            if !new && operation != Operation::Delete {
-                                return Err(Error::invalid(format!(
-                                    "{} would change a row of {table} twice: it matches more \
-                                     than one source row (or parameter row); nothing was written \
-                                     (the SQL standard's cardinality violation)",
-                                    statement_name(operation)
-                                )));
-                            }
-                        }
+                let walked = walk_selection(&batch, 2, &actions, |i| {
+                    if files.is_null(i) || rows.is_null(i) {
+                        return Ok(());
                     }
-                }
+                    let new = selected
+                        .entry(files.value(i))
+                        .or_default()
+                        .insert(rows.value(i));
+                    // A row deleted twice is deleted once; changed twice is ambiguous.
+                    if !new && operation != Operation::Delete {
+                        return Err(cardinality_violation(operation, table));
+                    }
+                    Ok(())
+                })?;
+                inserted += walked.inserted;
                 if let Some(writer) = writer.as_mut() {
-                    let values = batch.project(&(3..batch.num_columns()).collect::<Vec<_>>())?;
-                    let values = datafusion::arrow::compute::filter_record_batch(
-                        &values,
-                        &BooleanArray::from(keep),
-                    )?;
-                    writer.write(&values).await?;
+                    writer.write(&walked.values).await?;
                 }
             }
             Ok(())
@@ -738,34 +717,14 @@ impl QueryEngine {
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let addrs = batch.column(0).as_primitive::<UInt64Type>();
-            let action_of = batch.column(1).as_primitive::<Int32Type>();
-            let mut keep = Vec::with_capacity(batch.num_rows());
-            for i in 0..batch.num_rows() {
-                let action = usize::try_from(action_of.value(i))
-                    .ok()
-                    .and_then(|a| merge.actions.get(a))
-                    .copied()
-                    .unwrap_or(Action::Nothing);
-                keep.push(matches!(action, Action::Update | Action::Insert));
-                match action {
-                    Action::Nothing => {}
-                    Action::Insert => inserted += 1,
-                    Action::Delete | Action::Update => {
-                        if !addrs.is_null(i) && !addresses.insert(addrs.value(i)) {
-                            return Err(Error::invalid(format!(
-                                "MERGE would change a row of {table} twice: it matches more \
-                                 than one source row; nothing was written (the SQL \
-                                 standard's cardinality violation)"
-                            )));
-                        }
-                    }
+            let walked = walk_selection(&batch, 1, &merge.actions, |i| {
+                if !addrs.is_null(i) && !addresses.insert(addrs.value(i)) {
+                    return Err(cardinality_violation(change.operation, table));
                 }
-            }
-            let values = batch.project(&(2..batch.num_columns()).collect::<Vec<_>>())?;
-            let values = datafusion::arrow::compute::filter_record_batch(
-                &values,
-                &BooleanArray::from(keep),
-            )?;
+                Ok(())
+            })?;
+            inserted += walked.inserted;
+            let values = walked.values;
             if values.num_rows() > 0 {
                 let columns = values
                     .columns()
@@ -791,6 +750,57 @@ impl QueryEngine {
         tracing::info!(%table, rows = count, "Lance rows merged");
         Ok(count as i64)
     }
+}
+
+/// One batch of a selection query, walked row by row.
+struct Walked {
+    /// The new values (the columns after the action column) of the rows that write one.
+    values: RecordBatch,
+    /// How many of the batch's rows are inserts.
+    inserted: u64,
+}
+
+/// Walks one `batch` of a selection query whose column `action_column` holds each row's
+/// action (an index into `actions`; out of range or NULL → [`Action::Nothing`]) and whose
+/// later columns hold the new values: `target(i)` is called for each row that deletes or
+/// updates a target row, and its error stops the walk.
+fn walk_selection(
+    batch: &RecordBatch,
+    action_column: usize,
+    actions: &[Action],
+    mut target: impl FnMut(usize) -> Result<()>,
+) -> Result<Walked> {
+    let action_of = batch.column(action_column).as_primitive::<Int32Type>();
+    let mut keep = Vec::with_capacity(batch.num_rows());
+    let mut inserted = 0;
+    for i in 0..batch.num_rows() {
+        let action = (!action_of.is_null(i))
+            .then(|| usize::try_from(action_of.value(i)).ok())
+            .flatten()
+            .and_then(|a| actions.get(a))
+            .copied()
+            .unwrap_or(Action::Nothing);
+        keep.push(matches!(action, Action::Update | Action::Insert));
+        match action {
+            Action::Nothing => {}
+            Action::Insert => inserted += 1,
+            Action::Delete | Action::Update => target(i)?,
+        }
+    }
+    let values = batch.project(&(action_column + 1..batch.num_columns()).collect::<Vec<_>>())?;
+    let values =
+        datafusion::arrow::compute::filter_record_batch(&values, &BooleanArray::from(keep))?;
+    Ok(Walked { values, inserted })
+}
+
+/// The SQL standard's cardinality violation: `operation` would change one row of `table`
+/// twice.
+fn cardinality_violation(operation: Operation, table: &TableRef) -> Error {
+    Error::invalid(format!(
+        "{} would change a row of {table} twice: it matches more than one source row (or \
+         parameter row); nothing was written (the SQL standard's cardinality violation)",
+        statement_name(operation)
+    ))
 }
 
 /// The columns of a document table that `lakehouse ingest --embed` owns.

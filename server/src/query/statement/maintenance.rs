@@ -78,18 +78,8 @@ impl MaintenanceOptions {
             return false;
         }
         let options = self.compaction();
-        let small = manifest
-            .files
-            .iter()
-            .filter(|f| {
-                (f.size_bytes as f64)
-                    < options.target_file_bytes as f64 * options.small_file_fraction
-            })
-            .count();
-        let deleted = manifest.files.iter().any(|f| {
-            f.rows > 0 && (f.rows - f.live_rows()) as f64 >= f.rows as f64 * options.deleted_ratio
-        });
-        small >= self.compact_min_files || deleted
+        let small = manifest.files.iter().filter(|f| options.small(f)).count();
+        small >= self.compact_min_files || manifest.files.iter().any(|f| options.mostly_deleted(f))
     }
 }
 
