@@ -13,7 +13,7 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::TableType;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
@@ -34,7 +34,9 @@ pub const ROW_COLUMN: &str = "__lakehouse_row";
 /// # Projection / Filters / Limit
 /// Each data file is one partition, read in file order by the Parquet reader with only the
 /// projected table columns decoded and the rows in the file's deletion vector skipped by a
-/// row selection ([`lakehouse_catalog::read_live_rows`]). Filters are not pushed down (DataFusion applies them above); no limit is pushed.
+/// row selection ([`lakehouse_catalog::read_live_rows`]). Filters are `Inexact`: files whose
+/// manifest statistics prove no row matches are not read (as [`super::table::VersionTable`]
+/// prunes them) and DataFusion applies the filters above the scan; no limit is pushed.
 #[derive(Debug)]
 pub struct RowPositions {
     manifest: Arc<Manifest>,
@@ -75,9 +77,10 @@ impl TableProvider for RowPositions {
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        let keep = super::table::prune_files(state, &self.manifest, filters);
         let projection: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),
@@ -89,7 +92,9 @@ impl TableProvider for RowPositions {
             .files
             .iter()
             .enumerate()
-            .filter(|(_, f)| f.live_rows() > 0)
+            .zip(keep)
+            .filter(|((_, f), keep)| *keep && f.live_rows() > 0)
+            .map(|(file, _)| file)
             .map(|(index, file)| {
                 Arc::new(FilePositions {
                     store: Arc::clone(&self.store),
@@ -110,6 +115,13 @@ impl TableProvider for RowPositions {
             false,
             None,
         )?))
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 }
 

@@ -115,7 +115,7 @@ impl VersionTable {
 /// Which files of `manifest` a scan with `filters` must read: `false` for a file whose
 /// manifest statistics prove no row can match (DataFusion's `PruningPredicate` over the
 /// files as containers). Every file is kept when the filters cannot be evaluated that way.
-fn prune_files(state: &dyn Session, manifest: &Manifest, filters: &[Expr]) -> Vec<bool> {
+pub(crate) fn prune_files(state: &dyn Session, manifest: &Manifest, filters: &[Expr]) -> Vec<bool> {
     use datafusion::common::DFSchema;
     use datafusion::logical_expr::utils::conjunction;
     use datafusion::physical_optimizer::pruning::PruningPredicate;
