@@ -463,13 +463,6 @@ impl Catalog {
         Ok(manifest)
     }
 
-    /// The newest live manifest of `table` this catalog has seen, without reading storage: for
-    /// synchronous callers (SQL table functions at planning) after [`Catalog::table`] refreshed
-    /// it. `None` for tables not seen or dropped.
-    pub fn cached_table(&self, table: &TableRef) -> Option<Arc<Manifest>> {
-        self.cached(table).filter(|m| !m.dropped)
-    }
-
     fn cached(&self, table: &TableRef) -> Option<Arc<Manifest>> {
         self.heads.read().expect("lock").get(table).cloned()
     }

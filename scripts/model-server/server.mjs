@@ -12,6 +12,8 @@
 //   POST /v1/chat/completions {model, messages, temperature, seed, max_tokens}
 //   POST /admin/faults    {status, count, delay_ms} the next `count` model calls answer `status`
 //                         (e.g. 429, 503) or wait `delay_ms` first: test hooks for retries/timeouts.
+//   GET  /admin/stats     {embed_requests, embed_inputs, chat_requests} answered since start: test
+//                         hooks that count how often a query called the models.
 import http from "node:http";
 import { getLlama, LlamaChatSession } from "node-llama-cpp";
 
@@ -101,6 +103,7 @@ const readJson = (req) => new Promise((resolve, reject) => {
   req.on("data", (chunk) => { data += chunk; });
   req.on("end", () => { try { resolve(data ? JSON.parse(data) : {}); } catch (e) { reject(e); } });
 });
+const stats = { embed_requests: 0, embed_inputs: 0, chat_requests: 0 };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const modelList = () => [...embedders.keys(), ...chats.keys()];
 
@@ -113,6 +116,7 @@ const server = http.createServer(async (req, res) => {
     if (req.method === "GET" && url === "/v1/models") {
       return send(res, 200, { object: "list", data: modelList().map((id) => ({ id, object: "model" })) });
     }
+    if (req.method === "GET" && url === "/admin/stats") return send(res, 200, stats);
     if (req.method !== "POST") return send(res, 404, { error: `no route ${req.method} ${url}` });
     const body = await readJson(req);
     if (url === "/admin/faults") {
@@ -125,6 +129,11 @@ const server = http.createServer(async (req, res) => {
       if (faults.status) return send(res, faults.status, { error: `injected fault ${faults.status}` });
     }
     const missing = () => send(res, 404, { error: `model '${body.model}' not found` });
+    if (url === "/api/embed" || url === "/v1/embeddings") {
+      stats.embed_requests += 1;
+      stats.embed_inputs += Array.isArray(body.input) ? body.input.length : 1;
+    }
+    if (url === "/api/chat" || url === "/v1/chat/completions") stats.chat_requests += 1;
     if (url === "/api/embed") {
       const embeddings = await embed(body.model, body.input ?? "");
       return embeddings ? send(res, 200, { model: body.model, embeddings }) : missing();

@@ -505,3 +505,64 @@ impl SecureServer {
             .expect("connect")
     }
 }
+
+/// A batch of `id` Int64, `body` Utf8 and `embedding` FixedSizeList<Float32> rows.
+pub fn notes_batch(ids: &[i64], bodies: &[String], vectors: &[Vec<f32>]) -> RecordBatch {
+    let dim = vectors[0].len() as i32;
+    let values: Vec<f32> = vectors.iter().flatten().copied().collect();
+    let item = Arc::new(arrow::datatypes::Field::new(
+        "item",
+        arrow::datatypes::DataType::Float32,
+        true,
+    ));
+    let embedding = arrow::array::FixedSizeListArray::new(
+        item,
+        dim,
+        Arc::new(arrow::array::Float32Array::from(values)),
+        None,
+    );
+    RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(arrow::array::Int64Array::from(ids.to_vec())) as arrow::array::ArrayRef,
+        ),
+        (
+            "body",
+            Arc::new(arrow::array::StringArray::from(bodies.to_vec())),
+        ),
+        ("embedding", Arc::new(embedding)),
+    ])
+    .unwrap()
+}
+
+/// Creates the Lance table `table` from `batch` by bulk ingest, its vectors recorded as embedded
+/// with `model`.
+pub async fn ingest_lance(server: &TestServer, table: &str, batch: RecordBatch, model: &str) {
+    let options = [
+        ("lakehouse.table_format", "lance"),
+        ("lakehouse.vector.model", model),
+    ];
+    let mut client = server.client().await;
+    client
+        .execute_ingest(
+            ingest_command(table, true, &options),
+            futures::stream::iter([Ok(batch)]),
+        )
+        .await
+        .unwrap();
+}
+
+/// The Lance table `notes` (`id` 1..=n, `body`, MiniLM `embedding` recorded as model
+/// `minilm`) holding `texts`.
+pub async fn ingest_notes(server: &TestServer, texts: &[&str]) {
+    let bodies: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
+    let ids: Vec<i64> = (1..=texts.len() as i64).collect();
+    let vectors = models::minilm_vectors(&bodies).await;
+    ingest_lance(
+        server,
+        "notes",
+        notes_batch(&ids, &bodies, &vectors),
+        "minilm",
+    )
+    .await;
+}

@@ -119,6 +119,18 @@ impl ModelServer {
         assert!(response.status().is_success());
     }
 
+    /// `(embed requests, chat requests)` the server answered since it started.
+    pub async fn calls(&self) -> (u64, u64) {
+        let stats: serde_json::Value = reqwest::get(format!("{}/admin/stats", self.url))
+            .await
+            .expect("GET /admin/stats")
+            .json()
+            .await
+            .expect("stats JSON");
+        let count = |key: &str| stats[key].as_u64().expect("a count");
+        (count("embed_requests"), count("chat_requests"))
+    }
+
     /// Stops the server (SIGKILL) and waits for it to exit.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -18,6 +18,7 @@ mod nl2sql;
 mod params;
 mod query;
 mod rag;
+mod snapshots;
 mod tls;
 mod vector_index;
 mod vector_search;

@@ -2,54 +2,14 @@
 //! queries (MiniLM from the real model server), `_distance` checked against brute force,
 //! pre-filters, joins, and the errors for bad arguments.
 
-use std::sync::Arc;
-
-use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch,
-    StringArray,
-};
-use arrow::datatypes::{DataType, Field, Float32Type};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::Float32Type;
 use lakehouse_server::ServeConfig;
 use lakehouse_tests::models::{EMBED_DIMENSION, ModelServer, minilm_config, minilm_vectors};
-use lakehouse_tests::{TestServer, code, column_i64, column_str, ingest_command, query};
+use lakehouse_tests::{
+    TestServer, code, column_i64, column_str, ingest_lance, ingest_notes, notes_batch, query,
+};
 use tonic::Code;
-
-fn batch(ids: &[i64], bodies: &[String], vectors: &[Vec<f32>]) -> RecordBatch {
-    let dim = vectors[0].len() as i32;
-    let values: Vec<f32> = vectors.iter().flatten().copied().collect();
-    let item = Arc::new(Field::new("item", DataType::Float32, true));
-    let embedding = FixedSizeListArray::new(item, dim, Arc::new(Float32Array::from(values)), None);
-    RecordBatch::try_from_iter(vec![
-        ("id", Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef),
-        ("body", Arc::new(StringArray::from(bodies.to_vec()))),
-        ("embedding", Arc::new(embedding)),
-    ])
-    .unwrap()
-}
-
-async fn ingest_lance(server: &TestServer, table: &str, batch: RecordBatch, model: &str) {
-    let options = [
-        ("lakehouse.table_format", "lance"),
-        ("lakehouse.vector.model", model),
-    ];
-    let mut client = server.client().await;
-    client
-        .execute_ingest(
-            ingest_command(table, true, &options),
-            futures::stream::iter([Ok(batch)]),
-        )
-        .await
-        .unwrap();
-}
-
-/// The Lance table `notes` (`id` 1..=n, `body`, MiniLM `embedding` recorded as model
-/// `minilm`) holding `texts`.
-async fn ingest_notes(server: &TestServer, texts: &[&str]) {
-    let bodies: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
-    let ids: Vec<i64> = (1..=texts.len() as i64).collect();
-    let vectors = minilm_vectors(&bodies).await;
-    ingest_lance(server, "notes", batch(&ids, &bodies, &vectors), "minilm").await;
-}
 
 fn column_f32(batches: &[RecordBatch], name: &str) -> Vec<f32> {
     batches
@@ -82,7 +42,13 @@ async fn vector_queries_return_the_k_nearest_with_exact_distances() {
         })
         .collect();
     let bodies: Vec<String> = ids.iter().map(|i| format!("point {i}")).collect();
-    ingest_lance(&server, "points", batch(&ids, &bodies, &vectors), "none").await;
+    ingest_lance(
+        &server,
+        "points",
+        notes_batch(&ids, &bodies, &vectors),
+        "none",
+    )
+    .await;
     let mut client = server.client().await;
 
     let q = [1.0f32, 0.05, 0.0, 0.5];
@@ -160,7 +126,13 @@ async fn vector_queries_return_the_k_nearest_with_exact_distances() {
         ),
     ] {
         let err = query(&mut client, sql).await.unwrap_err();
-        assert_eq!(code(&err), Code::InvalidArgument, "{sql}: {err}");
+        // A missing table is NotFound, as it is in FROM; bad arguments are InvalidArgument.
+        let expected = if needle.contains("not found") && !needle.contains("model") {
+            Code::NotFound
+        } else {
+            Code::InvalidArgument
+        };
+        assert_eq!(code(&err), expected, "{sql}: {err}");
         assert!(err.to_string().contains(needle), "{sql}: {err}");
     }
     client

@@ -4,36 +4,25 @@
 //! Schema: `table_schema Utf8, table_name Utf8, index_name Utf8, columns Utf8` (the indexed
 //! columns, comma-separated), `index_type Utf8` (Lance's name: `IVF_PQ`, `IVF_HNSW_SQ`,
 //! `IVF_FLAT`, `Inverted` for full-text), `indexed_rows Int64` (rows the index covers; rows
-//! appended later are searched unindexed); one row per index, read from each Lance dataset when
-//! the query runs.
+//! appended later are searched unindexed); one row per index of each Lance table at the version
+//! the query reads, read when the query runs.
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::DataFusionError;
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
-use lakehouse_catalog::Catalog;
+use datafusion::execution::TaskContext;
+use lakehouse_catalog::TableRef;
 
-use crate::args::to_datafusion;
-use crate::table::LanceStore;
+use crate::args::{Deferred, deferred_table, to_datafusion};
+use crate::session::SessionTables;
+use crate::table::index_infos;
 
 /// The `vector_indexes` table function.
-#[derive(Debug)]
-pub struct VectorIndexesFunction {
-    catalog: Arc<Catalog>,
-}
-
-impl VectorIndexesFunction {
-    /// The function over `catalog`'s Lance tables.
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog }
-    }
-}
+#[derive(Debug, Default)]
+pub struct VectorIndexesFunction;
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -56,56 +45,42 @@ impl TableFunctionImpl for VectorIndexesFunction {
                 "vector_indexes() takes no arguments".into(),
             ));
         }
-        Ok(Arc::new(IndexList {
-            catalog: Arc::clone(&self.catalog),
-        }))
+        // Every Lance table, as the session resolved it (the server resolves them all before
+        // planning a call of this function).
+        let datasets = args
+            .session()
+            .config()
+            .get_extension::<SessionTables>()
+            .map(|tables| tables.all())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(table, resolved)| Some((table, resolved.dataset?)))
+            .collect();
+        deferred_table(schema(), IndexList { datasets })
     }
 }
 
-#[derive(Debug)]
+/// The listing, read when the query executes.
+#[derive(Debug, Clone)]
 struct IndexList {
-    catalog: Arc<Catalog>,
+    datasets: Vec<(TableRef, Arc<lance::Dataset>)>,
 }
 
 #[async_trait::async_trait]
-impl TableProvider for IndexList {
-    fn schema(&self) -> SchemaRef {
-        schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let store = LanceStore::new(self.catalog.location());
+impl Deferred for IndexList {
+    async fn run(self, _ctx: Arc<TaskContext>) -> datafusion::error::Result<RecordBatch> {
         let mut rows: Vec<[String; 5]> = Vec::new();
         let mut indexed_rows: Vec<i64> = Vec::new();
-        for (schema, manifests) in self.catalog.list().await.map_err(to_datafusion)? {
-            for manifest in manifests {
-                let Some(lance) = &manifest.lance else {
-                    continue;
-                };
-                for index in store
-                    .indexes(&lance.location)
-                    .await
-                    .map_err(to_datafusion)?
-                {
-                    rows.push([
-                        schema.to_string(),
-                        manifest.table.table.to_string(),
-                        index.name,
-                        index.columns.join(","),
-                        index.index_type,
-                    ]);
-                    indexed_rows.push(i64::try_from(index.indexed_rows).unwrap_or(i64::MAX));
-                }
+        for (table, dataset) in &self.datasets {
+            for index in index_infos(dataset).await.map_err(to_datafusion)? {
+                rows.push([
+                    table.schema.to_string(),
+                    table.table.to_string(),
+                    index.name,
+                    index.columns.join(","),
+                    index.index_type,
+                ]);
+                indexed_rows.push(i64::try_from(index.indexed_rows).unwrap_or(i64::MAX));
             }
         }
         let column = |i: usize| -> ArrayRef {
@@ -113,7 +88,7 @@ impl TableProvider for IndexList {
                 rows.iter().map(|r| r[i].clone()),
             ))
         };
-        let batch = RecordBatch::try_new(
+        Ok(RecordBatch::try_new(
             schema(),
             vec![
                 column(0),
@@ -123,9 +98,6 @@ impl TableProvider for IndexList {
                 column(4),
                 Arc::new(Int64Array::from(indexed_rows)),
             ],
-        )?;
-        let plan: Arc<dyn ExecutionPlan> =
-            MemorySourceConfig::try_new_exec(&[vec![batch]], schema(), projection.cloned())?;
-        Ok(plan)
+        )?)
     }
 }

@@ -13,6 +13,7 @@
 //! - [`indexes`]: the `vector_indexes()` SQL table function (the index listing).
 //! - [`search`]: the `vector_search`, `text_search` and `hybrid_search` SQL table functions.
 //! - [`rag`]: the `rag(question, table [, options])` SQL table function.
+//! - [`session`]: the tables one query's session resolved, where the functions find them.
 //! - [`nl2sql`]: the `nl2sql(question [, options])` SQL table function (plans, never runs).
 //! - [`error`]: the crate's error type.
 //!
@@ -31,6 +32,7 @@ pub mod ingest;
 pub mod nl2sql;
 pub mod rag;
 pub mod search;
+pub mod session;
 pub mod table;
 
 pub use error::{Error, Result};
@@ -38,8 +40,8 @@ pub use error::{Error, Result};
 use std::sync::Arc;
 
 /// The table functions that search one Lance table named by a string-literal argument, with
-/// that argument's position (0-based); the server reads those tables' newest manifests before
-/// planning a call.
+/// that argument's position (0-based); the server resolves those tables through the session
+/// ([`session::SessionTables`]) before planning a call.
 pub const TABLE_SEARCH_FUNCTIONS: [(&str, usize); 4] = [
     ("vector_search", 0),
     ("text_search", 0),
@@ -51,17 +53,20 @@ pub const TABLE_SEARCH_FUNCTIONS: [(&str, usize); 4] = [
 /// server builds the session with the catalog's listing when a statement calls one.
 pub const LISTING_FUNCTIONS: [&str; 1] = ["nl2sql"];
 
+/// Table functions that read every Lance table, so the server resolves all of them through the
+/// session ([`session::SessionTables`]) before planning a call.
+pub const ALL_LANCE_TABLES_FUNCTIONS: [&str; 1] = ["vector_indexes"];
+
 /// Registers Lakehouse's SQL functions in `state`: `embed` (scalar, async) and the table
 /// functions `vector_search`, `text_search`, `hybrid_search`, `rag`, `nl2sql` and
-/// `vector_indexes`, over
-/// `catalog`'s Lance tables, embedding with `models` and answering with `chat`. (`ai` counts
-/// rows per query, so the server registers it per session: [`ai::AiFunction::udf`].)
+/// `vector_indexes`, over the Lance tables each session resolved ([`session`]), embedding
+/// with `models` and answering with `chat`. (`ai` counts rows per query, so the server
+/// registers it per session: [`ai::AiFunction::udf`].)
 ///
 /// # Errors
 /// [`Error::Config`] when DataFusion refuses the registration (not expected).
 pub fn register_functions(
     state: &mut datafusion::execution::session_state::SessionState,
-    catalog: &Arc<lakehouse_catalog::Catalog>,
     models: &Arc<embedding::EmbeddingModels>,
     chat: &Arc<chat::ChatModels>,
 ) -> Result<()> {
@@ -71,27 +76,18 @@ pub fn register_functions(
         .map_err(|e| Error::Config(format!("registering embed: {e}")))?;
     state.register_udtf(
         "vector_search",
-        Arc::new(search::VectorSearchFunction::new(
-            Arc::clone(catalog),
-            Arc::clone(models),
-        )),
+        Arc::new(search::VectorSearchFunction::new(Arc::clone(models))),
     );
-    state.register_udtf(
-        "text_search",
-        Arc::new(search::TextSearchFunction::new(Arc::clone(catalog))),
-    );
+    state.register_udtf("text_search", Arc::new(search::TextSearchFunction));
     state.register_udtf(
         "hybrid_search",
-        Arc::new(search::HybridSearchFunction::new(
-            Arc::clone(catalog),
-            Arc::clone(models),
-        )),
+        Arc::new(search::HybridSearchFunction::new(Arc::clone(models))),
     );
     state.register_udtf(
         "rag",
         Arc::new(rag::RagFunction::new(
-            search::VectorSearchFunction::new(Arc::clone(catalog), Arc::clone(models)),
-            search::HybridSearchFunction::new(Arc::clone(catalog), Arc::clone(models)),
+            search::VectorSearchFunction::new(Arc::clone(models)),
+            search::HybridSearchFunction::new(Arc::clone(models)),
             Arc::clone(chat),
         )),
     );
@@ -99,9 +95,6 @@ pub fn register_functions(
         "nl2sql",
         Arc::new(nl2sql::Nl2SqlFunction::new(Arc::clone(chat))),
     );
-    state.register_udtf(
-        "vector_indexes",
-        Arc::new(indexes::VectorIndexesFunction::new(Arc::clone(catalog))),
-    );
+    state.register_udtf("vector_indexes", Arc::new(indexes::VectorIndexesFunction));
     Ok(())
 }

@@ -151,13 +151,14 @@ impl TableFunctionImpl for RagFunction {
         if !(1..=100).contains(&k) {
             return Err(plan_err("k must be from 1 to 100"));
         }
-        let table = args::table_ref("rag", table, args.session())?;
+        let (table, resolved) = crate::session::resolved("rag", table, args.session())?;
         let question_expr = Expr::Literal(ScalarValue::Utf8(Some(question.to_string())), None);
         let (search, metric): (Arc<dyn TableProvider>, Option<VectorMetric>) =
             match options.mode.as_deref() {
                 None | Some("vector") => {
                     let search = self.vector.search(
                         &table,
+                        &resolved,
                         &question_expr,
                         k,
                         SearchOptions {
@@ -172,6 +173,7 @@ impl TableFunctionImpl for RagFunction {
                 Some("hybrid") => {
                     let search = self.hybrid.fused(
                         &table,
+                        &resolved,
                         &question_expr,
                         k,
                         HybridOptions {

@@ -13,23 +13,32 @@
 //! The result has the table's columns plus `_distance` (Float32) in the column's metric
 //! (cosine: `1 - cos`, l2: squared Euclidean, dot: negative dot product), nearest first.
 //! Search runs Lance's own scan plan (`Scanner::nearest`), flat until an index exists.
+//!
+//! Every search function reads its table as the session resolved it
+//! ([`crate::session::resolved`]): the Lance dataset at the version the query is pinned to.
+//! Arguments are checked while planning; the search itself (embedding a text query, Lance's
+//! scan, reading only the projected columns) runs when the query executes, once per execution.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Float32Array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::array::{Array, ArrayRef, AsArray, Float32Array, RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, UInt64Type};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::projection::ProjectionExec;
-use lakehouse_catalog::{Catalog, TableRef, VectorColumn};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use futures::{StreamExt, TryStreamExt};
+use lakehouse_catalog::{TableRef, VectorColumn};
 use serde::Deserialize;
 
-use crate::args::{json_options, literal, plan_err, string_literal, table_ref, to_datafusion};
+use crate::args::{json_options, literal, plan_err, string_literal, to_datafusion};
 use crate::embedding::EmbeddingModels;
-use crate::table::{LanceStore, distance_type};
+use crate::session::{ResolvedTable, resolved};
+use crate::table::distance_type;
 
 /// Largest `k` accepted.
 pub const MAX_K: usize = 10_000;
@@ -58,23 +67,16 @@ enum Query {
     Vector(Vec<f32>),
 }
 
-/// The `vector_search` table function of one session.
+/// The `vector_search` table function.
 #[derive(Debug)]
 pub struct VectorSearchFunction {
-    catalog: Arc<Catalog>,
-    store: LanceStore,
     models: Arc<EmbeddingModels>,
 }
 
 impl VectorSearchFunction {
-    /// The function over `catalog`'s Lance tables, embedding text queries with `models`.
-    pub fn new(catalog: Arc<Catalog>, models: Arc<EmbeddingModels>) -> Self {
-        let store = LanceStore::new(catalog.location());
-        Self {
-            catalog,
-            store,
-            models,
-        }
+    /// The function, embedding text queries with `models`.
+    pub fn new(models: Arc<EmbeddingModels>) -> Self {
+        Self { models }
     }
 }
 
@@ -104,14 +106,15 @@ fn vector(expr: &Expr) -> Option<Vec<f32>> {
 /// The parsed arguments `(table, query, k [, options])` shared by the search functions.
 struct Call<'e, O> {
     table: TableRef,
+    resolved: ResolvedTable,
     query: &'e Expr,
     k: usize,
     options: O,
 }
 
-/// Parses `(table, query, k [, options])`: the table a string literal resolved in the
-/// session's default schema, `k` an integer in 1..=[`MAX_K`], `options` a JSON object string
-/// deserialized into `O` (unknown keys refused).
+/// Parses `(table, query, k [, options])`: the table a string literal the session resolved,
+/// `k` an integer in 1..=[`MAX_K`], `options` a JSON object string deserialized into `O`
+/// (unknown keys refused).
 fn parse_call<'e, O: serde::de::DeserializeOwned + Default>(
     function: &str,
     args: &TableFunctionArgs<'e, '_>,
@@ -131,7 +134,7 @@ fn parse_call<'e, O: serde::de::DeserializeOwned + Default>(
             "the table must be a string literal, e.g. 'docs'",
         ));
     };
-    let table = table_ref(function, name, args.session())?;
+    let (table, resolved) = resolved(function, name, args.session())?;
     let k = match literal(&exprs[2]).and_then(|v| v.cast_to(&DataType::Int64).ok()) {
         Some(ScalarValue::Int64(Some(k))) if (1..=MAX_K as i64).contains(&k) => k as usize,
         _ => {
@@ -144,31 +147,29 @@ fn parse_call<'e, O: serde::de::DeserializeOwned + Default>(
     let options = json_options(function, exprs.get(3))?;
     Ok(Call {
         table,
+        resolved,
         query: &exprs[1],
         k,
         options,
     })
 }
 
-/// The live manifest and Lance record of `table`, from the catalog's heads (refreshed by the
-/// server before planning); `needs` says what the function needs, for the Parquet case.
+/// The pinned Lance dataset of `table`, its Lance record and its columns; `needs` says what
+/// the function needs, for the Parquet case.
 fn lance_table(
-    catalog: &Catalog,
     table: &TableRef,
+    resolved: &ResolvedTable,
     function: &str,
     needs: &str,
-) -> datafusion::error::Result<(
-    Arc<lakehouse_catalog::Manifest>,
-    lakehouse_catalog::LanceTable,
-)> {
-    let manifest = catalog
-        .cached_table(table)
-        .ok_or_else(|| plan_err(function, format!("table {table} not found")))?;
-    let lance = manifest
-        .lance
-        .clone()
-        .ok_or_else(|| plan_err(function, format!("{table} is a Parquet table; {needs}")))?;
-    Ok((manifest, lance))
+) -> datafusion::error::Result<(Arc<lance::Dataset>, lakehouse_catalog::LanceTable, Schema)> {
+    let (Some(lance), Some(dataset)) = (&resolved.manifest.lance, &resolved.dataset) else {
+        return Err(plan_err(
+            function,
+            format!("{table} is a Parquet table; {needs}"),
+        ));
+    };
+    let schema = Schema::from(dataset.schema());
+    Ok((Arc::clone(dataset), lance.clone(), schema))
 }
 
 /// `schema` with one more column `name: data_type` (nullable) at the end.
@@ -179,15 +180,16 @@ fn with_column(schema: &Schema, name: &str, data_type: DataType) -> SchemaRef {
 }
 
 impl VectorSearchFunction {
-    /// The search of `query` (a text or vector literal) in `table`, checked against the
-    /// table's vector columns and the configured models.
+    /// The search of `query` (a text or vector literal) in `table` as the session resolved
+    /// it, checked against the table's vector columns and the configured models.
     pub(crate) fn search(
         &self,
         table: &TableRef,
+        resolved: &ResolvedTable,
         query: &Expr,
         k: usize,
         options: SearchOptions,
-    ) -> datafusion::error::Result<VectorSearchTable> {
+    ) -> datafusion::error::Result<SearchTable<VectorSearch>> {
         const F: &str = "vector_search";
         let query = match string_literal(query) {
             Some(text) => Query::Text(text.to_string()),
@@ -198,8 +200,8 @@ impl VectorSearchFunction {
                 )
             })?),
         };
-        let (manifest, lance) =
-            lance_table(&self.catalog, table, F, "vector search needs a Lance table")?;
+        let (dataset, lance, schema) =
+            lance_table(table, resolved, F, "vector search needs a Lance table")?;
         let column = match &options.column {
             Some(name) => lance
                 .vector_columns
@@ -239,15 +241,16 @@ impl VectorSearchFunction {
             }
             Query::Vector(_) => {}
         }
-        Ok(VectorSearchTable {
-            schema: with_column(&manifest.arrow_schema(), "_distance", DataType::Float32),
-            store: self.store.clone(),
-            location: lance.location,
-            models: Arc::clone(&self.models),
-            column,
-            query,
-            k,
-            options,
+        Ok(SearchTable {
+            schema: with_column(&schema, "_distance", DataType::Float32),
+            search: VectorSearch {
+                dataset,
+                models: Arc::clone(&self.models),
+                column,
+                query,
+                k,
+                options,
+            },
         })
     }
 }
@@ -260,6 +263,7 @@ impl TableFunctionImpl for VectorSearchFunction {
         let call: Call<SearchOptions> = parse_call("vector_search", &args)?;
         Ok(Arc::new(self.search(
             &call.table,
+            &call.resolved,
             call.query,
             call.k,
             call.options,
@@ -267,28 +271,36 @@ impl TableFunctionImpl for VectorSearchFunction {
     }
 }
 
-/// The result of one `vector_search` call.
-#[derive(Debug)]
-pub(crate) struct VectorSearchTable {
-    schema: SchemaRef,
-    store: LanceStore,
-    location: String,
-    models: Arc<EmbeddingModels>,
-    column: VectorColumn,
-    query: Query,
-    k: usize,
-    options: SearchOptions,
+/// A search that runs when a query executes: the stream of its result rows, holding at least
+/// the given table columns (by name) and its score column.
+#[async_trait::async_trait]
+pub(crate) trait Search: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// Runs the search, reading only `columns` of the table.
+    async fn run(
+        self,
+        columns: Vec<String>,
+        ctx: Arc<TaskContext>,
+    ) -> datafusion::error::Result<SendableRecordBatchStream>;
 }
 
-impl VectorSearchTable {
+/// The result of one search function call: the table's columns and a score column (the last
+/// one); the search runs when a query scanning it executes, reading only the projected
+/// columns.
+#[derive(Debug)]
+pub(crate) struct SearchTable<S> {
+    schema: SchemaRef,
+    search: S,
+}
+
+impl SearchTable<VectorSearch> {
     /// The searched column's metric (what `_distance` measures).
     pub(crate) fn metric(&self) -> lakehouse_catalog::VectorMetric {
-        self.column.metric
+        self.search.column.metric
     }
 }
 
 #[async_trait::async_trait]
-impl TableProvider for VectorSearchTable {
+impl<S: Search> TableProvider for SearchTable<S> {
     fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)
     }
@@ -304,39 +316,158 @@ impl TableProvider for VectorSearchTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let vector = match &self.query {
-            Query::Vector(v) => v.clone(),
-            Query::Text(text) => {
-                let embedder = self
-                    .models
-                    .get(self.column.model.as_deref())
-                    .map_err(to_datafusion)?;
-                let vectors = embedder
-                    .embed(std::slice::from_ref(text))
-                    .await
-                    .map_err(to_datafusion)?;
-                if vectors[0].len() != self.column.dimension {
-                    return Err(plan_err(
-                        "vector_search",
-                        format!(
-                            "model {} gives {}-dimensional vectors, column {} has {}",
-                            embedder.name(),
-                            vectors[0].len(),
-                            self.column.name,
-                            self.column.dimension
-                        ),
-                    ));
-                }
-                vectors[0].to_vec()
-            }
+        let projected = Arc::new(match projection {
+            Some(p) => self.schema.project(p)?,
+            None => self.schema.as_ref().clone(),
+        });
+        let score = self.schema.fields().len() - 1;
+        let columns = projection
+            .cloned()
+            .unwrap_or_else(|| (0..self.schema.fields().len()).collect())
+            .into_iter()
+            .filter(|&i| i != score)
+            .map(|i| self.schema.field(i).name().clone())
+            .collect();
+        let stream = SearchStream {
+            schema: Arc::clone(&projected),
+            columns,
+            search: self.search.clone(),
         };
-        let dataset = self
-            .store
-            .open(&self.location)
+        Ok(Arc::new(StreamingTableExec::try_new(
+            projected,
+            vec![Arc::new(stream)],
+            None,
+            Vec::new(),
+            false,
+            None,
+        )?))
+    }
+}
+
+/// The one partition of a [`SearchTable`] scan.
+#[derive(Debug)]
+struct SearchStream<S> {
+    /// The projected schema.
+    schema: SchemaRef,
+    /// The projected table columns (not the score).
+    columns: Vec<String>,
+    search: S,
+}
+
+impl<S: Search> PartitionStream for SearchStream<S> {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let search = self.search.clone();
+        let columns = self.columns.clone();
+        let schema = Arc::clone(&self.schema);
+        let out = Arc::clone(&schema);
+        let stream = futures::stream::once(search.run(columns, ctx))
+            .try_flatten()
+            .map(move |batch| select_by_name(&batch?, &out));
+        Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+    }
+}
+
+/// The columns of `schema`, taken by name from `batch`.
+fn select_by_name(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> datafusion::error::Result<RecordBatch> {
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let column = batch.column(batch.schema().index_of(f.name())?);
+            Ok(if column.data_type() == f.data_type() {
+                Arc::clone(column)
+            } else {
+                arrow::compute::cast(column, f.data_type())?
+            })
+        })
+        .collect::<datafusion::error::Result<Vec<ArrayRef>>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
+}
+
+/// Runs Lance's plan for `scanner`'s search in `ctx`.
+async fn run_scanner(
+    scanner: &lance::dataset::scanner::Scanner,
+    ctx: Arc<TaskContext>,
+) -> datafusion::error::Result<SendableRecordBatchStream> {
+    let plan = scanner.create_plan().await.map_err(to_datafusion)?;
+    datafusion::physical_plan::execute_stream(plan, ctx)
+}
+
+/// Lance projects these columns; with none asked for (e.g. `count(*)`), `_rowid` alone.
+fn project(
+    scanner: &mut lance::dataset::scanner::Scanner,
+    columns: &[String],
+    row_id: bool,
+) -> datafusion::error::Result<()> {
+    scanner.project(columns).map_err(to_datafusion)?;
+    if row_id || columns.is_empty() {
+        scanner.with_row_id();
+    }
+    Ok(())
+}
+
+/// One nearest-neighbour search of a pinned Lance dataset.
+#[derive(Debug, Clone)]
+pub(crate) struct VectorSearch {
+    dataset: Arc<lance::Dataset>,
+    models: Arc<EmbeddingModels>,
+    column: VectorColumn,
+    query: Query,
+    k: usize,
+    options: SearchOptions,
+}
+
+impl VectorSearch {
+    /// The query vector: the literal, or the text embedded with the column's model.
+    async fn vector(&self) -> datafusion::error::Result<Vec<f32>> {
+        let text = match &self.query {
+            Query::Vector(v) => return Ok(v.clone()),
+            Query::Text(text) => text,
+        };
+        let embedder = self
+            .models
+            .get(self.column.model.as_deref())
+            .map_err(to_datafusion)?;
+        let vectors = embedder
+            .embed(std::slice::from_ref(text))
             .await
             .map_err(to_datafusion)?;
-        let mut scanner = dataset.scan();
-        let query = Float32Array::from(vector);
+        if vectors[0].len() != self.column.dimension {
+            return Err(plan_err(
+                "vector_search",
+                format!(
+                    "model {} gives {}-dimensional vectors, column {} has {}",
+                    embedder.name(),
+                    vectors[0].len(),
+                    self.column.name,
+                    self.column.dimension
+                ),
+            ));
+        }
+        Ok(vectors[0].to_vec())
+    }
+
+    /// Lance's scanner for this search, reading `columns` (and `_rowid` with `row_id`).
+    async fn scanner(
+        &self,
+        columns: &[String],
+        row_id: bool,
+    ) -> datafusion::error::Result<lance::dataset::scanner::Scanner> {
+        let query = Float32Array::from(self.vector().await?);
+        let mut scanner = self.dataset.scan();
+        project(&mut scanner, columns, row_id)?;
         scanner
             .nearest(&self.column.name, &query, self.k)
             .map_err(to_datafusion)?
@@ -359,35 +490,20 @@ impl TableProvider for VectorSearchTable {
         if let Some(ef) = self.options.ef {
             scanner.ef(ef);
         }
-        let plan = scanner.create_plan().await.map_err(to_datafusion)?;
-        project_by_name(plan, &self.schema, projection)
+        Ok(scanner)
     }
 }
 
-/// `plan`'s columns named as in `schema` (Lance answers the dataset's columns, then
-/// `_distance`/`_score`, plus `_rowid`), in `schema`'s order, then `projection`.
-fn project_by_name(
-    plan: Arc<dyn ExecutionPlan>,
-    schema: &SchemaRef,
-    projection: Option<&Vec<usize>>,
-) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-    let plan_schema = plan.schema();
-    let wanted: Vec<usize> = match projection {
-        Some(p) => p.clone(),
-        None => (0..schema.fields().len()).collect(),
-    };
-    let exprs = wanted
-        .iter()
-        .map(|&i| {
-            let name = schema.field(i).name();
-            let index = plan_schema.index_of(name)?;
-            let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> = Arc::new(
-                datafusion::physical_expr::expressions::Column::new(name, index),
-            );
-            Ok((column, name.clone()))
-        })
-        .collect::<datafusion::error::Result<Vec<_>>>()?;
-    Ok(Arc::new(ProjectionExec::try_new(exprs, plan)?))
+#[async_trait::async_trait]
+impl Search for VectorSearch {
+    async fn run(
+        self,
+        columns: Vec<String>,
+        ctx: Arc<TaskContext>,
+    ) -> datafusion::error::Result<SendableRecordBatchStream> {
+        let scanner = self.scanner(&columns, false).await?;
+        run_scanner(&scanner, ctx).await
+    }
 }
 
 /// `text_search(table, query, k [, options])`: BM25 full-text search over the FTS-indexed text
@@ -396,19 +512,8 @@ fn project_by_name(
 /// `options` is a JSON object string with `column` (search only that indexed column) and
 /// `filter` (a SQL predicate applied before ranking). The result has the table's columns plus
 /// `_score` (Float32, BM25, higher is better), best first, at most `k` rows.
-#[derive(Debug)]
-pub struct TextSearchFunction {
-    catalog: Arc<Catalog>,
-    store: LanceStore,
-}
-
-impl TextSearchFunction {
-    /// The function over `catalog`'s Lance tables.
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        let store = LanceStore::new(catalog.location());
-        Self { catalog, store }
-    }
-}
+#[derive(Debug, Default)]
+pub struct TextSearchFunction;
 
 /// The `options` of `text_search`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -419,31 +524,33 @@ struct TextOptions {
 }
 
 impl TextSearchFunction {
-    /// The BM25 search of the text `query` in `table`.
+    /// The BM25 search of the text `query` in `table` as the session resolved it.
     fn search(
         &self,
         table: &TableRef,
+        resolved: &ResolvedTable,
         query: &Expr,
         k: usize,
         options: TextOptions,
-    ) -> datafusion::error::Result<TextSearchTable> {
+    ) -> datafusion::error::Result<SearchTable<TextSearch>> {
         const F: &str = "text_search";
         let Some(query) = string_literal(query) else {
             return Err(plan_err(F, "the query must be a string literal"));
         };
-        let (manifest, lance) = lance_table(
-            &self.catalog,
+        let (dataset, _, schema) = lance_table(
             table,
+            resolved,
             F,
             "full-text search needs a Lance table with an FTS index",
         )?;
-        Ok(TextSearchTable {
-            schema: with_column(&manifest.arrow_schema(), "_score", DataType::Float32),
-            store: self.store.clone(),
-            location: lance.location,
-            query: query.to_string(),
-            k,
-            options,
+        Ok(SearchTable {
+            schema: with_column(&schema, "_score", DataType::Float32),
+            search: TextSearch {
+                dataset,
+                query: query.to_string(),
+                k,
+                options,
+            },
         })
     }
 }
@@ -456,6 +563,7 @@ impl TableFunctionImpl for TextSearchFunction {
         let call: Call<TextOptions> = parse_call("text_search", &args)?;
         Ok(Arc::new(self.search(
             &call.table,
+            &call.resolved,
             call.query,
             call.k,
             call.options,
@@ -463,44 +571,29 @@ impl TableFunctionImpl for TextSearchFunction {
     }
 }
 
-#[derive(Debug)]
-struct TextSearchTable {
-    schema: SchemaRef,
-    store: LanceStore,
-    location: String,
+/// One BM25 search of a pinned Lance dataset.
+#[derive(Debug, Clone)]
+pub(crate) struct TextSearch {
+    dataset: Arc<lance::Dataset>,
     query: String,
     k: usize,
     options: TextOptions,
 }
 
-#[async_trait::async_trait]
-impl TableProvider for TextSearchTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    async fn scan(
+impl TextSearch {
+    /// Lance's scanner for this search, reading `columns` (and `_rowid` with `row_id`).
+    fn scanner(
         &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        columns: &[String],
+        row_id: bool,
+    ) -> datafusion::error::Result<lance::dataset::scanner::Scanner> {
         use lance_index::scalar::FullTextSearchQuery;
-        let dataset = self
-            .store
-            .open(&self.location)
-            .await
-            .map_err(to_datafusion)?;
         let mut query = FullTextSearchQuery::new(self.query.clone()).limit(Some(self.k as i64));
         if let Some(column) = &self.options.column {
             query = query.with_column(column.clone()).map_err(to_datafusion)?;
         }
-        let mut scanner = dataset.scan();
+        let mut scanner = self.dataset.scan();
+        project(&mut scanner, columns, row_id)?;
         scanner.full_text_search(query).map_err(to_datafusion)?;
         if let Some(filter) = &self.options.filter {
             scanner.filter(filter).map_err(to_datafusion)?;
@@ -509,8 +602,19 @@ impl TableProvider for TextSearchTable {
         scanner
             .limit(Some(self.k as i64), None)
             .map_err(to_datafusion)?;
-        let plan = scanner.create_plan().await.map_err(to_datafusion)?;
-        project_by_name(plan, &self.schema, projection)
+        Ok(scanner)
+    }
+}
+
+#[async_trait::async_trait]
+impl Search for TextSearch {
+    async fn run(
+        self,
+        columns: Vec<String>,
+        ctx: Arc<TaskContext>,
+    ) -> datafusion::error::Result<SendableRecordBatchStream> {
+        let scanner = self.scanner(&columns, false)?;
+        run_scanner(&scanner, ctx).await
     }
 }
 
@@ -522,12 +626,14 @@ pub const DEFAULT_RRF_K: f64 = 60.0;
 /// reciprocal rank fusion.
 ///
 /// Each side ranks its top `3k` candidates (vector: by `_distance`; text: by BM25 over the
-/// FTS index); a row's `_score` is `vector_weight / (rrf_k + vector_rank) + text_weight /
+/// FTS index) of the one dataset version the query reads; rows are matched across sides by
+/// Lance row id, and a row's `_score` is `vector_weight / (rrf_k + vector_rank) + text_weight /
 /// (rrf_k + text_rank)` (a side where the row is not among the candidates adds nothing).
 /// `options` (JSON): `column` (vector column), `text_column`, `filter` (pre-filter for both
 /// sides), `vector_weight`, `text_weight` (default 1.0 each), `rrf_k` (default 60),
 /// `nprobes`, `refine_factor`, `ef`. The result has the table's columns plus `_score`
-/// (Float64, higher is better), best first, at most `k` rows.
+/// (Float64, higher is better), best first, at most `k` rows. Both searches and the fusion
+/// run when the query executes.
 #[derive(Debug)]
 pub struct HybridSearchFunction {
     vector: VectorSearchFunction,
@@ -535,11 +641,11 @@ pub struct HybridSearchFunction {
 }
 
 impl HybridSearchFunction {
-    /// The function over `catalog`'s Lance tables, embedding queries with `models`.
-    pub fn new(catalog: Arc<Catalog>, models: Arc<EmbeddingModels>) -> Self {
+    /// The function, embedding queries with `models`.
+    pub fn new(models: Arc<EmbeddingModels>) -> Self {
         Self {
-            vector: VectorSearchFunction::new(Arc::clone(&catalog), models),
-            text: TextSearchFunction::new(catalog),
+            vector: VectorSearchFunction::new(models),
+            text: TextSearchFunction,
         }
     }
 }
@@ -560,15 +666,16 @@ pub(crate) struct HybridOptions {
 }
 
 impl HybridSearchFunction {
-    /// The fused search of the text `query` in `table`: `k` rows from the `3k` best of each
-    /// side (see [`DEFAULT_RRF_K`]).
+    /// The fused search of the text `query` in `table` as the session resolved it: `k` rows
+    /// from the `3k` best of each side (see [`DEFAULT_RRF_K`]).
     pub(crate) fn fused(
         &self,
         table: &TableRef,
+        resolved: &ResolvedTable,
         query: &Expr,
         k: usize,
         options: HybridOptions,
-    ) -> datafusion::error::Result<HybridSearchTable> {
+    ) -> datafusion::error::Result<SearchTable<HybridSearch>> {
         let candidates = (3 * k).min(MAX_K);
         let vector_options = SearchOptions {
             column: options.column,
@@ -583,22 +690,25 @@ impl HybridSearchFunction {
         };
         let vector = self
             .vector
-            .search(table, query, candidates, vector_options)?;
-        let text = self.text.search(table, query, candidates, text_options)?;
+            .search(table, resolved, query, candidates, vector_options)?;
+        let text = self
+            .text
+            .search(table, resolved, query, candidates, text_options)?;
         // The table's columns are the text side's minus `_score`.
         let table_columns = text.schema.fields().len() - 1;
         let table_schema = Schema::new(text.schema.fields()[..table_columns].to_vec());
-        Ok(HybridSearchTable {
+        Ok(SearchTable {
             schema: with_column(&table_schema, "_score", DataType::Float64),
-            table_columns,
-            vector: Arc::new(vector),
-            text: Arc::new(text),
-            k,
-            rrf_k: options.rrf_k.unwrap_or(DEFAULT_RRF_K),
-            weights: (
-                options.vector_weight.unwrap_or(1.0),
-                options.text_weight.unwrap_or(1.0),
-            ),
+            search: HybridSearch {
+                vector: vector.search,
+                text: text.search,
+                k,
+                rrf_k: options.rrf_k.unwrap_or(DEFAULT_RRF_K),
+                weights: (
+                    options.vector_weight.unwrap_or(1.0),
+                    options.text_weight.unwrap_or(1.0),
+                ),
+            },
         })
     }
 }
@@ -608,38 +718,38 @@ impl TableFunctionImpl for HybridSearchFunction {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        let Call {
-            table,
-            query,
-            k,
-            options,
-        }: Call<HybridOptions> = parse_call("hybrid_search", &args)?;
-        Ok(Arc::new(self.fused(&table, query, k, options)?))
+        let call: Call<HybridOptions> = parse_call("hybrid_search", &args)?;
+        Ok(Arc::new(self.fused(
+            &call.table,
+            &call.resolved,
+            call.query,
+            call.k,
+            call.options,
+        )?))
     }
 }
 
-#[derive(Debug)]
-pub(crate) struct HybridSearchTable {
-    schema: SchemaRef,
-    table_columns: usize,
-    vector: Arc<dyn TableProvider>,
-    text: Arc<dyn TableProvider>,
+/// One fused search: both sides over the same pinned dataset.
+#[derive(Debug, Clone)]
+pub(crate) struct HybridSearch {
+    vector: VectorSearch,
+    text: TextSearch,
     k: usize,
     rrf_k: f64,
     weights: (f64, f64),
 }
 
-/// Runs `provider` and returns its rows as one batch, sorted by `order` (`_distance`
-/// ascending or `_score` descending).
+/// The rows of `scanner`'s search as one batch, best first by `order` (`_distance` ascending
+/// or `_score` descending).
 async fn ranked(
-    provider: &Arc<dyn TableProvider>,
-    state: &dyn Session,
+    scanner: &lance::dataset::scanner::Scanner,
+    ctx: Arc<TaskContext>,
     order: &str,
     ascending: bool,
-) -> datafusion::error::Result<arrow::array::RecordBatch> {
-    let plan = provider.scan(state, None, &[], None).await?;
-    let schema = plan.schema();
-    let batches = datafusion::physical_plan::collect(plan, state.task_ctx()).await?;
+) -> datafusion::error::Result<RecordBatch> {
+    let stream = run_scanner(scanner, ctx).await?;
+    let schema = stream.schema();
+    let batches: Vec<RecordBatch> = stream.try_collect().await?;
     let batch = arrow::compute::concat_batches(&schema, &batches)?;
     let key = batch.column(schema.index_of(order)?);
     let options = arrow::compute::SortOptions {
@@ -651,51 +761,25 @@ async fn ranked(
 }
 
 #[async_trait::async_trait]
-impl TableProvider for HybridSearchTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Temporary
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+impl Search for HybridSearch {
+    async fn run(
+        self,
+        columns: Vec<String>,
+        ctx: Arc<TaskContext>,
+    ) -> datafusion::error::Result<SendableRecordBatchStream> {
         use std::collections::HashMap;
-        let vector = ranked(&self.vector, state, "_distance", true).await?;
-        let text = ranked(&self.text, state, "_score", false).await?;
-        // Rows are identified by their values in the table's columns (both sides read the
-        // same dataset version), rendered as one key string.
-        let keys = |batch: &arrow::array::RecordBatch| -> datafusion::error::Result<Vec<String>> {
-            let columns: Vec<ArrayRef> = (0..self.table_columns)
-                .map(|i| batch.column(i).clone())
-                .collect();
-            let formatters = columns
-                .iter()
-                .map(|c| {
-                    arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &Default::default())
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok((0..batch.num_rows())
-                .map(|row| {
-                    formatters
-                        .iter()
-                        .map(|f| f.value(row).to_string())
-                        .collect::<Vec<_>>()
-                        .join("\u{1f}")
-                })
-                .collect())
-        };
-        let mut fused: HashMap<String, (f64, usize, usize)> = HashMap::new();
+        let vector_scanner = self.vector.scanner(&columns, true).await?;
+        let text_scanner = self.text.scanner(&columns, true)?;
+        let (vector, text) = futures::try_join!(
+            ranked(&vector_scanner, Arc::clone(&ctx), "_distance", true),
+            ranked(&text_scanner, ctx, "_score", false),
+        )?;
+        // Rows are matched by Lance row id: both sides read the same dataset version.
+        let mut fused: HashMap<u64, (f64, usize, usize)> = HashMap::new();
         for (side, batch, weight) in [(0, &vector, self.weights.0), (1, &text, self.weights.1)] {
-            for (rank, key) in keys(batch)?.into_iter().enumerate() {
-                let entry = fused.entry(key).or_insert((0.0, side, rank));
+            let ids = batch.column(batch.schema().index_of("_rowid")?);
+            for (rank, id) in ids.as_primitive::<UInt64Type>().values().iter().enumerate() {
+                let entry = fused.entry(*id).or_insert((0.0, side, rank));
                 entry.0 += weight / (self.rrf_k + (rank + 1) as f64);
             }
         }
@@ -704,21 +788,30 @@ impl TableProvider for HybridSearchTable {
         ranking.truncate(self.k);
         let indices: Vec<(usize, usize)> =
             ranking.iter().map(|(_, side, row)| (*side, *row)).collect();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.table_columns + 1);
-        for i in 0..self.table_columns {
-            let sources = [vector.column(i).as_ref(), text.column(i).as_ref()];
-            columns.push(arrow::compute::interleave(&sources, &indices)?);
+        let mut fields = Vec::with_capacity(columns.len() + 1);
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len() + 1);
+        for name in &columns {
+            let (v, t) = (
+                vector.column(vector.schema().index_of(name)?),
+                text.column(text.schema().index_of(name)?),
+            );
+            let t = arrow::compute::cast(t, v.data_type())?;
+            arrays.push(arrow::compute::interleave(
+                &[v.as_ref(), t.as_ref()],
+                &indices,
+            )?);
+            fields.push(Field::new(name, v.data_type().clone(), true));
         }
-        columns.push(Arc::new(arrow::array::Float64Array::from_iter_values(
+        fields.push(Field::new("_score", DataType::Float64, true));
+        arrays.push(Arc::new(arrow::array::Float64Array::from_iter_values(
             ranking.iter().map(|(score, _, _)| *score),
         )));
-        let batch = arrow::array::RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
-        let plan: Arc<dyn ExecutionPlan> =
-            datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
-                &[vec![batch]],
-                Arc::clone(&self.schema),
-                projection.cloned(),
-            )?;
-        Ok(plan)
+        let schema = Arc::new(Schema::new(fields));
+        let options = RecordBatchOptions::new().with_row_count(Some(ranking.len()));
+        let batch = RecordBatch::try_new_with_options(Arc::clone(&schema), arrays, &options)?;
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::iter([Ok(batch)]),
+        )))
     }
 }

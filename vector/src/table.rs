@@ -104,6 +104,25 @@ impl LanceStore {
         Ok(Arc::new(self.load(location).await?))
     }
 
+    /// Opens the dataset at `location` at Lance dataset version `version`, or its newest.
+    ///
+    /// # Errors
+    /// [`Error::Lance`] when it cannot be read or has no such version (e.g. removed by
+    /// cleanup).
+    pub async fn open_at(
+        &self,
+        location: &str,
+        version: Option<u64>,
+    ) -> Result<Arc<lance::Dataset>> {
+        let mut builder = DatasetBuilder::from_uri(self.uri(location))
+            .with_storage_options(self.options.clone())
+            .with_session(lance_session());
+        if let Some(version) = version {
+            builder = builder.with_version(version);
+        }
+        Ok(Arc::new(builder.load().await?))
+    }
+
     /// The newest version of the dataset at `location`, owned (for index changes).
     async fn load(&self, location: &str) -> Result<lance::Dataset> {
         Ok(DatasetBuilder::from_uri(self.uri(location))
@@ -539,31 +558,7 @@ impl LanceStore {
     /// # Errors
     /// [`Error::Lance`] when the dataset or its index metadata cannot be read.
     pub async fn indexes(&self, location: &str) -> Result<Vec<IndexInfo>> {
-        use lance::index::DatasetIndexExt;
-        let dataset = self.open(location).await?;
-        let schema = dataset.schema();
-        let mut indexes: Vec<IndexInfo> = dataset
-            .describe_indices(None)
-            .await?
-            .iter()
-            .filter(|i| !i.name().starts_with("__"))
-            .map(|i| IndexInfo {
-                name: i.name().to_string(),
-                columns: i
-                    .field_ids()
-                    .iter()
-                    .filter_map(|id| {
-                        schema
-                            .field_by_id(i32::try_from(*id).ok()?)
-                            .map(|f| f.name.clone())
-                    })
-                    .collect(),
-                index_type: i.index_type().to_string(),
-                indexed_rows: i.rows_indexed(),
-            })
-            .collect();
-        indexes.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(indexes)
+        index_infos(&*self.open(location).await?).await
     }
 
     /// Drops index `name` of the dataset at `location` (one Lance commit).
@@ -576,4 +571,35 @@ impl LanceStore {
         dataset.drop_index(name).await?;
         Ok(())
     }
+}
+
+/// The indexes of `dataset` at its checked-out version (system indexes left out), by name.
+///
+/// # Errors
+/// [`Error::Lance`] when its index metadata cannot be read.
+pub async fn index_infos(dataset: &lance::Dataset) -> Result<Vec<IndexInfo>> {
+    use lance::index::DatasetIndexExt;
+    let schema = dataset.schema();
+    let mut indexes: Vec<IndexInfo> = dataset
+        .describe_indices(None)
+        .await?
+        .iter()
+        .filter(|i| !i.name().starts_with("__"))
+        .map(|i| IndexInfo {
+            name: i.name().to_string(),
+            columns: i
+                .field_ids()
+                .iter()
+                .filter_map(|id| {
+                    schema
+                        .field_by_id(i32::try_from(*id).ok()?)
+                        .map(|f| f.name.clone())
+                })
+                .collect(),
+            index_type: i.index_type().to_string(),
+            indexed_rows: i.rows_indexed(),
+        })
+        .collect();
+    indexes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(indexes)
 }

@@ -7,8 +7,12 @@ pub struct TableVersionPin {
     pub schema: ::prost::alloc::string::String,
     #[prost(string, tag = "2")]
     pub table: ::prost::alloc::string::String,
+    /// The catalog version.
     #[prost(uint64, tag = "3")]
     pub version: u64,
+    /// For a Lance table, the Lance dataset version read (its rows change in Lance commits).
+    #[prost(uint64, optional, tag = "4")]
+    pub lance_version: ::core::option::Option<u64>,
 }
 impl ::prost::Name for TableVersionPin {
     const NAME: &'static str = "TableVersionPin";

@@ -1,7 +1,8 @@
 //! `CommandStatementQuery`: plan in GetFlightInfo, stream in DoGet.
 //!
 //! The ticket is a `TicketStatementQuery` whose handle is a [`StatementTicket`]: the SQL, the
-//! default schema and the table versions the plan read. DoGet re-plans with those versions
+//! default schema and the table versions the plan read (for Lance tables, with the Lance
+//! dataset version). DoGet re-plans with those versions
 //! pinned, so a commit between the two calls does not change the answer, and any replica can
 //! serve the ticket.
 
@@ -16,7 +17,7 @@ use tonic::{Request, Response, Status};
 use super::{BoxStream, LakehouseFlightSql, flight_info};
 use crate::auth::Principal;
 use crate::error::Error;
-use crate::query::{Pins, params};
+use crate::query::{Pins, TablePin, params};
 
 pub(super) async fn get_flight_info(
     service: &LakehouseFlightSql,
@@ -87,10 +88,11 @@ pub(super) async fn plan_flight_info(
         pins: planned
             .pins
             .iter()
-            .map(|(table, version)| TableVersionPin {
+            .map(|(table, pin)| TableVersionPin {
                 schema: table.schema.to_string(),
                 table: table.table.to_string(),
-                version: version.0,
+                version: pin.version.0,
+                lance_version: pin.lance_version,
             })
             .collect(),
     };
@@ -114,7 +116,13 @@ pub(super) async fn do_get(
     let pins = ticket
         .pins
         .into_iter()
-        .map(|p| Ok((TableRef::new(p.schema, p.table)?, Version(p.version))))
+        .map(|p| {
+            let pin = TablePin {
+                version: Version(p.version),
+                lance_version: p.lance_version,
+            };
+            Ok((TableRef::new(p.schema, p.table)?, pin))
+        })
         .collect::<lakehouse_catalog::Result<Vec<_>>>()
         .map_err(Error::from)?;
     let parameters = params::decode_parameters(&ticket.parameters)?;

@@ -10,7 +10,19 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use lakehouse_catalog::{Catalog, SchemaName, TableName, TableRef, Version};
 
+use lakehouse_vector::session::{ResolvedTable, SessionTables};
+
 use super::table::VersionTable;
+
+/// The version of one table a plan reads: the catalog version and, for a Lance table, the
+/// Lance dataset version (Lance tables change rows in Lance commits, not catalog commits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TablePin {
+    /// The catalog version.
+    pub version: Version,
+    /// The Lance dataset version, for Lance tables.
+    pub lance_version: Option<u64>,
+}
 
 /// The table versions a plan resolved, and those it must resolve.
 ///
@@ -19,14 +31,14 @@ use super::table::VersionTable;
 /// ticket in DoGet, `fixed` holds those pins and lookups take exactly those versions.
 #[derive(Debug, Clone, Default)]
 pub struct Pins {
-    fixed: Arc<HashMap<TableRef, Version>>,
-    used: Arc<Mutex<BTreeMap<TableRef, Version>>>,
+    fixed: Arc<HashMap<TableRef, TablePin>>,
+    used: Arc<Mutex<BTreeMap<TableRef, TablePin>>>,
     missing: Arc<Mutex<Vec<TableRef>>>,
 }
 
 impl Pins {
     /// Pins that force each listed table to the listed version.
-    pub fn fixed(pins: impl IntoIterator<Item = (TableRef, Version)>) -> Self {
+    pub fn fixed(pins: impl IntoIterator<Item = (TableRef, TablePin)>) -> Self {
         Self {
             fixed: Arc::new(pins.into_iter().collect()),
             ..Self::default()
@@ -34,7 +46,7 @@ impl Pins {
     }
 
     /// The versions the planner resolved, sorted by table.
-    pub fn used(&self) -> Vec<(TableRef, Version)> {
+    pub fn used(&self) -> Vec<(TableRef, TablePin)> {
         self.used
             .lock()
             .expect("lock")
@@ -50,11 +62,116 @@ impl Pins {
         self.missing.lock().expect("lock").clone()
     }
 
-    fn record(&self, table: &TableRef, version: Version) {
-        self.used
-            .lock()
-            .expect("lock")
-            .insert(table.clone(), version);
+    fn record(&self, table: &TableRef, pin: TablePin) {
+        self.used.lock().expect("lock").insert(table.clone(), pin);
+    }
+}
+
+/// The one table resolver of a session: every table a statement reads — named in SQL or in a
+/// table function's arguments — is resolved here, at its pinned version when pinned, else at
+/// the newest (checked against storage now), recorded in [`Pins`] and in the session's
+/// [`SessionTables`] (where the table functions find it).
+#[derive(Debug)]
+pub struct Resolver {
+    catalog: Arc<Catalog>,
+    pins: Pins,
+    store_url: ObjectStoreUrl,
+    tables: Arc<SessionTables>,
+}
+
+impl Resolver {
+    /// A resolver over `catalog` with `pins`, recording into `tables`; Parquet file paths
+    /// resolve against the store registered under `store_url`.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        pins: Pins,
+        store_url: ObjectStoreUrl,
+        tables: Arc<SessionTables>,
+    ) -> Self {
+        Self {
+            catalog,
+            pins,
+            store_url,
+            tables,
+        }
+    }
+
+    /// `table` as this session reads it; `None` (recorded in [`Pins::missing`]) when there is
+    /// no such table. A table already resolved in this session is not looked up again.
+    ///
+    /// # Errors
+    /// The catalog's storage and manifest errors, Lance's when the dataset (at the pinned
+    /// version) cannot be opened, each as DataFusion's `External` error carrying ours.
+    pub async fn resolve(&self, table: &TableRef) -> Result<Option<ResolvedTable>> {
+        let external = |e: lakehouse_catalog::Error| DataFusionError::External(Box::new(e));
+        if let Some(resolved) = self.tables.get(table) {
+            return Ok(Some(resolved));
+        }
+        let pinned = self.pins.fixed.get(table).copied();
+        let manifest = match pinned {
+            Some(pin) => self.catalog.table_version(table, pin.version).await,
+            None => self.catalog.table(table).await,
+        };
+        let manifest = match manifest {
+            Ok(m) => m,
+            Err(lakehouse_catalog::Error::TableNotFound(_)) => {
+                self.pins.missing.lock().expect("lock").push(table.clone());
+                return Ok(None);
+            }
+            Err(e) => return Err(external(e)),
+        };
+        let dataset = match &manifest.lance {
+            Some(lance) => {
+                let store = lakehouse_vector::table::LanceStore::new(self.catalog.location());
+                let version = pinned.and_then(|p| p.lance_version);
+                Some(
+                    store
+                        .open_at(&lance.location, version)
+                        .await
+                        .map_err(|e| DataFusionError::External(Box::new(e)))?,
+                )
+            }
+            None => None,
+        };
+        let resolved = ResolvedTable { manifest, dataset };
+        self.pins.record(
+            table,
+            TablePin {
+                version: resolved.manifest.version,
+                lance_version: resolved.lance_version(),
+            },
+        );
+        self.tables.insert(table.clone(), resolved.clone());
+        Ok(Some(resolved))
+    }
+
+    /// Resolves every Lance table of the catalog (for functions that read them all).
+    ///
+    /// # Errors
+    /// As [`Resolver::resolve`] and the catalog's listing.
+    pub async fn resolve_lance_tables(&self) -> Result<()> {
+        let listing = self
+            .catalog
+            .list()
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        for (_, manifests) in listing {
+            for manifest in manifests.iter().filter(|m| m.lance.is_some()) {
+                self.resolve(&manifest.table).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The DataFusion table for `resolved`: Lance's own provider over the pinned dataset, or a
+    /// [`VersionTable`] over the manifest's files.
+    fn provider(&self, resolved: ResolvedTable) -> Arc<dyn TableProvider> {
+        match resolved.dataset {
+            Some(dataset) => Arc::new(lance::datafusion::LanceTableProvider::new(
+                dataset, false, false,
+            )),
+            None => Arc::new(VersionTable::new(resolved.manifest, self.store_url.clone())),
+        }
     }
 }
 
@@ -65,30 +182,29 @@ impl Pins {
 /// lookups of tables always reach the catalog.
 #[derive(Debug)]
 pub struct LakehouseCatalogProvider {
-    catalog: Arc<Catalog>,
+    resolver: Arc<Resolver>,
     schemas: Vec<SchemaName>,
     tables: HashMap<SchemaName, Vec<String>>,
-    pins: Pins,
-    store_url: ObjectStoreUrl,
 }
 
 impl LakehouseCatalogProvider {
-    /// A provider over `catalog`. `schemas`/`tables` are the listing used for the synchronous
-    /// name lists (information_schema); `pins` as in [`Pins`].
+    /// A provider resolving tables with `resolver`. `schemas`/`tables` are the listing used
+    /// for the synchronous name lists (information_schema).
     pub fn new(
-        catalog: Arc<Catalog>,
+        resolver: Arc<Resolver>,
         schemas: Vec<SchemaName>,
         tables: HashMap<SchemaName, Vec<String>>,
-        pins: Pins,
-        store_url: ObjectStoreUrl,
     ) -> Self {
         Self {
-            catalog,
+            resolver,
             schemas,
             tables,
-            pins,
-            store_url,
         }
+    }
+
+    /// The session's resolver.
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
     }
 }
 
@@ -101,11 +217,9 @@ impl CatalogProvider for LakehouseCatalogProvider {
         let schema = SchemaName::new(name).ok()?;
         let tables = self.tables.get(&schema).cloned().unwrap_or_default();
         Some(Arc::new(LakehouseSchemaProvider {
-            catalog: Arc::clone(&self.catalog),
+            resolver: Arc::clone(&self.resolver),
             schema,
             tables,
-            pins: self.pins.clone(),
-            store_url: self.store_url.clone(),
         }))
     }
 }
@@ -113,11 +227,9 @@ impl CatalogProvider for LakehouseCatalogProvider {
 /// `SchemaProvider` for one schema; see [`LakehouseCatalogProvider`].
 #[derive(Debug)]
 pub struct LakehouseSchemaProvider {
-    catalog: Arc<Catalog>,
+    resolver: Arc<Resolver>,
     schema: SchemaName,
     tables: Vec<String>,
-    pins: Pins,
-    store_url: ObjectStoreUrl,
 }
 
 #[async_trait]
@@ -126,11 +238,9 @@ impl SchemaProvider for LakehouseSchemaProvider {
         self.tables.clone()
     }
 
-    /// Resolves `name` through the catalog: the pinned version when pinned, else the newest
-    /// (checked against storage now). A name that is not a table is `Ok(None)` and recorded in
-    /// [`Pins::missing`]; storage and manifest errors are errors carrying the catalog's error.
+    /// Resolves `name` with the session's [`Resolver`]. A name that is not a table is
+    /// `Ok(None)`; storage and manifest errors are errors carrying the catalog's error.
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
-        let external = |e: lakehouse_catalog::Error| DataFusionError::External(Box::new(e));
         let Ok(table_name) = TableName::new(name) else {
             return Ok(None);
         };
@@ -138,32 +248,8 @@ impl SchemaProvider for LakehouseSchemaProvider {
             schema: self.schema.clone(),
             table: table_name,
         };
-        let manifest = match self.pins.fixed.get(&table) {
-            Some(version) => self.catalog.table_version(&table, *version).await,
-            None => self.catalog.table(&table).await,
-        };
-        let manifest = match manifest {
-            Ok(m) => m,
-            Err(lakehouse_catalog::Error::TableNotFound(_)) => {
-                self.pins.missing.lock().expect("lock").push(table);
-                return Ok(None);
-            }
-            Err(e) => return Err(external(e)),
-        };
-        self.pins.record(&table, manifest.version);
-        if let Some(lance) = &manifest.lance {
-            // The Lance dataset's newest version: Lance's manifest is the truth for its rows.
-            let store = lakehouse_vector::table::LanceStore::new(self.catalog.location());
-            let provider = store
-                .provider(&lance.location)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            return Ok(Some(provider));
-        }
-        Ok(Some(Arc::new(VersionTable::new(
-            manifest,
-            self.store_url.clone(),
-        ))))
+        let resolved = self.resolver.resolve(&table).await?;
+        Ok(resolved.map(|r| self.resolver.provider(r)))
     }
 
     fn table_exist(&self, name: &str) -> bool {

@@ -33,10 +33,10 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures::StreamExt;
 use lakehouse_catalog::writer::normalize_type;
-use lakehouse_catalog::{CATALOG_NAME, Catalog, SchemaName, TableRef, Version};
+use lakehouse_catalog::{CATALOG_NAME, Catalog, SchemaName, TableRef};
 use serde::{Deserialize, Serialize};
 
-pub use catalog_adapter::Pins;
+pub use catalog_adapter::{Pins, TablePin};
 pub use statement::Statement;
 
 use crate::error::{Error, Result};
@@ -83,7 +83,7 @@ pub struct PlannedQuery {
     /// The plan's schema with every type replaced by its [`wire_type`]; `None` when equal.
     wire_schema: Option<SchemaRef>,
     /// Table versions the plan reads.
-    pub pins: Vec<(TableRef, Version)>,
+    pub pins: Vec<(TableRef, TablePin)>,
 }
 
 impl PlannedQuery {
@@ -224,7 +224,7 @@ impl QueryEngine {
         // Registered once; every session starts from the template.
         let models = Arc::new(models);
         let chat_models = Arc::new(lakehouse_vector::chat::ChatModels::new(chat)?);
-        lakehouse_vector::register_functions(&mut template, &catalog, &models, &chat_models)?;
+        lakehouse_vector::register_functions(&mut template, &models, &chat_models)?;
         Ok(Self {
             catalog,
             template,
@@ -290,16 +290,23 @@ impl QueryEngine {
         } else {
             (vec![default_schema.clone()], HashMap::new())
         };
-        let provider = catalog_adapter::LakehouseCatalogProvider::new(
+        let session_tables = Arc::new(lakehouse_vector::session::SessionTables::default());
+        let resolver = Arc::new(catalog_adapter::Resolver::new(
             Arc::clone(&self.catalog),
-            schemas,
-            tables,
             pins,
             self.store_url.clone(),
-        );
+            Arc::clone(&session_tables),
+        ));
+        let provider =
+            catalog_adapter::LakehouseCatalogProvider::new(Arc::clone(&resolver), schemas, tables);
         let catalogs = MemoryCatalogProviderList::new();
         catalogs.register_catalog(CATALOG_NAME.to_string(), Arc::new(provider));
-        let mut config = self.template.config().clone();
+        let mut config = self
+            .template
+            .config()
+            .clone()
+            .with_extension(session_tables)
+            .with_extension(resolver);
         config.options_mut().catalog.default_schema = default_schema.to_string();
         let state = SessionStateBuilder::new_from_existing(self.template.clone())
             .with_config(config)
@@ -312,31 +319,6 @@ impl QueryEngine {
             self.ai_max_rows,
         ));
         Ok(ctx)
-    }
-
-    /// Reads the newest manifests of the tables named in `vector_search('TABLE', ...)` (and
-    /// the other [`lakehouse_vector::TABLE_SEARCH_FUNCTIONS`]) calls of `calls`, so the
-    /// synchronous table functions see them at planning.
-    async fn refresh_searched_tables(
-        &self,
-        calls: &[TableFunctionCall],
-        default_schema: &SchemaName,
-    ) {
-        for call in calls {
-            let Some((_, position)) = lakehouse_vector::TABLE_SEARCH_FUNCTIONS
-                .iter()
-                .find(|(f, _)| call.name.eq_ignore_ascii_case(f))
-            else {
-                continue;
-            };
-            let Some(Some(name)) = call.args.get(*position) else {
-                continue;
-            };
-            let table = TableRef::parse(name, default_schema);
-            if let Ok(table) = table {
-                let _ = self.catalog.table(&table).await;
-            }
-        }
     }
 
     /// Parses one statement, with `?` placeholders numbered `$1..$n` first.
@@ -373,7 +355,6 @@ impl QueryEngine {
         };
         ensure_query(&statement)?;
         let calls = table_function_calls(&statement);
-        self.refresh_searched_tables(&calls, default_schema).await;
         let references = self.template.resolve_table_references(&statement)?;
         let listing = references
             .iter()
@@ -529,6 +510,7 @@ async fn statement_to_plan(
     statement: DFStatement,
     pins: &Pins,
 ) -> Result<LogicalPlan> {
+    resolve_function_tables(state, &statement).await?;
     match state.statement_to_plan(statement).await {
         Ok(plan) => Ok(plan),
         // A name that resolved to no table explains a planning error — unless it is a table
@@ -545,6 +527,43 @@ async fn statement_to_plan(
             _ => Err(e.into()),
         },
     }
+}
+
+/// Resolves, with the session's [`catalog_adapter::Resolver`], the tables that the table
+/// functions called in `statement` read (they look them up synchronously while planning,
+/// [`lakehouse_vector::session`]): the table argument of each search function, every Lance
+/// table for the functions that list them.
+///
+/// # Errors
+/// Storage, manifest and Lance errors while resolving; a missing table is left for the
+/// function to report.
+async fn resolve_function_tables(state: &SessionState, statement: &DFStatement) -> Result<()> {
+    let calls = table_function_calls(statement);
+    let Some(resolver) = state.config().get_extension::<catalog_adapter::Resolver>() else {
+        return Ok(());
+    };
+    let default_schema = SchemaName::new(state.config().options().catalog.default_schema.as_str())?;
+    for call in &calls {
+        if lakehouse_vector::ALL_LANCE_TABLES_FUNCTIONS
+            .iter()
+            .any(|f| call.name.eq_ignore_ascii_case(f))
+        {
+            resolver.resolve_lance_tables().await?;
+            continue;
+        }
+        let Some((_, position)) = lakehouse_vector::TABLE_SEARCH_FUNCTIONS
+            .iter()
+            .find(|(f, _)| call.name.eq_ignore_ascii_case(f))
+        else {
+            continue;
+        };
+        if let Some(Some(name)) = call.args.get(*position)
+            && let Ok(table) = TableRef::parse(name, &default_schema)
+        {
+            resolver.resolve(&table).await?;
+        }
+    }
+    Ok(())
 }
 
 /// One table-function call in a statement's FROM clauses: the function's name and, per

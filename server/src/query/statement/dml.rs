@@ -467,7 +467,7 @@ impl QueryEngine {
             Arc::clone(self.catalog().store()),
         ));
         let (ctx, plan) = self
-            .plan_on_target(&sql, manifest, provider, default_schema)
+            .plan_on_target(&sql, manifest, provider, None, default_schema)
             .await?;
         let inferred = params::parameter_schema(&plan)?;
         let fields: Vec<Field> = inferred
@@ -492,17 +492,23 @@ impl QueryEngine {
 impl QueryEngine {
     /// Plans `sql`, in which `"__lakehouse_dml"."target"."<table>"` is `provider` (the target
     /// of a row-level change as of `manifest`); the target's own name, in subqueries, is
-    /// pinned to `manifest`'s version and other tables resolve to their newest versions.
+    /// pinned to `manifest`'s version (and a Lance target to `lance_version`, the dataset
+    /// version `provider` reads) and other tables resolve to their newest versions.
     async fn plan_on_target(
         &self,
         sql: &str,
         manifest: &Manifest,
         provider: Arc<dyn datafusion::catalog::TableProvider>,
+        lance_version: Option<u64>,
         default_schema: &SchemaName,
     ) -> Result<(SessionContext, LogicalPlan)> {
         let table = &manifest.table;
         let statement = self.statement(sql)?;
-        let pins = Pins::fixed([(table.clone(), manifest.version)]);
+        let pin = crate::query::TablePin {
+            version: manifest.version,
+            lance_version,
+        };
+        let pins = Pins::fixed([(table.clone(), pin)]);
         let ctx = self.session(default_schema, pins.clone(), false).await?;
         let target = MemorySchemaProvider::new();
         target.register_table(table.table.to_string(), provider)?;
@@ -601,13 +607,14 @@ impl QueryEngine {
         );
         let store = self.lance_store();
         let dataset = store.open(&lance.location).await?;
+        let version = dataset.version().version;
         let provider = Arc::new(lance::datafusion::LanceTableProvider::new(
             Arc::clone(&dataset),
             true,
             false,
         ));
         let (ctx, plan) = self
-            .plan_on_target(&sql, manifest, provider, default_schema)
+            .plan_on_target(&sql, manifest, provider, Some(version), default_schema)
             .await?;
         let expected = params::parameter_schema(&plan)?;
         let plan = bind(plan, parameters, &expected)?;
@@ -699,13 +706,14 @@ impl QueryEngine {
             quote(DML_SCHEMA),
             quote(table.table.as_str()),
         );
+        let version = dataset.version().version;
         let provider = Arc::new(lance::datafusion::LanceTableProvider::new(
             Arc::clone(&dataset),
             false,
             true,
         ));
         let (ctx, plan) = self
-            .plan_on_target(&sql, manifest, provider, default_schema)
+            .plan_on_target(&sql, manifest, provider, Some(version), default_schema)
             .await?;
         let expected = params::parameter_schema(&plan)?;
         let plan = bind(plan, parameters, &expected)?;
