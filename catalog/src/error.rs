@@ -34,6 +34,18 @@ pub enum Error {
         version: Version,
     },
 
+    /// Time travel to a version or an instant the table does not keep (removed by VACUUM,
+    /// before the table existed, or not yet committed); `reason` names what is kept.
+    #[error("table {table} has no version {wanted}: {reason}")]
+    NotKept {
+        /// The table.
+        table: TableRef,
+        /// The version asked for (`3`, `as of 2026-12-01 10:00:00 UTC`).
+        wanted: String,
+        /// What the table keeps.
+        reason: String,
+    },
+
     /// `CREATE SCHEMA` of a schema that exists.
     #[error("schema {0:?} already exists")]
     SchemaExists(String),

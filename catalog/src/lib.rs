@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod deletion;
 pub mod durable;
 pub mod error;
+pub mod history;
 pub mod ingest;
 pub mod layout;
 pub mod maintenance;
@@ -29,6 +30,7 @@ pub use deletion::{
     write_deletion_vector,
 };
 pub use error::{Error, Result};
+pub use history::AsOf;
 pub use ingest::{FileFormat, FileIngest, IngestOutcome, parse_schema_overrides, read_file};
 pub use maintenance::{CompactionOptions, CompactionReport, VacuumReport};
 pub use manifest::{

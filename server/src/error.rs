@@ -156,7 +156,10 @@ fn catalog_code(e: &lakehouse_catalog::Error) -> Code {
         C::InvalidName { .. } | C::SchemaMismatch { .. } | C::InvalidData { .. } => {
             Code::InvalidArgument
         }
-        C::TableNotFound(_) | C::SchemaNotFound(_) | C::VersionNotFound { .. } => Code::NotFound,
+        C::TableNotFound(_)
+        | C::SchemaNotFound(_)
+        | C::VersionNotFound { .. }
+        | C::NotKept { .. } => Code::NotFound,
         C::TableExists(_) | C::SchemaExists(_) | C::DuplicateKey { .. } => Code::AlreadyExists,
         C::SchemaNotDroppable { .. } | C::ReadOnly(_) => Code::FailedPrecondition,
         C::Conflict { .. } | C::ConcurrentChange { .. } => Code::Aborted,

@@ -19,6 +19,7 @@ mod params;
 mod query;
 mod rag;
 mod snapshots;
+mod time_travel;
 mod tls;
 mod vector_index;
 mod vector_search;

@@ -13,6 +13,10 @@ pub struct TableVersionPin {
     /// For a Lance table, the Lance dataset version read (its rows change in Lance commits).
     #[prost(uint64, optional, tag = "4")]
     pub lance_version: ::core::option::Option<u64>,
+    /// Which version the query's reference asked for: empty for the newest, else `v<n>` (VERSION
+    /// AS OF n) or `t<RFC 3339 UTC>` (TIMESTAMP AS OF): a table may be pinned once per form.
+    #[prost(string, tag = "5")]
+    pub as_of: ::prost::alloc::string::String,
 }
 impl ::prost::Name for TableVersionPin {
     const NAME: &'static str = "TableVersionPin";

@@ -9,7 +9,7 @@
 use arrow::array::RecordBatch;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
 use arrow_flight::{FlightData, FlightDescriptor, FlightInfo};
-use lakehouse_catalog::{SchemaName, TableRef, Version};
+use lakehouse_catalog::{AsOf, SchemaName, TableRef, Version};
 use lakehouse_proto::{StatementTicket, TableVersionPin};
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -82,17 +82,21 @@ pub(super) async fn plan_flight_info(
     };
     let ticket = StatementTicket {
         query_id: uuid::Uuid::new_v4().to_string(),
-        sql,
+        sql: planned.resolved_sql.clone().unwrap_or(sql),
         parameters,
         default_schema: default_schema.to_string(),
         pins: planned
             .pins
             .iter()
-            .map(|(table, pin)| TableVersionPin {
+            .map(|((table, as_of), pin)| TableVersionPin {
                 schema: table.schema.to_string(),
                 table: table.table.to_string(),
                 version: pin.version.0,
                 lance_version: pin.lance_version,
+                as_of: match as_of {
+                    AsOf::Latest => String::new(),
+                    other => other.to_string(),
+                },
             })
             .collect(),
     };
@@ -121,10 +125,18 @@ pub(super) async fn do_get(
                 version: Version(p.version),
                 lance_version: p.lance_version,
             };
-            Ok((TableRef::new(p.schema, p.table)?, pin))
+            let as_of = AsOf::parse(&p.as_of).ok_or_else(|| {
+                Error::invalid(format!("invalid pin {:?} in the ticket", p.as_of))
+            })?;
+            Ok((
+                (
+                    TableRef::new(p.schema, p.table).map_err(Error::from)?,
+                    as_of,
+                ),
+                pin,
+            ))
         })
-        .collect::<lakehouse_catalog::Result<Vec<_>>>()
-        .map_err(Error::from)?;
+        .collect::<Result<Vec<_>, Error>>()?;
     let parameters = params::decode_parameters(&ticket.parameters)?;
     let planned = service
         .engine

@@ -8,11 +8,12 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
-use lakehouse_catalog::{Catalog, SchemaName, TableName, TableRef, Version};
+use lakehouse_catalog::{AsOf, Catalog, SchemaName, TableName, TableRef, Version};
 
 use lakehouse_vector::session::{ResolvedTable, SessionTables};
 
 use super::table::VersionTable;
+use super::time_travel::split_as_of;
 
 /// The version of one table a plan reads: the catalog version and, for a Lance table, the
 /// Lance dataset version (Lance tables change rows in Lance commits, not catalog commits).
@@ -29,24 +30,28 @@ pub struct TablePin {
 /// While planning a new statement, `fixed` is empty and every table lookup takes the newest
 /// version and records it in `used`; the recorded pins go into the ticket. While re-planning a
 /// ticket in DoGet, `fixed` holds those pins and lookups take exactly those versions.
+///
+/// Pins are keyed by table and [`AsOf`]: a time-travel reference (`t VERSION AS OF 3`) is
+/// pinned apart from the same table's newest version.
 #[derive(Debug, Clone, Default)]
 pub struct Pins {
-    fixed: Arc<HashMap<TableRef, TablePin>>,
-    used: Arc<Mutex<BTreeMap<TableRef, TablePin>>>,
+    fixed: Arc<HashMap<(TableRef, AsOf), TablePin>>,
+    used: Arc<Mutex<BTreeMap<(TableRef, AsOf), TablePin>>>,
     missing: Arc<Mutex<Vec<TableRef>>>,
+    resolved_sql: Arc<Mutex<Option<String>>>,
 }
 
 impl Pins {
     /// Pins that force each listed table to the listed version.
-    pub fn fixed(pins: impl IntoIterator<Item = (TableRef, TablePin)>) -> Self {
+    pub fn fixed(pins: impl IntoIterator<Item = ((TableRef, AsOf), TablePin)>) -> Self {
         Self {
             fixed: Arc::new(pins.into_iter().collect()),
             ..Self::default()
         }
     }
 
-    /// The versions the planner resolved, sorted by table.
-    pub fn used(&self) -> Vec<(TableRef, TablePin)> {
+    /// The versions the planner resolved, sorted by table and `AS OF`.
+    pub fn used(&self) -> Vec<((TableRef, AsOf), TablePin)> {
         self.used
             .lock()
             .expect("lock")
@@ -62,8 +67,19 @@ impl Pins {
         self.missing.lock().expect("lock").clone()
     }
 
-    fn record(&self, table: &TableRef, pin: TablePin) {
-        self.used.lock().expect("lock").insert(table.clone(), pin);
+    /// Records the statement's text with its version clauses resolved (see
+    /// [`super::time_travel::rewrite_versions`]).
+    pub fn set_resolved_sql(&self, sql: String) {
+        *self.resolved_sql.lock().expect("lock") = Some(sql);
+    }
+
+    /// The statement's text with its version clauses resolved, when it had any.
+    pub fn resolved_sql(&self) -> Option<String> {
+        self.resolved_sql.lock().expect("lock").clone()
+    }
+
+    fn record(&self, key: (TableRef, AsOf), pin: TablePin) {
+        self.used.lock().expect("lock").insert(key, pin);
     }
 }
 
@@ -103,14 +119,34 @@ impl Resolver {
     /// The catalog's storage and manifest errors, Lance's when the dataset (at the pinned
     /// version) cannot be opened, each as DataFusion's `External` error carrying ours.
     pub async fn resolve(&self, table: &TableRef) -> Result<Option<ResolvedTable>> {
+        self.resolve_at(table, AsOf::Latest).await
+    }
+
+    /// `table` as of `as_of` (see [`Resolver::resolve`]): for a Parquet table the catalog
+    /// version `as_of` selects, for a Lance table the Lance dataset version it selects (over
+    /// the table's newest catalog record). Only the newest versions are recorded in
+    /// [`SessionTables`] (table functions read those).
+    ///
+    /// # Errors
+    /// As [`Resolver::resolve`]; the catalog's `NotKept` when the table does not keep the
+    /// version or instant asked for.
+    pub async fn resolve_at(&self, table: &TableRef, as_of: AsOf) -> Result<Option<ResolvedTable>> {
         let external = |e: lakehouse_catalog::Error| DataFusionError::External(Box::new(e));
-        if let Some(resolved) = self.tables.get(table) {
+        if as_of == AsOf::Latest
+            && let Some(resolved) = self.tables.get(table)
+        {
             return Ok(Some(resolved));
         }
-        let pinned = self.pins.fixed.get(table).copied();
+        let key = (table.clone(), as_of);
+        let pinned = self.pins.fixed.get(&key).copied();
         let manifest = match pinned {
             Some(pin) => self.catalog.table_version(table, pin.version).await,
-            None => self.catalog.table(table).await,
+            None => match self.catalog.table(table).await {
+                Ok(head) if head.lance.is_none() && as_of != AsOf::Latest => {
+                    self.catalog.table_as_of(table, as_of).await
+                }
+                other => other,
+            },
         };
         let manifest = match manifest {
             Ok(m) => m,
@@ -123,25 +159,46 @@ impl Resolver {
         let dataset = match &manifest.lance {
             Some(lance) => {
                 let store = lakehouse_vector::table::LanceStore::new(self.catalog.location());
-                let version = pinned.and_then(|p| p.lance_version);
+                let lance_error =
+                    |e: lakehouse_vector::Error| DataFusionError::External(Box::new(e));
+                let version = match (pinned, as_of) {
+                    (Some(pin), _) => pin.lance_version,
+                    (None, AsOf::Latest) => None,
+                    (None, as_of) => {
+                        let newest = store
+                            .open_at(&lance.location, None)
+                            .await
+                            .map_err(lance_error)?;
+                        let kept: Vec<_> = newest
+                            .versions()
+                            .await
+                            .map_err(|e| lance_error(e.into()))?
+                            .into_iter()
+                            .map(|v| (v.version, v.timestamp))
+                            .collect();
+                        Some(as_of.select(table, &kept).map_err(external)?)
+                    }
+                };
                 Some(
                     store
                         .open_at(&lance.location, version)
                         .await
-                        .map_err(|e| DataFusionError::External(Box::new(e)))?,
+                        .map_err(lance_error)?,
                 )
             }
             None => None,
         };
         let resolved = ResolvedTable { manifest, dataset };
         self.pins.record(
-            table,
+            key,
             TablePin {
                 version: resolved.manifest.version,
                 lance_version: resolved.lance_version(),
             },
         );
-        self.tables.insert(table.clone(), resolved.clone());
+        if as_of == AsOf::Latest {
+            self.tables.insert(table.clone(), resolved.clone());
+        }
         Ok(Some(resolved))
     }
 
@@ -238,9 +295,11 @@ impl SchemaProvider for LakehouseSchemaProvider {
         self.tables.clone()
     }
 
-    /// Resolves `name` with the session's [`Resolver`]. A name that is not a table is
-    /// `Ok(None)`; storage and manifest errors are errors carrying the catalog's error.
+    /// Resolves `name` with the session's [`Resolver`] — `t@<as of>` (a time-travel reference,
+    /// [`super::time_travel`]) at that version. A name that is not a table is `Ok(None)`;
+    /// storage and manifest errors are errors carrying the catalog's error.
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        let (name, as_of) = split_as_of(name).unwrap_or((name, AsOf::Latest));
         let Ok(table_name) = TableName::new(name) else {
             return Ok(None);
         };
@@ -248,7 +307,7 @@ impl SchemaProvider for LakehouseSchemaProvider {
             schema: self.schema.clone(),
             table: table_name,
         };
-        let resolved = self.resolver.resolve(&table).await?;
+        let resolved = self.resolver.resolve_at(&table, as_of).await?;
         Ok(resolved.map(|r| self.resolver.provider(r)))
     }
 

@@ -6,12 +6,14 @@
 //! the same versions.
 
 pub mod catalog_adapter;
+pub mod dialect;
 pub mod documents;
 pub mod limits;
 pub mod params;
 pub mod positions;
 pub mod statement;
 pub mod table;
+pub mod time_travel;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -82,8 +84,11 @@ pub struct PlannedQuery {
     plan: Arc<dyn ExecutionPlan>,
     /// The plan's schema with every type replaced by its [`wire_type`]; `None` when equal.
     wire_schema: Option<SchemaRef>,
-    /// Table versions the plan reads.
-    pub pins: Vec<(TableRef, TablePin)>,
+    /// Table versions the plan reads, by table and `AS OF`.
+    pub pins: Vec<((TableRef, lakehouse_catalog::AsOf), TablePin)>,
+    /// The statement's text with its version clauses resolved (`t@v3`, see
+    /// [`time_travel`]), when it had any: what a ticket must carry instead of the text sent.
+    pub resolved_sql: Option<String>,
 }
 
 impl PlannedQuery {
@@ -326,9 +331,23 @@ impl QueryEngine {
     /// # Errors
     /// [`Error::InvalidArgument`] for SQL that does not parse or holds several statements.
     fn parse(&self, sql: &str) -> Result<DFStatement> {
-        let dialect = self.template.config().options().sql_parser.dialect;
         let sql = params::number_placeholders(sql, self.dialect()?.as_ref())?;
-        Ok(self.template.sql_to_statement(&sql, &dialect)?)
+        let dialect = dialect::VersioningDialect(self.dialect()?);
+        let recursion_limit = self.template.config().options().sql_parser.recursion_limit;
+        let mut statements = datafusion::sql::parser::DFParserBuilder::new(sql.as_str())
+            .with_dialect(&dialect)
+            .with_recursion_limit(recursion_limit)
+            .build()?
+            .parse_statements()?;
+        if statements.len() > 1 {
+            return Err(Error::invalid(format!(
+                "{} statements given; send one statement per request",
+                statements.len()
+            )));
+        }
+        statements
+            .pop_front()
+            .ok_or_else(|| Error::invalid("no SQL statement given"))
     }
 
     /// The sqlparser dialect the session parses with (`datafusion.sql_parser.dialect`).
@@ -443,6 +462,7 @@ impl QueryEngine {
             plan,
             wire_schema,
             pins: pins.used(),
+            resolved_sql: pins.resolved_sql(),
         })
     }
 
@@ -510,6 +530,10 @@ async fn statement_to_plan(
     statement: DFStatement,
     pins: &Pins,
 ) -> Result<LogicalPlan> {
+    let mut statement = statement;
+    if time_travel::rewrite_versions(state, &mut statement).await? {
+        pins.set_resolved_sql(statement.to_string());
+    }
     resolve_function_tables(state, &statement).await?;
     match state.statement_to_plan(statement).await {
         Ok(plan) => Ok(plan),

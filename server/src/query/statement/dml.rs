@@ -508,7 +508,7 @@ impl QueryEngine {
             version: manifest.version,
             lance_version,
         };
-        let pins = Pins::fixed([(table.clone(), pin)]);
+        let pins = Pins::fixed([((table.clone(), lakehouse_catalog::AsOf::Latest), pin)]);
         let ctx = self.session(default_schema, pins.clone(), false).await?;
         let target = MemorySchemaProvider::new();
         target.register_table(table.table.to_string(), provider)?;
@@ -1440,6 +1440,14 @@ fn parse_expr(sql: &str) -> Result<SqlExpr> {
 /// The table (and alias) a DELETE/UPDATE/MERGE changes.
 fn target_table(target: &TableFactor, statement: &str) -> Result<(ObjectName, Option<Ident>)> {
     match target {
+        TableFactor::Table {
+            name,
+            version: Some(version),
+            ..
+        } => Err(Error::invalid(format!(
+            "{statement} changes the newest version of {name}, not {version}; to bring an old \
+             version back use RESTORE TABLE {name} TO VERSION n"
+        ))),
         TableFactor::Table {
             name,
             alias,
