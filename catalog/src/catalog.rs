@@ -116,6 +116,12 @@ pub enum Change {
     /// Remove every row of a live table, keeping its schema and primary key
     /// ([`Error::TableNotFound`] when it has no live version).
     Truncate,
+    /// Make an older version's files, schema and primary key the newest version
+    /// ([`Operation::Restore`]; [`Error::TableNotFound`] when there is no live table).
+    Restore {
+        /// The version restored (of the same table, since its last creation).
+        to: Arc<Manifest>,
+    },
 }
 
 /// One data file changed by a [`Change::Rewrite`].
@@ -137,11 +143,13 @@ impl Change {
             | Change::CreateOrAppend { files, .. }
             | Change::Replace { files, .. }
             | Change::Rewrite { files, .. } => files.as_slice(),
-            // External files are not ours to delete.
+            // External files are not ours to delete; a restore's files belong to the older
+            // version.
             Change::CreateExternal { .. }
             | Change::CreateLance { .. }
             | Change::Drop
-            | Change::Truncate => &[],
+            | Change::Truncate
+            | Change::Restore { .. } => &[],
         };
         let mut paths: Vec<Path> = files.iter().map(|f| Path::from(f.path.as_str())).collect();
         if let Change::Rewrite { changed, .. } = self {
@@ -698,11 +706,32 @@ impl Catalog {
                 )
             }
             (
-                Change::Append { .. } | Change::Drop | Change::Rewrite { .. } | Change::Truncate,
+                Change::Append { .. }
+                | Change::Drop
+                | Change::Rewrite { .. }
+                | Change::Truncate
+                | Change::Restore { .. },
                 None,
             ) => {
                 return Err(Error::TableNotFound(table.clone()));
             }
+            (Change::Restore { .. }, Some(live)) if live.external.is_some() => {
+                return Err(Error::ReadOnly(table.clone()));
+            }
+            (Change::Restore { .. }, Some(live)) if live.lance.is_some() => {
+                return Err(Error::InvalidData {
+                    location: table.to_string(),
+                    message: "is a Lance table: its versions are restored in its Lance dataset"
+                        .into(),
+                });
+            }
+            (Change::Restore { to }, Some(_)) => (
+                Operation::Restore,
+                to.arrow_schema(),
+                to.files.clone(),
+                false,
+                to.primary_key.clone(),
+            ),
             (Change::Rewrite { .. } | Change::Truncate, Some(live)) if live.external.is_some() => {
                 return Err(Error::ReadOnly(table.clone()));
             }
@@ -795,6 +824,7 @@ impl Catalog {
                 }
                 sources
             }
+            (Change::Restore { to }, Some(_)) => to.sources.clone(),
             _ => Vec::new(),
         };
         let version = base.map_or(Version(1), Version::next);
@@ -813,6 +843,7 @@ impl Catalog {
             total_rows: files.iter().map(DataFile::live_rows).sum(),
             total_bytes: files.iter().map(|f| f.size_bytes).sum(),
             files,
+            committed_by: commit_user(),
         };
         let manifest = Arc::new(manifest);
         if let Some(check) = check
@@ -1144,4 +1175,21 @@ mod send_guard {
         is_send(c.commit(t, Change::Drop));
         is_send(c.write_stream(t, WriteMode::Create, s, None, futures::stream::empty()));
     }
+}
+
+tokio::task_local! {
+    /// The user on whose behalf the current task commits (see [`as_user`]).
+    static COMMIT_USER: String;
+}
+
+/// Runs `work` with every catalog commit it makes (in this task, not in tasks it spawns)
+/// recorded as made by `user` ([`Manifest::committed_by`]): the server wraps each
+/// authenticated request in it, so the user need not be passed through every write path.
+pub async fn as_user<F: std::future::Future>(user: String, work: F) -> F::Output {
+    COMMIT_USER.scope(user, work).await
+}
+
+/// The user [`as_user`] set for the current task, if any (to carry it into a spawned task).
+pub fn commit_user() -> Option<String> {
+    COMMIT_USER.try_with(|user| user.clone()).ok()
 }

@@ -171,6 +171,21 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// `RESTORE TABLE t TO VERSION n`: commits a new version of `table` whose files, schema,
+    /// primary key and ingested sources are those of version `n` (Delta's `RESTORE`); the
+    /// versions in between stay in the history.
+    ///
+    /// # Errors
+    /// [`Error::NotKept`] when version `n` is not kept (VACUUM removed it, or it never was);
+    /// [`Error::TableNotFound`]; [`Error::ReadOnly`] for external tables; commit errors.
+    pub async fn restore(&self, table: &TableRef, n: u64) -> Result<Arc<Manifest>> {
+        let to = self.table_as_of(table, AsOf::Version(n)).await?;
+        self.commit(table, crate::catalog::Change::Restore { to })
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,7 +23,8 @@ pub mod storage;
 pub mod writer;
 
 pub use catalog::{
-    CATALOG_NAME, Catalog, Change, CleanupReport, CommitCheck, FileChange, WriteMode,
+    CATALOG_NAME, Catalog, Change, CleanupReport, CommitCheck, FileChange, WriteMode, as_user,
+    commit_user,
 };
 pub use deletion::{
     LiveRows, RoaringTreemap, live_selection, read_deletion_vector, read_live_rows,

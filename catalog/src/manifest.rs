@@ -70,6 +70,11 @@ pub struct Manifest {
     pub total_rows: u64,
     /// Sum of `files[].size_bytes`.
     pub total_bytes: u64,
+    /// The user who committed this version ([`crate::catalog::as_user`]); absent for versions
+    /// written before it was recorded and for commits made by the server itself (automatic
+    /// compaction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_by: Option<String>,
 }
 
 impl Manifest {
@@ -201,6 +206,27 @@ pub enum Operation {
     /// Files rewritten by compaction (`OPTIMIZE`): the same live rows in fewer, larger files
     /// without deletion vectors.
     Compact,
+    /// The files, schema and key of an older version made the newest again (`RESTORE TABLE t
+    /// TO VERSION n`).
+    Restore,
+}
+
+impl std::fmt::Display for Operation {
+    /// The name the manifest stores (`create`, `append`, ..., `restore`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Operation::Create => "create",
+            Operation::Append => "append",
+            Operation::Replace => "replace",
+            Operation::Drop => "drop",
+            Operation::Delete => "delete",
+            Operation::Update => "update",
+            Operation::Truncate => "truncate",
+            Operation::Merge => "merge",
+            Operation::Compact => "compact",
+            Operation::Restore => "restore",
+        })
+    }
 }
 
 /// A Parquet data file of a version.
@@ -473,6 +499,7 @@ mod tests {
             sources: vec![],
             total_rows: 2,
             total_bytes: 10,
+            committed_by: None,
         };
         let json = m.to_json();
         let back = Manifest::from_json("m.json", &json).unwrap();
@@ -510,6 +537,7 @@ mod tests {
             sources: vec![],
             total_rows: 2,
             total_bytes: 10,
+            committed_by: None,
         };
         let mut json: serde_json::Value = serde_json::from_slice(&v2.to_json()).unwrap();
         json["format_version"] = 1.into();

@@ -229,3 +229,209 @@ async fn lance_versions_read_back_by_version_and_time() {
         1
     );
 }
+
+/// A server where `ann` (write) logs in; her client.
+async fn ann_server() -> (
+    TestServer,
+    arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+) {
+    use lakehouse_server::auth::{AuthConfig, AuthMode, Role, UserConfig, hash_password};
+    let auth = AuthConfig {
+        mode: AuthMode::Basic,
+        users: vec![UserConfig {
+            name: "ann".into(),
+            password_hash: hash_password("ann-pw").unwrap(),
+            role: Role::Write,
+        }],
+        ..AuthConfig::default()
+    };
+    let server = TestServer::start_with(|c| {
+        c.auth = auth;
+        c.maintenance.auto_compact = false;
+    })
+    .await;
+    let mut client = server.client().await;
+    client.handshake("ann", "ann-pw").await.unwrap();
+    (server, client)
+}
+
+#[tokio::test]
+async fn table_history_lists_versions_and_restore_brings_one_back() {
+    let (server, mut client) = ann_server().await;
+    for sql in [
+        "CREATE TABLE h (id BIGINT NOT NULL, v VARCHAR)",
+        "INSERT INTO h VALUES (1, 'a'), (2, 'b'), (3, 'c')",
+        "UPDATE h SET v = 'B' WHERE id = 2",
+        "DELETE FROM h WHERE id = 3",
+        "OPTIMIZE h",
+    ] {
+        client.execute_update(sql.into(), None).await.unwrap();
+    }
+    let history = query(
+        &mut client,
+        "SELECT version, operation, rows_added, rows_removed, total_rows, data_files, \
+         committed_by FROM table_history('h')",
+    )
+    .await
+    .unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&history)
+        .unwrap()
+        .to_string();
+    let expected = "\
++---------+-----------+------------+--------------+------------+------------+--------------+
+| version | operation | rows_added | rows_removed | total_rows | data_files | committed_by |
++---------+-----------+------------+--------------+------------+------------+--------------+
+| 5       | compact   | 2          | 2            | 2          | 1          | ann          |
+| 4       | delete    | 0          | 1            | 2          | 2          | ann          |
+| 3       | update    | 1          | 1            | 3          | 2          | ann          |
+| 2       | append    | 3          | 0            | 3          | 1          | ann          |
+| 1       | create    | 0          | 0            | 0          | 0          | ann          |
++---------+-----------+------------+--------------+------------+------------+--------------+";
+    assert_eq!(text, expected);
+    // created_at is what TIMESTAMP AS OF reads: each version's own instant selects it.
+    let times = query(
+        &mut client,
+        "SELECT version, CAST(created_at AS VARCHAR) AS at FROM table_history('h')",
+    )
+    .await
+    .unwrap();
+    let versions = lakehouse_tests::column_i64(&times, "version");
+    let ats = lakehouse_tests::column_str(&times, "at");
+    for (v, at) in versions.iter().zip(ats) {
+        let at = at.unwrap();
+        let sql = format!(
+            "SELECT count(*) FROM h TIMESTAMP AS OF '{at}' a JOIN h VERSION AS OF {v} b \
+             ON a.id = b.id AND a.v = b.v"
+        );
+        let joined = lakehouse_tests::scalar_i64(&query(&mut client, &sql).await.unwrap());
+        let rows = lakehouse_tests::scalar_i64(
+            &query(
+                &mut client,
+                &format!("SELECT count(*) FROM h VERSION AS OF {v}"),
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(joined, rows, "{sql}");
+    }
+
+    // RESTORE makes version 3 the newest again, as version 6; the history keeps 4 and 5.
+    let restored = client
+        .execute_update("RESTORE TABLE h TO VERSION 3".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(restored, 3, "the rows of version 3");
+    let now = query(&mut client, "SELECT id, v FROM h ORDER BY id")
+        .await
+        .unwrap();
+    let then = query(
+        &mut client,
+        "SELECT id, v FROM h VERSION AS OF 3 ORDER BY id",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        arrow::util::pretty::pretty_format_batches(&now)
+            .unwrap()
+            .to_string(),
+        arrow::util::pretty::pretty_format_batches(&then)
+            .unwrap()
+            .to_string()
+    );
+    let top = query(
+        &mut client,
+        "SELECT version, operation FROM table_history('h') LIMIT 1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(lakehouse_tests::column_i64(&top, "version"), [6]);
+    assert_eq!(
+        lakehouse_tests::column_str(&top, "operation"),
+        [Some("restore".to_string())]
+    );
+    // Writes continue on the restored version.
+    client
+        .execute_update("INSERT INTO h VALUES (4, 'd')".into(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        lakehouse_tests::scalar_i64(&query(&mut client, "SELECT count(*) FROM h").await.unwrap()),
+        4
+    );
+
+    // Bad RESTOREs change nothing.
+    for (sql, wanted) in [
+        ("RESTORE TABLE h TO VERSION 99", Code::NotFound),
+        ("RESTORE TABLE nope TO VERSION 1", Code::NotFound),
+        ("RESTORE TABLE h TO 3", Code::InvalidArgument),
+        ("RESTORE TABLE h TO VERSION x", Code::InvalidArgument),
+    ] {
+        let err = match client.execute_update(sql.into(), None).await {
+            Err(e) => e,
+            Ok(n) => panic!("{sql}: accepted ({n})"),
+        };
+        assert_eq!(code(&err), wanted, "{sql}: {err}");
+    }
+    for (sql, wanted) in [
+        ("SELECT * FROM table_history('nope')", Code::NotFound),
+        ("SELECT * FROM table_history(1)", Code::InvalidArgument),
+    ] {
+        let err = query(&mut client, sql).await.unwrap_err();
+        assert_eq!(code(&err), wanted, "{sql}: {err}");
+    }
+    assert_eq!(
+        lakehouse_tests::scalar_i64(
+            &query(&mut client, "SELECT max(version) FROM table_history('h')")
+                .await
+                .unwrap()
+        ),
+        7
+    );
+    drop(server);
+}
+
+#[tokio::test]
+async fn lance_history_and_restore() {
+    let server = TestServer::start_with(|c| {
+        c.embedding.models = [("minilm".to_string(), minilm_config(ModelServer::shared()))]
+            .into_iter()
+            .collect();
+    })
+    .await;
+    ingest_notes(&server, &["alpha", "beta", "gamma"]).await;
+    update(&server, "DELETE FROM notes WHERE id = 2")
+        .await
+        .unwrap();
+    let history = rows(
+        &server,
+        "SELECT version, operation, rows_added, rows_removed, total_rows, committed_by \
+         FROM table_history('notes')",
+    )
+    .await;
+    let expected = [
+        "+---------+-----------+------------+--------------+------------+--------------+",
+        "| version | operation | rows_added | rows_removed | total_rows | committed_by |",
+        "+---------+-----------+------------+--------------+------------+--------------+",
+        "| 2       | Delete    | 0          | 1            | 2          |              |",
+        "| 1       | Overwrite | 3          | 0            | 3          | anonymous    |",
+        "+---------+-----------+------------+--------------+------------+--------------+",
+    ];
+    assert_eq!(history, expected);
+    assert_eq!(
+        update(&server, "RESTORE TABLE notes TO VERSION 1")
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(count(&server, "SELECT count(*) FROM notes").await, 3);
+    assert_eq!(
+        count(&server, "SELECT max(version) FROM table_history('notes')").await,
+        3
+    );
+    let mut client = server.client().await;
+    let err = client
+        .execute_update("RESTORE TABLE notes TO VERSION 42".into(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), Code::NotFound, "{err}");
+}

@@ -120,7 +120,7 @@ pub(crate) fn model_arg<'a>(
 
 /// Work that answers one batch when a query executes (never while it is planned).
 #[async_trait::async_trait]
-pub(crate) trait Deferred: Clone + std::fmt::Debug + Send + Sync + 'static {
+pub trait Deferred: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The batch, computed in the executing query's task context.
     async fn run(self, ctx: Arc<TaskContext>) -> datafusion::error::Result<RecordBatch>;
 }
@@ -149,7 +149,7 @@ impl<R: Deferred> PartitionStream for DeferredStream<R> {
 ///
 /// # Errors
 /// DataFusion's, when the streaming table cannot be built (not expected).
-pub(crate) fn deferred_table<R: Deferred>(
+pub fn deferred_table<R: Deferred>(
     schema: SchemaRef,
     run: R,
 ) -> datafusion::error::Result<Arc<dyn TableProvider>> {

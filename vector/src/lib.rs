@@ -35,6 +35,7 @@ pub mod search;
 pub mod session;
 pub mod table;
 
+pub use args::{Deferred, deferred_table};
 pub use error::{Error, Result};
 
 use std::sync::Arc;

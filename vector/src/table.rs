@@ -19,6 +19,10 @@ use lance::io::ObjectStoreParams;
 
 use crate::error::{Error, Result};
 
+/// The Lance transaction property that records the user who committed (set on the writes
+/// this module makes: creates and appends).
+pub const COMMITTED_BY: &str = "lakehouse.committed_by";
+
 /// Where Lance datasets live: the catalog's storage root and its storage options.
 #[derive(Debug, Clone)]
 pub struct LanceStore {
@@ -52,6 +56,8 @@ impl LanceStore {
         WriteParams {
             mode,
             store_params: Some(store_params),
+            transaction_properties: lakehouse_catalog::commit_user()
+                .map(|user| Arc::new(HashMap::from([(COMMITTED_BY.to_string(), user)]))),
             ..Default::default()
         }
     }
@@ -121,6 +127,17 @@ impl LanceStore {
             builder = builder.with_version(version);
         }
         Ok(Arc::new(builder.load().await?))
+    }
+
+    /// Makes version `version` of the dataset at `location` the newest again (one Lance
+    /// commit, Lance's `Dataset::restore`); answers the rows it holds.
+    ///
+    /// # Errors
+    /// [`Error::Lance`] when the dataset has no such version (e.g. removed by cleanup).
+    pub async fn restore(&self, location: &str, version: u64) -> Result<usize> {
+        let mut dataset = self.load(location).await?.checkout_version(version).await?;
+        dataset.restore().await?;
+        Ok(dataset.count_rows(None).await?)
     }
 
     /// The newest version of the dataset at `location`, owned (for index changes).

@@ -300,7 +300,8 @@ async fn ingest_documents(
         }));
     });
     let engine = service.engine.clone();
-    let task = tokio::spawn(async move {
+    let user = lakehouse_catalog::commit_user().unwrap_or_default();
+    let task = tokio::spawn(lakehouse_catalog::as_user(user, async move {
         let started = std::time::Instant::now();
         let outcome = engine
             .ingest_documents(&table, mode, set, &options, progress)
@@ -352,7 +353,7 @@ async fn ingest_documents(
             }
         });
         let _ = tx.send(answer).await;
-    });
+    }));
     let guard = AbortOnDrop(task);
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |item| {
         let _owned = &guard;

@@ -611,7 +611,10 @@ impl FlightService for LakehouseFlightService {
         mut request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.authenticate(&mut request).await?;
-        FlightService::get_flight_info(&*self.inner, request).await
+        let user = principal(&request)?.user.clone();
+        // Commits made while answering are recorded as this user's.
+        lakehouse_catalog::as_user(user, FlightService::get_flight_info(&*self.inner, request))
+            .await
     }
 
     async fn poll_flight_info(
@@ -649,7 +652,9 @@ impl FlightService for LakehouseFlightService {
         mut request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
         self.authenticate(&mut request).await?;
-        FlightService::do_put(&*self.inner, request).await
+        let user = principal(&request)?.user.clone();
+        // Commits made while answering are recorded as this user's.
+        lakehouse_catalog::as_user(user, FlightService::do_put(&*self.inner, request)).await
     }
 
     async fn do_action(
@@ -672,7 +677,8 @@ impl FlightService for LakehouseFlightService {
             });
             return Ok(Response::new(Box::pin(output)));
         }
-        FlightService::do_action(&*self.inner, request).await
+        let user = principal(&request)?.user.clone();
+        lakehouse_catalog::as_user(user, FlightService::do_action(&*self.inner, request)).await
     }
 
     /// Flight SQL's actions, plus Flight's `CancelFlightInfo`.

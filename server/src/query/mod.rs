@@ -8,6 +8,7 @@
 pub mod catalog_adapter;
 pub mod dialect;
 pub mod documents;
+pub mod history;
 pub mod limits;
 pub mod params;
 pub mod positions;
@@ -230,6 +231,10 @@ impl QueryEngine {
         let models = Arc::new(models);
         let chat_models = Arc::new(lakehouse_vector::chat::ChatModels::new(chat)?);
         lakehouse_vector::register_functions(&mut template, &models, &chat_models)?;
+        template.register_udtf(
+            history::NAME,
+            Arc::new(history::TableHistoryFunction::new(Arc::clone(&catalog))),
+        );
         Ok(Self {
             catalog,
             template,
@@ -555,8 +560,8 @@ async fn statement_to_plan(
 
 /// Resolves, with the session's [`catalog_adapter::Resolver`], the tables that the table
 /// functions called in `statement` read (they look them up synchronously while planning,
-/// [`lakehouse_vector::session`]): the table argument of each search function, every Lance
-/// table for the functions that list them.
+/// [`lakehouse_vector::session`]): the table argument of each search function and of
+/// `table_history`, every Lance table for the functions that list them.
 ///
 /// # Errors
 /// Storage, manifest and Lance errors while resolving; a missing table is left for the
@@ -577,6 +582,7 @@ async fn resolve_function_tables(state: &SessionState, statement: &DFStatement) 
         }
         let Some((_, position)) = lakehouse_vector::TABLE_SEARCH_FUNCTIONS
             .iter()
+            .chain(&[(history::NAME, 0)])
             .find(|(f, _)| call.name.eq_ignore_ascii_case(f))
         else {
             continue;

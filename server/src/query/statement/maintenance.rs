@@ -95,6 +95,13 @@ pub enum Maintenance {
         /// The table.
         table: ObjectName,
     },
+    /// `RESTORE [TABLE] t [TO] VERSION [AS OF] n`.
+    Restore {
+        /// The table.
+        table: ObjectName,
+        /// The version to make the newest again.
+        version: u64,
+    },
     /// `VACUUM [TABLE] t [RETAIN n HOURS] [DRY RUN]`.
     Vacuum {
         /// The table.
@@ -118,18 +125,44 @@ pub fn parse(sql: &str, dialect: &dyn Dialect) -> Result<Option<Maintenance>> {
         .take(8)
         .collect::<String>()
         .to_ascii_uppercase();
-    if !head.starts_with("OPTIMIZE") && !head.starts_with("VACUUM") {
+    if !head.starts_with("OPTIMIZE") && !head.starts_with("VACUUM") && !head.starts_with("RESTORE")
+    {
         return Ok(None);
     }
     let invalid = |e: String| {
         Error::invalid(format!(
-            "{e}; the forms are OPTIMIZE [TABLE] t and VACUUM [TABLE] t [RETAIN n HOURS] [DRY RUN]"
+            "{e}; the forms are OPTIMIZE [TABLE] t, VACUUM [TABLE] t [RETAIN n HOURS] [DRY RUN] \
+             and RESTORE [TABLE] t TO VERSION n"
         ))
     };
     let mut parser = Parser::new(dialect)
         .try_with_sql(sql)
         .map_err(|e| invalid(e.to_string()))?;
-    let statement = if parser.parse_keyword(Keyword::OPTIMIZE) {
+    let restore = matches!(
+        &parser.peek_token().token,
+        Token::Word(w) if w.value.eq_ignore_ascii_case("RESTORE") && w.quote_style.is_none()
+    );
+    let statement = if restore {
+        parser.next_token();
+        let _ = parser.parse_keyword(Keyword::TABLE);
+        let table = parser
+            .parse_object_name(false)
+            .map_err(|e| invalid(e.to_string()))?;
+        let _ = parser.parse_keyword(Keyword::TO);
+        if !parser.parse_keyword(Keyword::VERSION) {
+            return Err(invalid("RESTORE takes TO VERSION n".into()));
+        }
+        let _ = parser.parse_keywords(&[Keyword::AS, Keyword::OF]);
+        let value = parser
+            .parse_number_value()
+            .map_err(|e| invalid(e.to_string()))?;
+        let version = value
+            .value
+            .to_string()
+            .parse::<u64>()
+            .map_err(|_| invalid(format!("VERSION {}: not a version number", value.value)))?;
+        Maintenance::Restore { table, version }
+    } else if parser.parse_keyword(Keyword::OPTIMIZE) {
         let _ = parser.parse_keyword(Keyword::TABLE);
         let table = parser
             .parse_object_name(false)
@@ -179,8 +212,8 @@ pub fn parse(sql: &str, dialect: &dyn Dialect) -> Result<Option<Maintenance>> {
 }
 
 impl QueryEngine {
-    /// Runs an `OPTIMIZE` or `VACUUM` (see the module docs); answers the files rewritten or
-    /// removed.
+    /// Runs an `OPTIMIZE`, `VACUUM` or `RESTORE` (see the module docs); answers the files
+    /// rewritten or removed, or (RESTORE) the rows of the restored version.
     ///
     /// # Errors
     /// Catalog `TableNotFound`, `ReadOnly` (external tables), `ConcurrentChange` (a compaction
@@ -214,6 +247,30 @@ impl QueryEngine {
                         Err(e) => return Err(e.into()),
                     }
                 }
+            }
+            Maintenance::Restore { table, version } => {
+                let table = resolve_object_name(table, default_schema)?;
+                let manifest = self.catalog().table(&table).await?;
+                if let Some(lance) = &manifest.lance {
+                    let dataset = self.lance_store().open(&lance.location).await?;
+                    let kept: Vec<_> = dataset
+                        .versions()
+                        .await
+                        .map_err(lakehouse_vector::Error::from)?
+                        .into_iter()
+                        .map(|v| (v.version, v.timestamp))
+                        .collect();
+                    lakehouse_catalog::AsOf::Version(*version).select(&table, &kept)?;
+                    let restored = self
+                        .lance_store()
+                        .restore(&lance.location, *version)
+                        .await?;
+                    return Ok(restored as i64);
+                }
+                let restored = self.catalog().restore(&table, *version).await?;
+                tracing::info!(%table, from = version, version = %restored.version, "restored");
+                self.after_commit(&table, &restored);
+                Ok(restored.total_rows as i64)
             }
             Maintenance::Vacuum {
                 table,
