@@ -55,6 +55,16 @@ pub fn manifest_path(table: &TableRef, version: Version) -> Path {
     manifests_prefix(table).join(format!("{:020}.json", version.0))
 }
 
+/// Whether `path` names an object that never changes once written: a data file
+/// (`tables/<schema>/<table>/data/...`) or a deletion vector (`.../deletes/...`), each written
+/// once under a fresh UUID. Caches may keep such objects' bytes without invalidation.
+pub fn is_immutable(path: &Path) -> bool {
+    let parts: Vec<_> = path.parts().collect();
+    parts.len() == 5
+        && parts[0].as_ref() == "tables"
+        && matches!(parts[3].as_ref(), "data" | "deletes")
+}
+
 /// Parses the version out of a manifest object's file name; `None` for any other object.
 pub fn parse_manifest_version(path: &Path) -> Option<Version> {
     let name = path.filename()?;

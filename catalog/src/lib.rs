@@ -8,6 +8,7 @@
 //!
 //! This crate knows no SQL engine: the DataFusion adapter lives in the server.
 
+pub mod cache;
 pub mod catalog;
 pub mod deletion;
 pub mod durable;

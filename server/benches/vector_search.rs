@@ -75,6 +75,7 @@ async fn main() {
         &Default::default(),
         &Default::default(),
         &Default::default(),
+        &Default::default(),
     )
     .expect("engine");
     let schema = SchemaName::new(lakehouse_catalog::DEFAULT_SCHEMA).expect("schema");

@@ -59,6 +59,8 @@ pub struct ServeConfig {
     /// Compaction and vacuum (`[maintenance]`, see
     /// [`crate::query::statement::maintenance::MaintenanceOptions`]).
     pub maintenance: crate::query::statement::maintenance::MaintenanceOptions,
+    /// The hot cache (`[cache]`, see [`crate::query::cache::CacheOptions`]).
+    pub cache: crate::query::cache::CacheOptions,
 }
 
 impl Default for ServeConfig {
@@ -78,6 +80,7 @@ impl Default for ServeConfig {
             embedding: Default::default(),
             chat: Default::default(),
             maintenance: Default::default(),
+            cache: Default::default(),
         }
     }
 }

@@ -91,6 +91,7 @@ impl Server {
             &config.embedding,
             &config.chat,
             &config.maintenance,
+            &config.cache,
         )?;
         let service = Arc::new(LakehouseFlightSql::new(engine)?);
         Ok(Self {

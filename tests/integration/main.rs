@@ -2,6 +2,7 @@
 //! Flight SQL clients. One test binary, one module per area.
 
 mod auth;
+mod cache;
 mod catalog;
 mod chat;
 mod documents;

@@ -1,11 +1,13 @@
 """`--storage s3://bucket/prefix` against a real S3-compatible server (moto, from PyPI), which
 enforces conditional creates (`If-None-Match: *`) as S3 does."""
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,9 +24,11 @@ BUCKET = "lakehouse-test"
 def s3(tmp_path_factory):
     port = free_port()
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
+    recording = tmp_path_factory.mktemp("moto") / "recording.jsonl"
     moto = subprocess.Popen(
         [Path(sys.executable).parent / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "MOTO_RECORDER_FILEPATH": str(recording)},
     )
     endpoint = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -110,3 +114,48 @@ def test_a_missing_bucket_fails_at_start_with_the_cause(s3, tmp_path):
         LakehouseServer("s3://no-such-bucket/x", log_path=tmp_path / "s.log", env=env)
     message = str(e.value)
     assert "server exited early" in message and "object storage error" in message, message
+
+
+def recorder(env, action):
+    """Calls moto's request recorder (`reset-recording`, `start-recording`, `stop-recording`,
+    `download-recording`); the download answers the recorded requests, one JSON per line."""
+    method = "GET" if action == "download-recording" else "POST"
+    request = urllib.request.Request(f"{env['AWS_ENDPOINT']}/moto-api/recorder/{action}",
+                                     method=method)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read().decode()
+
+
+def data_gets(env):
+    """GET requests for table data files since the last reset, as moto recorded them."""
+    lines = recorder(env, "download-recording").splitlines()
+    requests = [json.loads(line) for line in lines if line.strip()]
+    return [r for r in requests if r["method"] == "GET" and "/data/" in r["url"]]
+
+
+def test_a_repeated_query_reads_no_data_from_s3(s3, tmp_path):
+    env, client = s3
+    server = LakehouseServer(f"s3://{BUCKET}/cached", log_path=tmp_path / "cached.log", env=env)
+    try:
+        with server.connect() as conn, conn.cursor() as cur:
+            cur.adbc_ingest("people", people(0, 20000), mode="create")
+            cur.adbc_ingest("people", people(20000, 40000), mode="append")
+            sql = "SELECT count(*), sum(id), max(name) FROM people WHERE name LIKE 'n1%'"
+            recorder(env, "reset-recording")
+            recorder(env, "start-recording")
+            cur.execute(sql)
+            first = cur.fetchall()
+            cold = data_gets(env)
+            assert cold, "the first run reads the data files from S3"
+            recorder(env, "reset-recording")
+            cur.execute(sql)
+            assert cur.fetchall() == first
+            assert data_gets(env) == [], "a repeated run reads them from the cache"
+            recorder(env, "stop-recording")
+            cur.execute("SELECT hits, misses FROM cache_stats()")
+            hits, misses = cur.fetchall()[0]
+            # Every cold GET went through the cache; the repeated run was served from it
+            # (DataFusion keeps the footers it parsed, so it asks for fewer ranges again).
+            assert misses >= len(cold) and hits > 0, (hits, misses, len(cold))
+    finally:
+        server.stop()

@@ -292,12 +292,29 @@ pub fn distance_type(metric: VectorMetric) -> lance_linalg::distance::DistanceTy
     }
 }
 
-/// The one Lance session (index and metadata caches, bounded in bytes by Lance's defaults)
-/// shared by every dataset this process opens, so an index is read from storage once rather
+/// The one Lance session (index and metadata caches, bounded in bytes by
+/// [`size_lance_caches`], else Lance's defaults) shared by every dataset this process opens, so an index is read from storage once rather
 /// than on every query. Caches are keyed by dataset and version, so new versions are seen.
 fn lance_session() -> Arc<lance::session::Session> {
-    static SESSION: std::sync::OnceLock<Arc<lance::session::Session>> = std::sync::OnceLock::new();
-    Arc::clone(SESSION.get_or_init(|| Arc::new(lance::session::Session::default())))
+    Arc::clone(LANCE_SESSION.get_or_init(|| Arc::new(lance::session::Session::default())))
+}
+
+static LANCE_SESSION: std::sync::OnceLock<Arc<lance::session::Session>> =
+    std::sync::OnceLock::new();
+
+/// Sizes the process's Lance session caches: `index_bytes` for the index cache (IVF
+/// partitions, HNSW graphs, FTS posting lists), `metadata_bytes` for manifests and fragment
+/// metadata. Takes effect only before the first dataset is opened (the session is
+/// process-wide); false when it was already created.
+pub fn size_lance_caches(index_bytes: u64, metadata_bytes: u64) -> bool {
+    let size = |b: u64| usize::try_from(b).unwrap_or(usize::MAX);
+    LANCE_SESSION
+        .set(Arc::new(lance::session::Session::new(
+            size(index_bytes),
+            size(metadata_bytes),
+            Arc::new(lance::io::ObjectStoreRegistry::default()),
+        )))
+        .is_ok()
 }
 
 /// The vector columns of `schema`: every `FixedSizeList<Float32, D>` column, with `metric` and

@@ -5,6 +5,7 @@
 //! the table versions it resolved ([`Pins`]); re-planning with those pins in DoGet reads exactly
 //! the same versions.
 
+pub mod cache;
 pub mod catalog_adapter;
 pub mod dialect;
 pub mod documents;
@@ -156,7 +157,8 @@ pub struct QueryEngine {
 
 impl QueryEngine {
     /// An engine over `catalog` with `options`, the embedding models of `embedding`, the
-    /// chat models of `chat` and the compaction/vacuum settings of `maintenance`.
+    /// chat models of `chat`, the compaction/vacuum settings of `maintenance` and the hot
+    /// cache of `cache`.
     ///
     /// # Errors
     /// [`Error::Config`] for an unknown or invalid DataFusion option.
@@ -166,6 +168,7 @@ impl QueryEngine {
         embedding: &lakehouse_vector::embedding::EmbeddingConfig,
         chat: &lakehouse_vector::chat::ChatConfig,
         maintenance: &statement::maintenance::MaintenanceOptions,
+        cache: &cache::CacheOptions,
     ) -> Result<Self> {
         let models = lakehouse_vector::embedding::EmbeddingModels::new(
             &embedding.models,
@@ -221,7 +224,17 @@ impl QueryEngine {
             .build_arc()
             .map_err(|e| Error::Config(e.to_string()))?;
         let store_url = ObjectStoreUrl::parse(STORE_URL).expect("valid url");
-        runtime.register_object_store(store_url.as_ref(), Arc::clone(catalog.store()));
+        // Queries read Parquet data and deletion vectors through the hot cache.
+        let range_cache = lakehouse_catalog::cache::RangeCache::new(cache.memory_bytes());
+        runtime.register_object_store(
+            store_url.as_ref(),
+            Arc::new(lakehouse_catalog::cache::CachingStore::new(
+                Arc::clone(catalog.store()),
+                range_cache.clone(),
+            )),
+        );
+        let (lance_index, lance_metadata) = cache.lance_bytes();
+        lakehouse_vector::table::size_lance_caches(lance_index, lance_metadata);
         let mut template = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
@@ -231,6 +244,10 @@ impl QueryEngine {
         let models = Arc::new(models);
         let chat_models = Arc::new(lakehouse_vector::chat::ChatModels::new(chat)?);
         lakehouse_vector::register_functions(&mut template, &models, &chat_models)?;
+        template.register_udtf(
+            cache::STATS_NAME,
+            Arc::new(cache::CacheStatsFunction::new(range_cache)),
+        );
         template.register_udtf(
             history::NAME,
             Arc::new(history::TableHistoryFunction::new(Arc::clone(&catalog))),
