@@ -72,7 +72,18 @@ pub struct LakehouseFlightSql {
     engine: QueryEngine,
     sql_info: SqlInfoData,
     xdbc_types: XdbcTypeInfoData,
+    /// Plans made in GetFlightInfo, keyed by the ticket's statement handle: DoGet of that exact
+    /// ticket on this server runs the plan instead of planning again (taken out, so each plan
+    /// runs once). Tickets stay stateless: a ticket whose plan is not here (another replica, a
+    /// restart, a second DoGet, more than [`PLAN_CACHE_TTL`] later) is planned again at its
+    /// pinned versions.
+    plans: moka::sync::Cache<bytes::Bytes, Arc<PlannedQuery>>,
 }
+
+/// How long a plan made in GetFlightInfo waits for its DoGet.
+pub const PLAN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// How many plans wait for their DoGet at most (the oldest go first).
+pub const PLAN_CACHE_ENTRIES: u64 = 1024;
 
 impl LakehouseFlightSql {
     /// A service over `engine`.
@@ -90,6 +101,10 @@ impl LakehouseFlightSql {
             engine,
             sql_info,
             xdbc_types,
+            plans: moka::sync::Cache::builder()
+                .max_capacity(PLAN_CACHE_ENTRIES)
+                .time_to_live(PLAN_CACHE_TTL)
+                .build(),
         })
     }
 
@@ -106,7 +121,7 @@ impl LakehouseFlightSql {
     /// guard), cancellable as `query_id`; streams its FlightData.
     async fn stream_query(
         &self,
-        planned: PlannedQuery,
+        planned: Arc<PlannedQuery>,
         query_id: Option<&str>,
     ) -> Result<BoxStream<FlightData>, Status> {
         let admission = self.engine.admission();

@@ -7,6 +7,8 @@
 //! nothing, and any replica can execute a handle. Each execution plans against the newest
 //! versions (GetFlightInfo pins them into its ticket, as for plain statements).
 
+use std::sync::Arc;
+
 use arrow::array::RecordBatch;
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::decode::FlightRecordBatchStream;
@@ -193,6 +195,6 @@ pub(super) async fn do_get(
             handle.parameters.as_ref(),
         )
         .await?;
-    let stream = service.stream_query(planned, None).await?;
+    let stream = service.stream_query(Arc::new(planned), None).await?;
     Ok(Response::new(stream))
 }

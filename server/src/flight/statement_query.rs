@@ -2,9 +2,12 @@
 //!
 //! The ticket is a `TicketStatementQuery` whose handle is a [`StatementTicket`]: the SQL, the
 //! default schema and the table versions the plan read (for Lance tables, with the Lance
-//! dataset version). DoGet re-plans with those versions
-//! pinned, so a commit between the two calls does not change the answer, and any replica can
-//! serve the ticket.
+//! dataset version). DoGet runs the plan GetFlightInfo made when this server still holds it
+//! ([`super::LakehouseFlightSql`]'s plan cache), else re-plans with those versions pinned: a
+//! commit between the two calls does not change the answer, and any replica can serve the
+//! ticket.
+
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
@@ -103,19 +106,26 @@ pub(super) async fn plan_flight_info(
     let ticket = TicketStatementQuery {
         statement_handle: ticket.encode_to_vec().into(),
     };
-    flight_info(
-        &planned.schema(),
-        ticket.as_any().encode_to_vec(),
-        descriptor,
-    )
+    let schema = planned.schema();
+    service
+        .plans
+        .insert(ticket.statement_handle.clone(), Arc::new(planned));
+    flight_info(&schema, ticket.as_any().encode_to_vec(), descriptor)
 }
 
 pub(super) async fn do_get(
     service: &LakehouseFlightSql,
     ticket: TicketStatementQuery,
 ) -> Result<Response<BoxStream<FlightData>>, Status> {
-    let ticket = StatementTicket::decode(ticket.statement_handle.as_ref())
+    let cached = service.plans.remove(&ticket.statement_handle);
+    let handle = ticket.statement_handle;
+    let ticket = StatementTicket::decode(handle.as_ref())
         .map_err(|e| Error::invalid(format!("invalid statement ticket: {e}")))?;
+    let query_id = (!ticket.query_id.is_empty()).then_some(ticket.query_id.as_str());
+    if let Some(planned) = cached {
+        let stream = service.stream_query(planned, query_id).await?;
+        return Ok(Response::new(stream));
+    }
     let default_schema = SchemaName::new(ticket.default_schema).map_err(Error::from)?;
     let pins = ticket
         .pins
@@ -147,7 +157,6 @@ pub(super) async fn do_get(
             parameters.as_ref(),
         )
         .await?;
-    let query_id = (!ticket.query_id.is_empty()).then_some(ticket.query_id.as_str());
-    let stream = service.stream_query(planned, query_id).await?;
+    let stream = service.stream_query(Arc::new(planned), query_id).await?;
     Ok(Response::new(stream))
 }
