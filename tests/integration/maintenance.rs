@@ -281,28 +281,20 @@ async fn point_queries_skip_files_by_manifest_statistics() {
             .unwrap_or_else(|| panic!("no file pruning metric in\n{text}"));
         metric.split([',', ']']).next().unwrap().trim().to_string()
     };
-    let plan = query(&mut client, "EXPLAIN ANALYZE SELECT s FROM p WHERE id = 55")
-        .await
-        .unwrap();
-    assert_eq!(analyzed(&plan), "25 total → 1 matched");
-    let plan = query(
-        &mut client,
-        "EXPLAIN ANALYZE SELECT s FROM p WHERE id BETWEEN 15 AND 34",
-    )
-    .await
-    .unwrap();
-    assert_eq!(analyzed(&plan), "25 total → 3 matched");
-    let plan = query(
-        &mut client,
-        "EXPLAIN ANALYZE SELECT s FROM p WHERE id > 1000",
-    )
-    .await
-    .unwrap();
-    assert_eq!(analyzed(&plan), "25 total → 0 matched");
-    let plan = query(&mut client, "EXPLAIN ANALYZE SELECT s FROM p")
-        .await
-        .unwrap();
-    assert_eq!(analyzed(&plan), "25 total → 25 matched");
+    for (sql, expected) in [
+        ("SELECT s FROM p WHERE id = 55", "25 total → 1 matched"),
+        (
+            "SELECT s FROM p WHERE id BETWEEN 15 AND 34",
+            "25 total → 3 matched",
+        ),
+        ("SELECT s FROM p WHERE id > 1000", "25 total → 0 matched"),
+        ("SELECT s FROM p", "25 total → 25 matched"),
+    ] {
+        let plan = query(&mut client, &format!("EXPLAIN ANALYZE {sql}"))
+            .await
+            .unwrap();
+        assert_eq!(analyzed(&plan), expected, "{sql}");
+    }
 }
 
 #[tokio::test]

@@ -43,7 +43,9 @@ use serde::Deserialize;
 
 use crate::args::{self, Deferred, string_literal};
 use crate::chat::{ChatMessage, ChatModel, ChatModels};
-use crate::search::{HybridOptions, HybridSearchFunction, SearchOptions, VectorSearchFunction};
+use crate::search::{
+    Call, HybridOptions, HybridSearchFunction, SearchOptions, VectorSearchFunction,
+};
 
 /// Passages retrieved when the options do not say (`k`).
 pub const DEFAULT_K: usize = 5;
@@ -156,33 +158,33 @@ impl TableFunctionImpl for RagFunction {
         let (search, metric): (Arc<dyn TableProvider>, Option<VectorMetric>) =
             match options.mode.as_deref() {
                 None | Some("vector") => {
-                    let search = self.vector.search(
-                        &table,
-                        &resolved,
-                        &question_expr,
+                    let search = self.vector.search(Call {
+                        table: table.clone(),
+                        resolved,
+                        query: &question_expr,
                         k,
-                        SearchOptions {
+                        options: SearchOptions {
                             column: options.column.clone(),
                             filter: options.filter.clone(),
                             ..Default::default()
                         },
-                    )?;
+                    })?;
                     let metric = search.metric();
                     (Arc::new(search), Some(metric))
                 }
                 Some("hybrid") => {
-                    let search = self.hybrid.fused(
-                        &table,
-                        &resolved,
-                        &question_expr,
+                    let search = self.hybrid.fused(Call {
+                        table: table.clone(),
+                        resolved,
+                        query: &question_expr,
                         k,
-                        HybridOptions {
+                        options: HybridOptions {
                             column: options.column.clone(),
                             text_column: options.text_column.clone(),
                             filter: options.filter.clone(),
                             ..Default::default()
                         },
-                    )?;
+                    })?;
                     (Arc::new(search), None)
                 }
                 Some(other) => {

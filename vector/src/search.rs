@@ -104,12 +104,12 @@ fn vector(expr: &Expr) -> Option<Vec<f32>> {
 }
 
 /// The parsed arguments `(table, query, k [, options])` shared by the search functions.
-struct Call<'e, O> {
-    table: TableRef,
-    resolved: ResolvedTable,
-    query: &'e Expr,
-    k: usize,
-    options: O,
+pub(crate) struct Call<'e, O> {
+    pub(crate) table: TableRef,
+    pub(crate) resolved: ResolvedTable,
+    pub(crate) query: &'e Expr,
+    pub(crate) k: usize,
+    pub(crate) options: O,
 }
 
 /// Parses `(table, query, k [, options])`: the table a string literal the session resolved,
@@ -184,13 +184,17 @@ impl VectorSearchFunction {
     /// it, checked against the table's vector columns and the configured models.
     pub(crate) fn search(
         &self,
-        table: &TableRef,
-        resolved: &ResolvedTable,
-        query: &Expr,
-        k: usize,
-        options: SearchOptions,
+        call: Call<'_, SearchOptions>,
     ) -> datafusion::error::Result<SearchTable<VectorSearch>> {
         const F: &str = "vector_search";
+        let Call {
+            table,
+            resolved,
+            query,
+            k,
+            options,
+        } = call;
+        let table = &table;
         let query = match string_literal(query) {
             Some(text) => Query::Text(text.to_string()),
             None => Query::Vector(vector(query).ok_or_else(|| {
@@ -201,7 +205,7 @@ impl VectorSearchFunction {
             })?),
         };
         let (dataset, lance, schema) =
-            lance_table(table, resolved, F, "vector search needs a Lance table")?;
+            lance_table(table, &resolved, F, "vector search needs a Lance table")?;
         let column = match &options.column {
             Some(name) => lance
                 .vector_columns
@@ -260,14 +264,7 @@ impl TableFunctionImpl for VectorSearchFunction {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        let call: Call<SearchOptions> = parse_call("vector_search", &args)?;
-        Ok(Arc::new(self.search(
-            &call.table,
-            &call.resolved,
-            call.query,
-            call.k,
-            call.options,
-        )?))
+        Ok(Arc::new(self.search(parse_call("vector_search", &args)?)?))
     }
 }
 
@@ -527,19 +524,22 @@ impl TextSearchFunction {
     /// The BM25 search of the text `query` in `table` as the session resolved it.
     fn search(
         &self,
-        table: &TableRef,
-        resolved: &ResolvedTable,
-        query: &Expr,
-        k: usize,
-        options: TextOptions,
+        call: Call<'_, TextOptions>,
     ) -> datafusion::error::Result<SearchTable<TextSearch>> {
         const F: &str = "text_search";
+        let Call {
+            table,
+            resolved,
+            query,
+            k,
+            options,
+        } = call;
         let Some(query) = string_literal(query) else {
             return Err(plan_err(F, "the query must be a string literal"));
         };
         let (dataset, _, schema) = lance_table(
-            table,
-            resolved,
+            &table,
+            &resolved,
             F,
             "full-text search needs a Lance table with an FTS index",
         )?;
@@ -560,14 +560,7 @@ impl TableFunctionImpl for TextSearchFunction {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        let call: Call<TextOptions> = parse_call("text_search", &args)?;
-        Ok(Arc::new(self.search(
-            &call.table,
-            &call.resolved,
-            call.query,
-            call.k,
-            call.options,
-        )?))
+        Ok(Arc::new(self.search(parse_call("text_search", &args)?)?))
     }
 }
 
@@ -670,12 +663,15 @@ impl HybridSearchFunction {
     /// from the `3k` best of each side (see [`DEFAULT_RRF_K`]).
     pub(crate) fn fused(
         &self,
-        table: &TableRef,
-        resolved: &ResolvedTable,
-        query: &Expr,
-        k: usize,
-        options: HybridOptions,
+        call: Call<'_, HybridOptions>,
     ) -> datafusion::error::Result<SearchTable<HybridSearch>> {
+        let Call {
+            table,
+            resolved,
+            query,
+            k,
+            options,
+        } = call;
         let candidates = (3 * k).min(MAX_K);
         let vector_options = SearchOptions {
             column: options.column,
@@ -688,12 +684,20 @@ impl HybridSearchFunction {
             column: options.text_column,
             filter: options.filter,
         };
-        let vector = self
-            .vector
-            .search(table, resolved, query, candidates, vector_options)?;
-        let text = self
-            .text
-            .search(table, resolved, query, candidates, text_options)?;
+        let vector = self.vector.search(Call {
+            table: table.clone(),
+            resolved: resolved.clone(),
+            query,
+            k: candidates,
+            options: vector_options,
+        })?;
+        let text = self.text.search(Call {
+            table,
+            resolved,
+            query,
+            k: candidates,
+            options: text_options,
+        })?;
         // The table's columns are the text side's minus `_score`.
         let table_columns = text.schema.fields().len() - 1;
         let table_schema = Schema::new(text.schema.fields()[..table_columns].to_vec());
@@ -718,14 +722,7 @@ impl TableFunctionImpl for HybridSearchFunction {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        let call: Call<HybridOptions> = parse_call("hybrid_search", &args)?;
-        Ok(Arc::new(self.fused(
-            &call.table,
-            &call.resolved,
-            call.query,
-            call.k,
-            call.options,
-        )?))
+        Ok(Arc::new(self.fused(parse_call("hybrid_search", &args)?)?))
     }
 }
 
