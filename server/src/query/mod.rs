@@ -185,11 +185,6 @@ impl QueryEngine {
             config = config.with_batch_size(n);
         }
         // No view types on the wire: the JDBC driver cannot read them.
-        config
-            .options_mut()
-            .execution
-            .parquet
-            .schema_force_view_types = false;
         config.options_mut().sql_parser.map_string_types_to_utf8view = false;
         if let Some(limit) = options.memory_limit_bytes {
             // Each sort sets aside this much for merging its spill files (default 10 MB); keep

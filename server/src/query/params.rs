@@ -88,7 +88,11 @@ pub fn parameter_schema(plan: &LogicalPlan) -> Result<SchemaRef> {
     params.sort_by_key(|(n, _)| *n);
     let fields: Vec<Field> = params
         .into_iter()
-        .map(|(n, t)| Field::new(format!("${n}"), t.unwrap_or(DataType::Null), true))
+        .map(|(n, t)| {
+            // Announced in the types every client reads (no view types).
+            let t = t.map_or(DataType::Null, |t| super::wire_type(&t));
+            Field::new(format!("${n}"), t, true)
+        })
         .collect();
     Ok(Arc::new(Schema::new(fields)))
 }

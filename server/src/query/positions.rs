@@ -80,7 +80,8 @@ impl TableProvider for RowPositions {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let keep = super::table::prune_files(state, &self.manifest, filters);
+        let table_schema = self.manifest.arrow_schema();
+        let keep = super::table::prune_files(state, &self.manifest, &table_schema, filters);
         let projection: Vec<usize> = match projection {
             Some(p) => p.clone(),
             None => (0..self.schema.fields().len()).collect(),

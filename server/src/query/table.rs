@@ -47,17 +47,50 @@ use lakehouse_catalog::Manifest;
 pub struct VersionTable {
     manifest: Arc<Manifest>,
     store_url: ObjectStoreUrl,
+    /// The manifest's schema with string and binary columns as view types.
+    schema: SchemaRef,
 }
 
 impl VersionTable {
     /// A provider for `manifest`, whose file paths are relative to the object store registered
     /// in the session's runtime under `store_url`.
     pub fn new(manifest: Arc<Manifest>, store_url: ObjectStoreUrl) -> Self {
+        let schema = view_schema(&manifest.arrow_schema());
         Self {
             manifest,
             store_url,
+            schema,
         }
     }
+}
+
+/// `schema` with its top-level `Utf8`/`LargeUtf8` columns as `Utf8View` and `Binary`/
+/// `LargeBinary` as `BinaryView`: the Parquet reader decodes strings into views (no copy of
+/// each value), as DataFusion's own tables do with `schema_force_view_types`. Results leave
+/// the server in the plain types ([`super::wire_type`]).
+fn view_schema(schema: &SchemaRef) -> SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Schema};
+    let view = |t: &DataType| match t {
+        DataType::Utf8 | DataType::LargeUtf8 => Some(DataType::Utf8View),
+        DataType::Binary | DataType::LargeBinary => Some(DataType::BinaryView),
+        _ => None,
+    };
+    if schema
+        .fields()
+        .iter()
+        .all(|f| view(f.data_type()).is_none())
+    {
+        return Arc::clone(schema);
+    }
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| match view(f.data_type()) {
+            Some(t) => Arc::new(f.as_ref().clone().with_data_type(t)),
+            None => Arc::clone(f),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 impl VersionTable {
@@ -76,7 +109,7 @@ impl VersionTable {
         metrics: &ExecutionPlanMetricsSet,
     ) -> Result<Vec<PartitionedFile>> {
         let store = state.runtime_env().object_store(&self.store_url)?;
-        let keep = prune_files(state, &self.manifest, filters);
+        let keep = prune_files(state, &self.manifest, &self.schema, filters);
         let pruned = keep.iter().filter(|k| !**k).count();
         MetricBuilder::new(metrics)
             .pruning_metrics("files_ranges_pruned_statistics", 0)
@@ -114,8 +147,14 @@ impl VersionTable {
 
 /// Which files of `manifest` a scan with `filters` must read: `false` for a file whose
 /// manifest statistics prove no row can match (DataFusion's `PruningPredicate` over the
-/// files as containers). Every file is kept when the filters cannot be evaluated that way.
-pub(crate) fn prune_files(state: &dyn Session, manifest: &Manifest, filters: &[Expr]) -> Vec<bool> {
+/// files as containers), with `filters` typed against `schema` (the scan's schema). Every
+/// file is kept when the filters cannot be evaluated that way.
+pub(crate) fn prune_files(
+    state: &dyn Session,
+    manifest: &Manifest,
+    schema: &SchemaRef,
+    filters: &[Expr],
+) -> Vec<bool> {
     use datafusion::common::DFSchema;
     use datafusion::logical_expr::utils::conjunction;
     use datafusion::physical_optimizer::pruning::PruningPredicate;
@@ -126,16 +165,10 @@ pub(crate) fn prune_files(state: &dyn Session, manifest: &Manifest, filters: &[E
     if manifest.files.iter().all(|f| f.statistics.is_empty()) {
         return all;
     }
-    let schema = manifest.arrow_schema();
     let predicate = DFSchema::try_from(schema.as_ref().clone())
         .and_then(|df_schema| state.create_physical_expr(filter, &df_schema))
-        .and_then(|expr| PruningPredicate::try_new(expr, Arc::clone(&schema)));
-    let keep = predicate.and_then(|p| {
-        p.prune(&ManifestStatistics {
-            manifest,
-            schema: &schema,
-        })
-    });
+        .and_then(|expr| PruningPredicate::try_new(expr, Arc::clone(schema)));
+    let keep = predicate.and_then(|p| p.prune(&ManifestStatistics { manifest, schema }));
     match keep {
         Ok(keep) if keep.len() == all.len() => keep,
         Ok(_) => all,
@@ -160,7 +193,8 @@ impl ManifestStatistics<'_> {
         bound: impl Fn(&lakehouse_catalog::statistics::ColumnStatistics) -> Option<&String>,
     ) -> Option<datafusion::arrow::array::ArrayRef> {
         let field = self.schema.field_with_name(&column.name).ok()?;
-        if !lakehouse_catalog::statistics::has_bounds(field.data_type()) {
+        let stored = lakehouse_catalog::writer::normalize_type(field.data_type());
+        if !lakehouse_catalog::statistics::has_bounds(&stored) {
             return None;
         }
         let text: datafusion::arrow::array::StringArray = self
@@ -255,7 +289,7 @@ pub fn access_plan(
 #[async_trait]
 impl TableProvider for VersionTable {
     fn schema(&self) -> SchemaRef {
-        self.manifest.arrow_schema()
+        Arc::clone(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
