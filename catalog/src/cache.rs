@@ -2,9 +2,9 @@
 //! [`ObjectStore`], for the hot paths of queries (Parquet footers, page indexes and column
 //! chunks; deletion vectors).
 //!
-//! It caches only objects that never change once written ([`layout::is_immutable`]: data
-//! files and deletion vectors, each under a fresh UUID name and written with
-//! `PutMode::Create`). A new table version names new objects, so a cached range can never go
+//! It caches bounded range reads and whole-object reads of objects that never change once
+//! written ([`layout::is_immutable`]: data files and deletion vectors, each under a fresh UUID
+//! name and written with `PutMode::Create`). A new table version names new objects, so a cached range can never go
 //! stale: nothing is ever invalidated, and evicting an entry only costs a read. Reads of other
 //! objects (manifests, markers), conditional and HEAD requests, listings and writes pass
 //! through. The cache is moka's (TinyLFU admission, LRU eviction), weighed in bytes; concurrent
@@ -194,6 +194,8 @@ impl CachingStore {
         }
         match &options.range {
             Some(GetRange::Bounded(range)) => Some(range.clone()),
+            // A whole object (a deletion vector): cached under the range of every offset.
+            None => Some(0..u64::MAX),
             _ => None,
         }
     }
@@ -241,8 +243,13 @@ impl ObjectStore for CachingStore {
             })
             .await?;
         let bytes = entry.bytes;
+        let start = if range.end == u64::MAX {
+            0
+        } else {
+            range.start
+        };
         Ok(GetResult {
-            range: range.start..range.start + bytes.len() as u64,
+            range: start..start + bytes.len() as u64,
             payload: GetResultPayload::Stream(Box::pin(futures::stream::once(
                 async move { Ok(bytes) },
             ))),

@@ -127,10 +127,12 @@ def recorder(env, action):
 
 
 def data_gets(env):
-    """GET requests for table data files since the last reset, as moto recorded them."""
+    """GET requests for data files and deletion vectors since the last reset, as moto recorded
+    them."""
     lines = recorder(env, "download-recording").splitlines()
     requests = [json.loads(line) for line in lines if line.strip()]
-    return [r for r in requests if r["method"] == "GET" and "/data/" in r["url"]]
+    return [r for r in requests
+            if r["method"] == "GET" and ("/data/" in r["url"] or "/deletes/" in r["url"])]
 
 
 def test_a_repeated_query_reads_no_data_from_s3(s3, tmp_path):
@@ -140,13 +142,16 @@ def test_a_repeated_query_reads_no_data_from_s3(s3, tmp_path):
         with server.connect() as conn, conn.cursor() as cur:
             cur.adbc_ingest("people", people(0, 20000), mode="create")
             cur.adbc_ingest("people", people(20000, 40000), mode="append")
+            cur.execute("DELETE FROM people WHERE id % 7 = 0")
+            cur.fetchall()
             sql = "SELECT count(*), sum(id), max(name) FROM people WHERE name LIKE 'n1%'"
             recorder(env, "reset-recording")
             recorder(env, "start-recording")
             cur.execute(sql)
             first = cur.fetchall()
             cold = data_gets(env)
-            assert cold, "the first run reads the data files from S3"
+            assert any("/deletes/" in r["url"] for r in cold), "deletion vectors are read"
+            assert any("/data/" in r["url"] for r in cold), "the first run reads the data files"
             recorder(env, "reset-recording")
             cur.execute(sql)
             assert cur.fetchall() == first
