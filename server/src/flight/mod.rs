@@ -80,6 +80,15 @@ pub struct LakehouseFlightSql {
     plans: moka::sync::Cache<bytes::Bytes, Arc<PlannedQuery>>,
 }
 
+/// Marks a GetFlightInfo made to answer GetSchema: its plan is not kept for a DoGet.
+#[derive(Debug, Clone, Copy)]
+struct SchemaOnly;
+
+/// Whether the plan made for `request` should wait for its DoGet (not for GetSchema).
+fn keeps_plan<T>(request: &Request<T>) -> bool {
+    request.extensions().get::<SchemaOnly>().is_none()
+}
+
 /// How long a plan made in GetFlightInfo waits for its DoGet.
 pub const PLAN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 /// How many plans wait for their DoGet at most (the oldest go first).
@@ -646,6 +655,7 @@ impl FlightService for LakehouseFlightService {
         mut request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
         self.authenticate(&mut request).await?;
+        request.extensions_mut().insert(SchemaOnly);
         let info = FlightService::get_flight_info(&*self.inner, request)
             .await?
             .into_inner();

@@ -166,9 +166,11 @@ pub(super) async fn get_flight_info(
 ) -> Result<Response<FlightInfo>, Status> {
     let handle = decode_handle(&query.prepared_statement_handle)?;
     let principal = super::principal(&request)?.clone();
+    let keep_plan = super::keeps_plan(&request);
     let info = statement_query::plan_flight_info(
         service,
         &principal,
+        keep_plan,
         handle.sql,
         handle.schema,
         handle.parameters,

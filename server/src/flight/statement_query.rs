@@ -29,9 +29,11 @@ pub(super) async fn get_flight_info(
 ) -> Result<Response<FlightInfo>, Status> {
     let schema = service.default_schema(&request)?;
     let principal = super::principal(&request)?.clone();
+    let keep_plan = super::keeps_plan(&request);
     let info = plan_flight_info(
         service,
         &principal,
+        keep_plan,
         query.query,
         schema,
         None,
@@ -42,7 +44,8 @@ pub(super) async fn get_flight_info(
 }
 
 /// Plans `sql` with `parameters` bound and returns a FlightInfo whose ticket pins the versions
-/// the plan read and carries the parameters.
+/// the plan read and carries the parameters; with `keep_plan`, the plan waits for the ticket's
+/// DoGet in the plan cache.
 ///
 /// A data-changing statement (clients such as ADBC's DB-API send every statement this way) is
 /// run here, exactly once, and the ticket then answers its row count (`count: UInt64`); running
@@ -50,6 +53,7 @@ pub(super) async fn get_flight_info(
 pub(super) async fn plan_flight_info(
     service: &LakehouseFlightSql,
     principal: &Principal,
+    keep_plan: bool,
     sql: String,
     default_schema: SchemaName,
     parameters: Option<RecordBatch>,
@@ -107,9 +111,11 @@ pub(super) async fn plan_flight_info(
         statement_handle: ticket.encode_to_vec().into(),
     };
     let schema = planned.schema();
-    service
-        .plans
-        .insert(ticket.statement_handle.clone(), Arc::new(planned));
+    if keep_plan {
+        service
+            .plans
+            .insert(ticket.statement_handle.clone(), Arc::new(planned));
+    }
     flight_info(&schema, ticket.as_any().encode_to_vec(), descriptor)
 }
 
