@@ -447,4 +447,26 @@ async fn lance_history_and_restore() {
         .await
         .unwrap_err();
     assert_eq!(code(&err), Code::NotFound, "{err}");
+    // A MERGE is committed by Lakehouse itself, recording the user.
+    update(
+        &server,
+        "MERGE INTO notes USING (SELECT 1 AS id, 'ALPHA' AS b) s ON notes.id = s.id \
+         WHEN MATCHED THEN UPDATE SET body = s.b",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rows(
+            &server,
+            "SELECT operation, committed_by FROM table_history('notes') LIMIT 1"
+        )
+        .await,
+        [
+            "+-----------+--------------+",
+            "| operation | committed_by |",
+            "+-----------+--------------+",
+            "| Update    | anonymous    |",
+            "+-----------+--------------+",
+        ]
+    );
 }

@@ -20,8 +20,16 @@ use lance::io::ObjectStoreParams;
 use crate::error::{Error, Result};
 
 /// The Lance transaction property that records the user who committed (set on the writes
-/// this module makes: creates and appends).
+/// this module commits itself: creates, appends and MERGE's delete-and-append; Lance's
+/// `DeleteBuilder` and `UpdateBuilder` take no properties).
 pub const COMMITTED_BY: &str = "lakehouse.committed_by";
+
+/// The transaction properties that record the committing user ([`COMMITTED_BY`]), when the
+/// current task commits for one (`lakehouse_catalog::as_user`).
+fn committed_by() -> Option<Arc<HashMap<String, String>>> {
+    lakehouse_catalog::commit_user()
+        .map(|user| Arc::new(HashMap::from([(COMMITTED_BY.to_string(), user)])))
+}
 
 /// Where Lance datasets live: the catalog's storage root and its storage options.
 #[derive(Debug, Clone)]
@@ -56,8 +64,7 @@ impl LanceStore {
         WriteParams {
             mode,
             store_params: Some(store_params),
-            transaction_properties: lakehouse_catalog::commit_user()
-                .map(|user| Arc::new(HashMap::from([(COMMITTED_BY.to_string(), user)]))),
+            transaction_properties: committed_by(),
             ..Default::default()
         }
     }
@@ -215,7 +222,8 @@ impl LanceStore {
             inserted_rows_filter: None,
             updated_fragment_offsets: None,
         };
-        let transaction = Transaction::new(dataset.manifest.version, operation, None);
+        let mut transaction = Transaction::new(dataset.manifest.version, operation, None);
+        transaction.transaction_properties = committed_by();
         Ok(Arc::new(
             CommitBuilder::new(dataset).execute(transaction).await?,
         ))
