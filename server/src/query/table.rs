@@ -42,7 +42,9 @@ use lakehouse_catalog::Manifest;
 /// them in the `DataSourceExec`'s `files_ranges_pruned_statistics` metric.
 ///
 /// # Statistics
-/// The exact live row count from the manifest; column statistics are unknown at plan time.
+/// The exact live row count, the bytes on storage, and per column the min/max/null count the
+/// manifest records (inexact: deleted rows count), for the table and for each file, so the
+/// optimizer can estimate filters and pick join sides, and dynamic filters can skip files.
 #[derive(Debug)]
 pub struct VersionTable {
     manifest: Arc<Manifest>,
@@ -130,8 +132,10 @@ impl VersionTable {
             .filter(|(_, k)| *k)
             .map(|(file, _)| {
                 let store = Arc::clone(&store);
+                let statistics = Arc::new(file_statistics(file, &self.schema));
                 async move {
-                    let partitioned = PartitionedFile::new(file.path.clone(), file.size_bytes);
+                    let partitioned = PartitionedFile::new(file.path.clone(), file.size_bytes)
+                        .with_statistics(statistics);
                     if file.deletion_vector.is_none() {
                         return Ok(partitioned);
                     }
@@ -255,6 +259,77 @@ impl datafusion::common::pruning::PruningStatistics for ManifestStatistics<'_> {
     }
 }
 
+/// The statistics of one data file for DataFusion: its live rows (exact), its size (inexact,
+/// bytes on storage) and its columns' bounds from the manifest.
+fn file_statistics(file: &lakehouse_catalog::DataFile, schema: &SchemaRef) -> Statistics {
+    Statistics {
+        num_rows: Precision::Exact(file.live_rows() as usize),
+        total_byte_size: Precision::Inexact(file.size_bytes as usize),
+        column_statistics: column_statistics(&[file], schema),
+    }
+}
+
+/// Per column of `schema`, the bounds and null count over `files` recorded in the manifest,
+/// as DataFusion `ColumnStatistics` (inexact: they count deleted rows too). A bound is absent
+/// when some file has none for the column.
+fn column_statistics(
+    files: &[&lakehouse_catalog::DataFile],
+    schema: &SchemaRef,
+) -> Vec<datafusion::common::ColumnStatistics> {
+    use datafusion::common::{ColumnStatistics, ScalarValue};
+    use std::cmp::Ordering;
+    schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let mut column = ColumnStatistics::new_unknown();
+            let stored = lakehouse_catalog::writer::normalize_type(field.data_type());
+            let texts =
+                |bound: fn(&lakehouse_catalog::statistics::ColumnStatistics) -> Option<&String>| {
+                    files
+                        .iter()
+                        .map(|f| f.statistics.get(field.name()).and_then(bound).cloned())
+                        .collect::<Option<Vec<String>>>()
+                };
+            let extreme = |values: Option<Vec<String>>, keep: Ordering| -> Precision<ScalarValue> {
+                let Some(values) = values else {
+                    return Precision::Absent;
+                };
+                let text = datafusion::arrow::array::StringArray::from(values);
+                let Ok(typed) = datafusion::arrow::compute::cast(&text, field.data_type()) else {
+                    return Precision::Absent;
+                };
+                let mut best: Option<ScalarValue> = None;
+                for i in 0..typed.len() {
+                    let Ok(value) = ScalarValue::try_from_array(&typed, i) else {
+                        return Precision::Absent;
+                    };
+                    if value.is_null() {
+                        return Precision::Absent;
+                    }
+                    best = match best {
+                        Some(b) if value.partial_cmp(&b) != Some(keep) => Some(b),
+                        _ => Some(value),
+                    };
+                }
+                best.map_or(Precision::Absent, Precision::Inexact)
+            };
+            if !files.is_empty() && lakehouse_catalog::statistics::has_bounds(&stored) {
+                column.min_value = extreme(texts(|s| s.min.as_ref()), Ordering::Less);
+                column.max_value = extreme(texts(|s| s.max.as_ref()), Ordering::Greater);
+            }
+            let nulls: Option<u64> = files
+                .iter()
+                .map(|f| f.statistics.get(field.name()).and_then(|s| s.null_count))
+                .sum();
+            if let Some(nulls) = nulls {
+                column.null_count = Precision::Inexact(nulls as usize);
+            }
+            column
+        })
+        .collect()
+}
+
 /// The access plan that reads the rows of `file` not in `deleted` (0-based positions).
 ///
 /// # Errors
@@ -334,9 +409,7 @@ impl TableProvider for VersionTable {
                 (store_url.unwrap_or_else(|| self.store_url.clone()), files)
             }
         };
-        let mut statistics = Statistics::new_unknown(&schema);
-        statistics.num_rows = Precision::Exact(self.manifest.total_rows as usize);
-        statistics.total_byte_size = Precision::Inexact(self.manifest.total_bytes as usize);
+        let statistics = self.statistics().expect("always known");
         let config = FileScanConfigBuilder::new(store_url, source)
             .with_file_group(FileGroup::new(files))
             .with_statistics(statistics)
@@ -354,9 +427,12 @@ impl TableProvider for VersionTable {
     }
 
     fn statistics(&self) -> Option<Statistics> {
-        let mut statistics = Statistics::new_unknown(&self.schema());
-        statistics.num_rows = Precision::Exact(self.manifest.total_rows as usize);
-        Some(statistics)
+        let files: Vec<&lakehouse_catalog::DataFile> = self.manifest.files.iter().collect();
+        Some(Statistics {
+            num_rows: Precision::Exact(self.manifest.total_rows as usize),
+            total_byte_size: Precision::Inexact(self.manifest.total_bytes as usize),
+            column_statistics: column_statistics(&files, &self.schema),
+        })
     }
 }
 
