@@ -8,6 +8,11 @@ p50/p99 latency of one k=10 query:
     on the same dataset;
   - pylance (LanceDB's Lance Python package, the same Lance version) with the same index and
     search parameters, on its own copy of the vectors.
+Then `hybrid_search` (BM25 over an FTS index of the words, fused with the vector side by
+reciprocal rank fusion): each query is a sampled row's word and its vector,
+`hybrid_search('glove', word, vector, 10)`, over Flight SQL, in-process, and in pylance (both
+searches with 30 candidates each and the same RRF, k = 60, in Python), with the overlap of
+each engine's ten ids with pylance's.
 Then the `embed` throughput through Flight SQL with the real MiniLM model server, uncached
 (first run after start) and cached (the same texts again).
 
@@ -44,6 +49,8 @@ NUM_PARTITIONS = 256
 NUM_SUB_VECTORS = 25
 NPROBES = 32
 REFINE_FACTOR = 10
+# Reciprocal rank fusion constant, hybrid_search's default.
+RRF_K = 60
 
 
 def percentiles(ms):
@@ -56,6 +63,10 @@ def recall(results, truth):
 
 def literal(vector):
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
+def text_literal(text):
+    return "'" + text.replace("'", "''") + "'"
 
 
 class Server:
@@ -85,7 +96,34 @@ class Server:
         self.log.close()
 
 
-def lakehouse_flight(server, vectors, words, queries):
+def timed(cur, sqls):
+    """Ids and milliseconds of each query through ADBC, after one untimed pass."""
+    for sql in sqls:  # warm-up
+        cur.execute(sql)
+        cur.fetchall()
+    ids, ms = [], []
+    for sql in sqls:
+        started = time.perf_counter()
+        cur.execute(sql)
+        ids.append([row[0] for row in cur.fetchall()])
+        ms.append((time.perf_counter() - started) * 1000)
+    return ids, ms
+
+
+def rust_client(binary, url, sqls, work):
+    """Ids and milliseconds of each query through the Rust client (clients/rust example
+    `query_latency`), after one untimed pass."""
+    queries_file = work / "queries.sql"
+    queries_file.write_text("\n".join(sqls) + "\n")
+    out = subprocess.run([binary, url, str(queries_file)], capture_output=True, text=True,
+                         check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return result["ids"], result["latency_ms"]
+
+
+def lakehouse_flight(server, vectors, words, workloads, client_bin, work):
+    """Loads the vectors, builds both indexes, and times each workload's SQL over Flight SQL,
+    through ADBC and through the Rust client."""
     with server.connect() as conn, conn.cursor() as cur:
         cur.execute(f"CREATE TABLE glove (id BIGINT, word VARCHAR, v FLOAT[{DIM}]) "
                     "STORED AS LANCE")
@@ -100,31 +138,29 @@ def lakehouse_flight(server, vectors, words, queries):
         started = time.perf_counter()
         cur.execute("CREATE INDEX glove_v ON glove USING IVF_PQ (v)")
         build_s = time.perf_counter() - started
-        sqls = [f"SELECT id FROM vector_search('glove', {literal(q)}, {K})" for q in queries]
-        for sql in sqls:  # warm-up
-            cur.execute(sql)
-            cur.fetchall()
-        ids, ms = [], []
-        for sql in sqls:
-            started = time.perf_counter()
-            cur.execute(sql)
-            ids.append([row[0] for row in cur.fetchall()])
-            ms.append((time.perf_counter() - started) * 1000)
-    return ingest_s, build_s, ids, ms
+        cur.execute("CREATE INDEX glove_word ON glove USING FTS (word)")
+        results = {name: timed(cur, sqls) for name, sqls in workloads.items()}
+    rust = {name: rust_client(client_bin, f"grpc://127.0.0.1:{server.port}", sqls, work)
+            for name, sqls in workloads.items()}
+    return ingest_s, build_s, results, rust
 
 
-def lakehouse_in_process(storage, queries_file):
+def lakehouse_in_process(storage, sqls, work):
+    queries_file = work / "queries.sql"
+    queries_file.write_text("\n".join(sqls) + "\n")
     out = subprocess.run(
         ["cargo", "bench", "--locked", "-q", "-p", "lakehouse-server", "--bench",
-         "vector_search", "--", str(storage), "glove", str(queries_file), str(K)],
+         "vector_search", "--", str(storage), str(queries_file)],
         cwd=ROOT, capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return result["ids"], result["latency_ms"]
 
 
-def pylance(path, vectors, queries):
+def pylance(path, vectors, words, queries, query_words):
+    """Vector search and hybrid search (both sides, RRF in Python) in pylance."""
     data = pa.table({
         "id": pa.array(np.arange(len(vectors)), pa.int64()),
+        "word": words,
         "v": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), DIM),
     })
     ds = lance.write_dataset(data, path)
@@ -132,22 +168,43 @@ def pylance(path, vectors, queries):
     ds.create_index("v", index_type="IVF_PQ", metric="cosine", num_partitions=NUM_PARTITIONS,
                     num_sub_vectors=NUM_SUB_VECTORS, num_bits=8)
     build_s = time.perf_counter() - started
+    ds.create_scalar_index("word", index_type="INVERTED")
     ds = lance.dataset(path)
 
-    def search(q):
+    def nearest(q, k):
         table = ds.to_table(columns=["id"], nearest={
-            "column": "v", "q": q, "k": K, "metric": "cosine", "nprobes": NPROBES,
+            "column": "v", "q": q, "k": k, "metric": "cosine", "nprobes": NPROBES,
             "refine_factor": REFINE_FACTOR})
         return table.column("id").to_pylist()
 
-    for q in queries:  # warm-up
-        search(q)
-    ids, ms = [], []
-    for q in queries:
-        started = time.perf_counter()
-        ids.append(search(q))
-        ms.append((time.perf_counter() - started) * 1000)
-    return build_s, ids, ms
+    def hybrid(q, word):
+        candidates = 3 * K
+        vector_ids = nearest(q, candidates)
+        text_ids = ds.to_table(columns=["id"], full_text_query=word,
+                               limit=candidates).column("id").to_pylist()
+        scores = {}
+        for ranked in (vector_ids, text_ids):
+            for rank, id_ in enumerate(ranked, start=1):
+                scores[id_] = scores.get(id_, 0.0) + 1.0 / (RRF_K + rank)
+        return sorted(scores, key=lambda id_: -scores[id_])[:K]
+
+    def timed_calls(calls):
+        for call in calls:  # warm-up
+            call()
+        ids, ms = [], []
+        for call in calls:
+            started = time.perf_counter()
+            ids.append(call())
+            ms.append((time.perf_counter() - started) * 1000)
+        return ids, ms
+
+    vector = timed_calls([lambda q=q: nearest(q, K) for q in queries])
+    fused = timed_calls([lambda q=q, w=w: hybrid(q, w) for q, w in zip(queries, query_words)])
+    return build_s, vector, fused
+
+
+def overlap(results, reference):
+    return float(np.mean([len(set(r) & set(t)) / K for r, t in zip(results, reference)]))
 
 
 def embed_throughput(binary, work, texts):
@@ -175,6 +232,8 @@ def embed_throughput(binary, work, texts):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bin", required=True, help="the lakehouse binary (release)")
+    parser.add_argument("--client-bin", required=True,
+                        help="the Rust client's query_latency example (release)")
     parser.add_argument("--work", required=True, type=Path, help="scratch directory")
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--embed-texts", type=int, default=2000)
@@ -190,26 +249,44 @@ def main():
     truth = [np.argsort(-(normed @ (q / np.linalg.norm(q))), kind="stable")[:K].tolist()
              for q in queries]
 
+    query_words = [words[int(i)].as_py() for i in picks]
+
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
-    queries_file = args.work / "queries.parquet"
-    pq.write_table(pa.table({"q": pa.FixedSizeListArray.from_arrays(
-        pa.array(queries.reshape(-1)), DIM)}), queries_file)
+    workloads = {
+        "vector": [f"SELECT id FROM vector_search('glove', {literal(q)}, {K})" for q in queries],
+        "hybrid": [f"SELECT id FROM hybrid_search('glove', {text_literal(w)}, {literal(q)}, {K})"
+                   for q, w in zip(queries, query_words)],
+    }
 
-    rows = []
     storage = args.work / "lakehouse"
     server = Server(args.bin, storage, args.work / "server.log")
     try:
-        ingest_s, build_s, ids, ms = lakehouse_flight(server, vectors, words, queries)
+        ingest_s, build_s, flight, rust = lakehouse_flight(server, vectors, words, workloads,
+                                                           args.client_bin, args.work)
     finally:
         server.stop()
-    rows.append(("Lakehouse, Flight SQL (ADBC)", build_s, recall(ids, truth), *percentiles(ms)))
     print(f"ingest of {n} rows through ADBC: {ingest_s:.1f} s", file=sys.stderr)
-    ids, ms = lakehouse_in_process(storage, queries_file)
-    rows.append(("Lakehouse, in-process (QueryEngine)", None, recall(ids, truth),
-                 *percentiles(ms)))
-    build_s, ids, ms = pylance(str(args.work / "pylance.lance"), vectors, queries)
-    rows.append((f"pylance {lance.__version__}", build_s, recall(ids, truth), *percentiles(ms)))
+    in_process = {name: lakehouse_in_process(storage, sqls, args.work)
+                  for name, sqls in workloads.items()}
+    py_build_s, py_vector, py_hybrid = pylance(str(args.work / "pylance.lance"), vectors, words,
+                                               queries, query_words)
+    rows = [
+        ("Lakehouse, Flight SQL (ADBC)", build_s, recall(flight["vector"][0], truth),
+         *percentiles(flight["vector"][1])),
+        ("Lakehouse, Flight SQL (Rust client)", None, recall(rust["vector"][0], truth),
+         *percentiles(rust["vector"][1])),
+        ("Lakehouse, in-process (QueryEngine)", None, recall(in_process["vector"][0], truth),
+         *percentiles(in_process["vector"][1])),
+        (f"pylance {lance.__version__}", py_build_s, recall(py_vector[0], truth),
+         *percentiles(py_vector[1])),
+    ]
+    hybrid_rows = [
+        ("Lakehouse, Flight SQL (ADBC)", flight["hybrid"]),
+        ("Lakehouse, Flight SQL (Rust client)", rust["hybrid"]),
+        ("Lakehouse, in-process (QueryEngine)", in_process["hybrid"]),
+        (f"pylance {lance.__version__} (two searches + RRF in Python)", py_hybrid),
+    ]
 
     texts = pa.array([f"the word {w}" for w in words.slice(0, args.embed_texts).to_pylist()])
     uncached, cached = embed_throughput(args.bin, args.work, texts)
@@ -226,6 +303,19 @@ def main():
     for name, build, rec, p50, p99 in rows:
         build = "(same index)" if build is None else f"{build:.1f}"
         lines.append(f"| {name} | {build} | {rec:.3f} | {p50:.2f} | {p99:.2f} |")
+    lines += [
+        "",
+        f"`hybrid_search('glove', word, vector, {K})`: BM25 over an FTS index of the words fused "
+        f"with the vector side (the same IVF_PQ index and knobs) by reciprocal rank fusion "
+        f"(k = {RRF_K}, {3 * K} candidates a side); each query is a sampled row's word and its "
+        f"vector. Overlap: the share of each engine's {K} ids that pylance's fusion also returns.",
+        "",
+        "| engine | overlap with pylance | p50 (ms) | p99 (ms) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, (ids, ms) in hybrid_rows:
+        p50, p99 = percentiles(ms)
+        lines.append(f"| {name} | {overlap(ids, py_hybrid[0]):.3f} | {p50:.2f} | {p99:.2f} |")
     lines += [
         "",
         f"`embed` through Flight SQL, MiniLM (384-d) on the test model server (llama.cpp, one "

@@ -1,22 +1,32 @@
-//! [`CachingStore`]: a memory-bounded cache of object byte ranges in front of an
-//! [`ObjectStore`], for the hot paths of queries (Parquet footers, page indexes and column
-//! chunks; deletion vectors).
+//! [`CachingStore`]: a bounded cache of object byte ranges in front of an [`ObjectStore`], for
+//! the hot paths of queries (Parquet footers, page indexes and column chunks; deletion
+//! vectors), in memory and optionally on a local disk.
 //!
 //! It caches bounded range reads and whole-object reads of objects that never change once
 //! written ([`layout::is_immutable`]: data files and deletion vectors, each under a fresh UUID
-//! name and written with `PutMode::Create`). A new table version names new objects, so a cached range can never go
-//! stale: nothing is ever invalidated, and evicting an entry only costs a read. Reads of other
-//! objects (manifests, markers), conditional and HEAD requests, listings and writes pass
-//! through. The cache is moka's (TinyLFU admission, LRU eviction), weighed in bytes; concurrent
-//! misses for one range are fetched once.
+//! name and written with `PutMode::Create`). A new table version names new objects, so a
+//! cached range can never go stale: nothing is ever invalidated, and evicting an entry only
+//! costs a read. Reads of other objects (manifests, markers), conditional and HEAD requests,
+//! listings and writes pass through.
+//!
+//! The cache is foyer's hybrid cache (`foyer::HybridCache`): an LRU memory tier weighed in
+//! bytes and, with [`DiskTier`], a block-engine disk tier that every read range is written to
+//! (`HybridCachePolicy::WriteOnInsertion`) and that survives a restart (foyer recovers its
+//! index from the blocks on open). Concurrent misses for one range are fetched once.
 
 use std::fmt;
+use std::io::{Read, Write};
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use foyer::{
+    BlockEngineConfig, Code, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCachePolicy, RecoverMode, Source,
+};
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
@@ -27,144 +37,337 @@ use object_store::{
 
 use crate::layout;
 
-/// Counters of a [`RangeCache`] since it was created.
+/// Counters of a [`RangeCache`] since it was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// Range reads answered from memory.
     pub hits: u64,
+    /// Range reads answered from the disk tier (0 without one).
+    pub disk_hits: u64,
     /// Range reads forwarded to the store (then cached).
     pub misses: u64,
     /// Bytes answered from memory.
     pub hit_bytes: u64,
+    /// Bytes answered from the disk tier.
+    pub disk_hit_bytes: u64,
     /// Bytes read from the store through the cache.
     pub miss_bytes: u64,
-    /// Entries evicted to stay within the capacity.
+    /// Entries evicted from memory to stay within its capacity (with a disk tier they stay
+    /// there).
     pub evictions: u64,
-    /// Entries held now.
+    /// Entries held in memory now.
     pub entries: u64,
-    /// Bytes held now (cached bytes plus keys).
+    /// Bytes held in memory now (cached bytes plus keys).
     pub bytes: u64,
-    /// The capacity, in bytes.
+    /// The memory capacity, in bytes.
     pub capacity: u64,
+    /// Bytes written to the disk tier since it opened (block writes, so whole blocks).
+    pub disk_write_bytes: u64,
+    /// The disk tier's capacity in bytes (0 without one).
+    pub disk_capacity: u64,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
     hits: AtomicU64,
+    disk_hits: AtomicU64,
     misses: AtomicU64,
     hit_bytes: AtomicU64,
+    disk_hit_bytes: AtomicU64,
     miss_bytes: AtomicU64,
-    evictions: Arc<AtomicU64>,
+    evictions: AtomicU64,
+}
+
+/// The key of one cached range: the object's path and the byte range (`0..u64::MAX` for a
+/// whole object).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RangeKey {
+    path: String,
+    start: u64,
+    end: u64,
 }
 
 /// One cached range: its bytes and the object's metadata (for a `GetResult`).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 struct Entry {
     bytes: Bytes,
     meta: ObjectMeta,
 }
 
-/// The shared, memory-bounded range cache (cheap to clone).
+/// A local directory the cache keeps ranges in beyond memory (`[cache] disk_path` /
+/// `disk_bytes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskTier {
+    /// The directory (created when missing); foyer's block files live in it.
+    pub path: PathBuf,
+    /// Its capacity in bytes (rounded down to whole blocks of [`DISK_BLOCK_BYTES`]).
+    pub capacity: u64,
+}
+
+/// The disk tier's block size: foyer writes and evicts whole blocks; a range larger than a
+/// block stays in memory only.
+pub const DISK_BLOCK_BYTES: u64 = 4 << 20;
+
+/// Memory capacity per shard of the memory tier (shards lock independently).
+const SHARD_BYTES: u64 = 64 << 20;
+
+/// The shared, bounded range cache (cheap to clone).
 #[derive(Clone)]
 pub struct RangeCache {
-    cache: moka::future::Cache<(Path, u64, u64), Entry>,
+    /// `None`: off (capacity 0), every read passes through.
+    cache: Option<HybridCache<RangeKey, Entry>>,
     counters: Arc<Counters>,
     capacity: u64,
+    disk_capacity: u64,
 }
 
 impl fmt::Debug for RangeCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RangeCache")
             .field("capacity", &self.capacity)
+            .field("disk_capacity", &self.disk_capacity)
             .field("stats", &self.stats())
             .finish()
     }
 }
 
+/// Counts evictions from the memory tier.
+struct EvictionCounter(Arc<Counters>);
+
+impl foyer::EventListener for EvictionCounter {
+    type Key = RangeKey;
+    type Value = Entry;
+
+    fn on_leave(&self, reason: foyer::Event, _key: &RangeKey, _value: &Entry) {
+        if reason == foyer::Event::Evict {
+            self.0.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A foyer error as a store error.
+fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "cache",
+        source: Box::new(e),
+    }
+}
+
 impl RangeCache {
-    /// A cache holding at most `capacity` bytes (0 disables it: every read passes through).
-    pub fn new(capacity: u64) -> Self {
+    /// A cache holding at most `capacity` bytes in memory (0 turns the cache off: every read
+    /// passes through), and ranges on `disk` when given.
+    ///
+    /// # Errors
+    /// `object_store::Error::Generic` (store `cache`) when the disk tier's directory cannot
+    /// be created or its blocks cannot be opened.
+    pub async fn open(capacity: u64, disk: Option<&DiskTier>) -> Result<Self> {
         let counters = Arc::new(Counters::default());
-        let evictions = Arc::clone(&counters.evictions);
-        let cache = moka::future::Cache::builder()
-            .max_capacity(capacity)
-            .weigher(|key: &(Path, u64, u64), entry: &Entry| {
-                let weight = entry.bytes.len() + key.0.as_ref().len() + 64;
-                u32::try_from(weight).unwrap_or(u32::MAX)
-            })
-            .eviction_listener(move |_, _, cause| {
-                if cause.was_evicted() {
-                    evictions.fetch_add(1, Ordering::Relaxed);
-                }
-            })
-            .build();
-        Self {
-            cache,
+        if capacity == 0 {
+            return Ok(Self {
+                cache: None,
+                counters,
+                capacity,
+                disk_capacity: 0,
+            });
+        }
+        let shards = (capacity / SHARD_BYTES).clamp(1, 16);
+        let shard_bytes = capacity / shards;
+        let weigh = |key: &RangeKey, entry: &Entry| entry.bytes.len() + key.path.len() + 64;
+        let builder = HybridCacheBuilder::new()
+            .with_name("lakehouse-data")
+            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .with_event_listener(Arc::new(EvictionCounter(Arc::clone(&counters))))
+            .memory(usize::try_from(capacity).unwrap_or(usize::MAX))
+            .with_shards(shards as usize)
+            .with_weighter(weigh)
+            // A range larger than a shard is answered but not kept (it would evict the shard).
+            .with_filter(move |key, entry| weigh(key, entry) as u64 <= shard_bytes)
+            .storage();
+        let (builder, disk_capacity) = match disk {
+            None => (builder, 0),
+            Some(tier) => {
+                let device = FsDeviceBuilder::new(&tier.path)
+                    .with_capacity(usize::try_from(tier.capacity).unwrap_or(usize::MAX))
+                    .build()
+                    .map_err(store_error)?;
+                let engine =
+                    BlockEngineConfig::new(device).with_block_size(DISK_BLOCK_BYTES as usize);
+                (
+                    builder
+                        .with_engine_config(engine)
+                        .with_recover_mode(RecoverMode::Quiet),
+                    tier.capacity,
+                )
+            }
+        };
+        let cache = builder.build().await.map_err(store_error)?;
+        Ok(Self {
+            cache: Some(cache),
             counters,
             capacity,
-        }
+            disk_capacity,
+        })
     }
 
-    /// The counters now (entries and bytes after pending maintenance).
+    /// Whether reads go through the cache at all (memory capacity above 0).
+    pub fn is_on(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// The counters now.
     pub fn stats(&self) -> CacheStats {
         let c = &self.counters;
+        let (entries, bytes, disk_write_bytes) = match &self.cache {
+            Some(cache) => (
+                cache.memory().entries() as u64,
+                cache.memory().usage() as u64,
+                if cache.is_hybrid() {
+                    cache.storage().statistics().disk_write_bytes() as u64
+                } else {
+                    0
+                },
+            ),
+            None => (0, 0, 0),
+        };
         CacheStats {
             hits: c.hits.load(Ordering::Relaxed),
+            disk_hits: c.disk_hits.load(Ordering::Relaxed),
             misses: c.misses.load(Ordering::Relaxed),
             hit_bytes: c.hit_bytes.load(Ordering::Relaxed),
+            disk_hit_bytes: c.disk_hit_bytes.load(Ordering::Relaxed),
             miss_bytes: c.miss_bytes.load(Ordering::Relaxed),
             evictions: c.evictions.load(Ordering::Relaxed),
-            entries: self.cache.entry_count(),
-            bytes: self.cache.weighted_size(),
+            entries,
+            bytes,
             capacity: self.capacity,
+            disk_write_bytes,
+            disk_capacity: self.disk_capacity,
         }
     }
 
-    /// Applies pending evictions and counts, so [`RangeCache::stats`] is exact (tests).
-    pub async fn sync(&self) {
-        self.cache.run_pending_tasks().await;
+    /// Writes what the disk tier has queued and closes it; called once, when the server has
+    /// stopped reading. A failure is logged: the disk tier is only a cache.
+    pub async fn close(&self) {
+        if let Some(cache) = &self.cache
+            && cache.is_hybrid()
+            && let Err(e) = cache.close().await
+        {
+            tracing::warn!(error = %e, "closing the disk tier of the data cache");
+        }
     }
 
-    /// The bytes of `range` of `location`, from memory or fetched once by `fetch`.
+    /// The bytes of `range` of `location`: from memory, from the disk tier, or fetched once
+    /// by `fetch`. Only called when the cache is on.
     async fn get(
         &self,
         location: &Path,
         range: Range<u64>,
-        fetch: impl Future<Output = Result<Entry>>,
+        fetch: impl Future<Output = Result<Entry>> + Send + 'static,
     ) -> Result<Entry> {
-        let key = (location.clone(), range.start, range.end);
-        let entry = self
-            .cache
-            .entry(key)
-            .or_try_insert_with(fetch)
+        let Some(cache) = &self.cache else {
+            return fetch.await;
+        };
+        let key = RangeKey {
+            path: location.to_string(),
+            start: range.start,
+            end: range.end,
+        };
+        let entry = cache
+            .get_or_fetch(&key, || fetch)
             .await
-            .map_err(|e: Arc<object_store::Error>| object_store::Error::Generic {
-                store: "cache",
-                source: Box::new(SharedError(e)),
-            })?;
+            .map_err(store_error)?;
         let bytes = entry.value().bytes.len() as u64;
-        if entry.is_fresh() {
-            self.counters.misses.fetch_add(1, Ordering::Relaxed);
-            self.counters.miss_bytes.fetch_add(bytes, Ordering::Relaxed);
-        } else {
-            self.counters.hits.fetch_add(1, Ordering::Relaxed);
-            self.counters.hit_bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
-        Ok(entry.into_value())
+        let (count, count_bytes) = match entry.source() {
+            Source::Memory => (&self.counters.hits, &self.counters.hit_bytes),
+            Source::Disk => (&self.counters.disk_hits, &self.counters.disk_hit_bytes),
+            Source::Outer => (&self.counters.misses, &self.counters.miss_bytes),
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        count_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(entry.value().clone())
     }
 }
 
-/// A store error shared by the readers that waited on one fetch.
-#[derive(Debug)]
-struct SharedError(Arc<object_store::Error>);
-
-impl fmt::Display for SharedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+/// An `Option<String>` in foyer's encoding: a presence flag, then the string.
+fn encode_option(value: &Option<String>, writer: &mut impl Write) -> foyer::Result<()> {
+    value.is_some().encode(writer)?;
+    match value {
+        Some(text) => text.encode(writer),
+        None => Ok(()),
     }
 }
 
-impl std::error::Error for SharedError {}
+fn decode_option(reader: &mut impl Read) -> foyer::Result<Option<String>> {
+    Ok(if bool::decode(reader)? {
+        Some(String::decode(reader)?)
+    } else {
+        None
+    })
+}
+
+/// How a key is kept on the disk tier: path, start, end, each in foyer's own encoding.
+impl Code for RangeKey {
+    fn encode(&self, writer: &mut impl Write) -> foyer::Result<()> {
+        self.path.encode(writer)?;
+        self.start.encode(writer)?;
+        self.end.encode(writer)
+    }
+
+    fn decode(reader: &mut impl Read) -> foyer::Result<Self> {
+        Ok(Self {
+            path: String::decode(reader)?,
+            start: u64::decode(reader)?,
+            end: u64::decode(reader)?,
+        })
+    }
+
+    fn estimated_size(&self) -> usize {
+        self.path.estimated_size() + 16
+    }
+}
+
+/// How a range is kept on the disk tier: the bytes, then the object's metadata (path, size,
+/// last-modified in µs since the epoch, e-tag, version), each in foyer's own encoding.
+impl Code for Entry {
+    fn encode(&self, writer: &mut impl Write) -> foyer::Result<()> {
+        self.bytes.encode(writer)?;
+        self.meta.location.to_string().encode(writer)?;
+        self.meta.size.encode(writer)?;
+        self.meta.last_modified.timestamp_micros().encode(writer)?;
+        encode_option(&self.meta.e_tag, writer)?;
+        encode_option(&self.meta.version, writer)
+    }
+
+    fn decode(reader: &mut impl Read) -> foyer::Result<Self> {
+        let bytes = Bytes::decode(reader)?;
+        let location = Path::from(String::decode(reader)?);
+        let size = u64::decode(reader)?;
+        let micros = i64::decode(reader)?;
+        let last_modified = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+            foyer::Error::new(foyer::ErrorKind::Parse, "last-modified out of range")
+        })?;
+        Ok(Self {
+            bytes,
+            meta: ObjectMeta {
+                location,
+                size,
+                last_modified,
+                e_tag: decode_option(reader)?,
+                version: decode_option(reader)?,
+            },
+        })
+    }
+
+    fn estimated_size(&self) -> usize {
+        let text = |t: &Option<String>| 1 + t.as_ref().map_or(0, |t| 8 + t.len());
+        self.bytes.estimated_size()
+            + 8
+            + self.meta.location.as_ref().len()
+            + 16
+            + text(&self.meta.e_tag)
+            + text(&self.meta.version)
+    }
+}
 
 /// An [`ObjectStore`] that answers bounded range reads of immutable objects from a
 /// [`RangeCache`] (see the module docs).
@@ -181,7 +384,7 @@ impl CachingStore {
     }
 
     fn cacheable(&self, location: &Path, options: &GetOptions) -> Option<Range<u64>> {
-        if self.cache.capacity == 0
+        if !self.cache.is_on()
             || options.head
             || options.if_match.is_some()
             || options.if_none_match.is_some()
@@ -231,10 +434,11 @@ impl ObjectStore for CachingStore {
             return self.inner.get_opts(location, options).await;
         };
         let inner = Arc::clone(&self.inner);
+        let path = location.clone();
         let entry = self
             .cache
             .get(location, range.clone(), async move {
-                let result = inner.get_opts(location, options).await?;
+                let result = inner.get_opts(&path, options).await?;
                 let meta = result.meta.clone();
                 Ok(Entry {
                     bytes: result.bytes().await?,
@@ -259,7 +463,7 @@ impl ObjectStore for CachingStore {
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        if self.cache.capacity == 0 || !layout::is_immutable(location) {
+        if !self.cache.is_on() || !layout::is_immutable(location) {
             return self.inner.get_ranges(location, ranges).await;
         }
         let reads = ranges.iter().map(|range| {

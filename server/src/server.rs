@@ -92,7 +92,8 @@ impl Server {
             &config.chat,
             &config.maintenance,
             &config.cache,
-        )?;
+        )
+        .await?;
         let service = Arc::new(LakehouseFlightSql::new(engine)?);
         Ok(Self {
             catalog,
@@ -138,6 +139,7 @@ impl Server {
             }
             tracing::warn!(%addr, "serving WITHOUT authentication on a non-loopback address");
         }
+        let data_cache = self.service.data_cache().clone();
         let service =
             FlightServiceServer::new(LakehouseFlightService::new(self.service, self.auth))
                 .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
@@ -153,6 +155,8 @@ impl Server {
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
+        // The disk tier writes in the background: finish what is queued, so a restart finds it.
+        data_cache.close().await;
         tracing::info!("server stopped");
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! The hot cache: answers are the same with the cache cold, warm, at a 1 MiB limit (constant
 //! eviction) and off; a repeated query reads its data from memory; `cache_stats()` counts it.
+//! With a disk tier, ranges evicted from memory are read from local disk, also after a
+//! restart, and a bad disk configuration is refused at start.
 
 use lakehouse_tests::{TestServer, query, update};
 
@@ -95,4 +97,77 @@ async fn answers_are_the_same_cold_warm_evicting_and_off() {
     .await;
     assert_eq!(answers(&off).await, cold);
     assert_eq!(stats(&off).await, (0, 0, 0, 0));
+}
+
+/// `(hits, misses, bytes)` of the `data_disk` row of `cache_stats()`.
+async fn disk_stats(server: &TestServer) -> (i64, i64, i64) {
+    let mut client = server.client().await;
+    let batches = query(
+        &mut client,
+        "SELECT hits, misses, bytes FROM cache_stats() WHERE cache = 'data_disk'",
+    )
+    .await
+    .unwrap();
+    let col = |name: &str| lakehouse_tests::column_i64(&batches, name)[0];
+    (col("hits"), col("misses"), col("bytes"))
+}
+
+#[tokio::test]
+async fn a_disk_tier_answers_what_memory_evicted_and_survives_a_restart() {
+    let disk = tempfile::tempdir().unwrap();
+    let with_disk = |c: &mut lakehouse_server::ServeConfig| {
+        c.cache.memory_bytes = Some(1 << 20);
+        c.cache.disk_path = Some(disk.path().to_path_buf());
+        c.cache.disk_bytes = Some(256 << 20);
+        c.maintenance.auto_compact = false;
+    };
+    let loader = TestServer::start_with(with_disk).await;
+    fill(&loader).await;
+    let storage = loader.storage();
+    loader.stop().await;
+
+    // The first start reads storage once; the repeat reads what memory evicted from disk.
+    let server = TestServer::start_on(std::sync::Arc::clone(&storage), with_disk).await;
+    let cold = answers(&server).await;
+    let (_, misses_cold, _) = disk_stats(&server).await;
+    assert!(misses_cold > 0, "the first run reads storage");
+    assert_eq!(answers(&server).await, cold);
+    let (hits, misses, written) = disk_stats(&server).await;
+    assert!(hits > 0, "a 1 MiB memory tier sends repeated reads to disk");
+    assert_eq!(misses, misses_cold, "the repeat reads nothing from storage");
+    assert!(written > 0, "ranges were written to disk");
+    server.stop().await;
+
+    // After a restart on the same disk tier, the same queries read nothing from storage.
+    let restarted = TestServer::start_on(std::sync::Arc::clone(&storage), with_disk).await;
+    assert_eq!(answers(&restarted).await, cold);
+    let (hits, misses, _) = disk_stats(&restarted).await;
+    assert!(hits > 0, "read from the disk tier after a restart");
+    assert_eq!(misses, 0, "nothing read from storage after the restart");
+    restarted.stop().await;
+
+    // disk_bytes without disk_path, and a disk tier smaller than one block, are refused.
+    for (path, bytes, needle) in [
+        (
+            None,
+            Some(1 << 30),
+            "cache.disk_bytes needs cache.disk_path",
+        ),
+        (
+            Some(disk.path().to_path_buf()),
+            Some(1024),
+            "below one block",
+        ),
+    ] {
+        let mut config = lakehouse_server::ServeConfig {
+            storage: storage.path().to_str().unwrap().to_string(),
+            ..Default::default()
+        };
+        config.cache.disk_path = path;
+        config.cache.disk_bytes = bytes;
+        let Err(err) = lakehouse_server::Server::new(&config).await else {
+            panic!("{needle}: the server started");
+        };
+        assert!(err.to_string().contains(needle), "{err}");
+    }
 }

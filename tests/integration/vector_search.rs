@@ -317,6 +317,125 @@ async fn hybrid_search_fuses_vector_and_text_ranks() {
     assert_eq!(code(&err), Code::InvalidArgument, "{err}");
 }
 
+/// Embeddings made outside (no model recorded for the column): `hybrid_search(table, text,
+/// vector, k)` searches the text with BM25 and the given vector, fused as with a model.
+#[tokio::test]
+async fn hybrid_search_takes_the_query_vector_beside_the_text() {
+    let server = TestServer::start().await;
+    let ids: Vec<i64> = (0..100).collect();
+    let vectors: Vec<Vec<f32>> = ids
+        .iter()
+        .map(|&i| {
+            let a = i as f32 * std::f32::consts::TAU / 100.0;
+            vec![a.cos(), a.sin(), 0.5]
+        })
+        .collect();
+    let words = ["alpha", "bravo", "charlie", "delta", "echo"];
+    let bodies: Vec<String> = ids
+        .iter()
+        .map(|&i| format!("{} {}", words[i as usize % 5], i))
+        .collect();
+    ingest_lance(
+        &server,
+        "points",
+        notes_batch(&ids, &bodies, &vectors),
+        "none",
+    )
+    .await;
+    let mut client = server.client().await;
+    client
+        .execute_update(
+            "CREATE INDEX points_text ON points USING FTS (body)".into(),
+            None,
+        )
+        .await
+        .unwrap();
+    let literal = |v: &[f32]| {
+        let items: Vec<String> = v.iter().map(|x| format!("{x:?}")).collect();
+        format!("[{}]", items.join(", "))
+    };
+    // Point 40's vector and its own word and number: rank 1 on both sides.
+    let sql = format!(
+        "SELECT id, _score FROM hybrid_search('points', 'alpha 40', {}, 5)",
+        literal(&vectors[40])
+    );
+    let got = query(&mut client, &sql).await.unwrap();
+    let ids_got = column_i64(&got, "id");
+    assert_eq!(ids_got.len(), 5);
+    assert_eq!(ids_got[0], 40);
+    let top = got[0]
+        .column_by_name("_score")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::Float64Type>()
+        .value(0);
+    assert!(
+        (top - 2.0 / 61.0).abs() < 1e-9,
+        "rank 1 on both sides: {top}"
+    );
+    // Text weighted 0: the vector order, as vector_search gives it for the same vector.
+    let vector_only = query(
+        &mut client,
+        &format!(
+            r#"SELECT id FROM hybrid_search('points', 'bravo', {}, 4, '{{"text_weight": 0}}')"#,
+            literal(&vectors[70])
+        ),
+    )
+    .await
+    .unwrap();
+    let nearest = query(
+        &mut client,
+        &format!(
+            "SELECT id FROM vector_search('points', {}, 4) ORDER BY _distance",
+            literal(&vectors[70])
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(column_i64(&vector_only, "id"), column_i64(&nearest, "id"));
+    // Vector weighted 0: only rows holding a query word score.
+    let text_only = query(
+        &mut client,
+        &format!(
+            r#"SELECT id FROM hybrid_search('points', 'charlie', {}, 3, '{{"vector_weight": 0}}')"#,
+            literal(&vectors[1])
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(
+        column_i64(&text_only, "id").iter().all(|id| id % 5 == 2),
+        "{:?}",
+        column_i64(&text_only, "id")
+    );
+    // Bad calls name what is wrong.
+    for (sql, needle) in [
+        (
+            "SELECT * FROM hybrid_search('points', 'alpha', [1.0, 0.0], 3)".to_string(),
+            "2 dimensions",
+        ),
+        (
+            "SELECT * FROM hybrid_search('points', 'alpha', 3, 3, '{}')".to_string(),
+            "(table, text, vector, k, options)",
+        ),
+        (
+            format!(
+                "SELECT * FROM hybrid_search('points', 42, {}, 3)",
+                literal(&vectors[0])
+            ),
+            "string literal",
+        ),
+        // Without the vector, the text needs a model for the column, and there is none.
+        (
+            "SELECT * FROM hybrid_search('points', 'alpha', 3)".to_string(),
+            "embedding",
+        ),
+    ] {
+        let err = query(&mut client, &sql).await.unwrap_err();
+        assert_eq!(code(&err), Code::InvalidArgument, "{sql}: {err}");
+        assert!(err.to_string().contains(needle), "{sql}: {err}");
+    }
+}
+
 #[tokio::test]
 async fn lance_tables_are_created_from_sql_with_embed() {
     let server = TestServer::start_with(with_minilm).await;

@@ -164,3 +164,54 @@ def test_a_repeated_query_reads_no_data_from_s3(s3, tmp_path):
             assert misses >= len(cold) and hits > 0, (hits, misses, len(cold))
     finally:
         server.stop()
+
+
+def test_a_disk_tier_keeps_s3_reads_across_a_restart(s3, tmp_path):
+    """`[cache] disk_path`: ranges a query reads from S3 are kept on local disk; after a
+    restart, the same query reads its data files and deletion vectors from there, not S3."""
+    env, _ = s3
+    config = tmp_path / "lakehouse.toml"
+    config.write_text(f'[cache]\ndisk_path = "{tmp_path / "disk"}"\n'
+                      f"disk_bytes = {256 << 20}\n")
+    storage = f"s3://{BUCKET}/disk-cached"
+    sql = "SELECT count(*), sum(id), max(name) FROM people WHERE name LIKE 'n2%'"
+
+    def serve(name):
+        return LakehouseServer(storage, "--config", str(config),
+                               log_path=tmp_path / f"{name}.log", env=env)
+
+    server = serve("load")
+    try:
+        with server.connect() as conn, conn.cursor() as cur:
+            cur.adbc_ingest("people", people(0, 30000), mode="create")
+            cur.execute("DELETE FROM people WHERE id % 5 = 0")
+            cur.fetchall()
+    finally:
+        server.stop()
+    # The first run of the query after a start reads S3 (and writes the disk tier).
+    answers = []
+    for name in ("cold", "restarted"):
+        server = serve(name)
+        try:
+            with server.connect() as conn, conn.cursor() as cur:
+                recorder(env, "reset-recording")
+                recorder(env, "start-recording")
+                cur.execute(sql)
+                answers.append(cur.fetchall())
+                gets = data_gets(env)
+                recorder(env, "stop-recording")
+                cur.execute("SELECT cache, hits, misses FROM cache_stats() ORDER BY cache")
+                rows = cur.fetchall()
+        finally:
+            server.stop()
+        assert [r[0] for r in rows] == ["data", "data_disk"], rows
+        _, disk_hits, disk_misses = rows[1]
+        if name == "cold":
+            assert any("/data/" in r["url"] for r in gets), "the first run reads S3"
+            assert any("/deletes/" in r["url"] for r in gets)
+            assert disk_misses == len(gets) and disk_hits == 0, (rows, len(gets))
+        else:
+            assert gets == [], [r["url"] for r in gets]
+            assert disk_hits > 0 and disk_misses == 0, rows
+    assert answers[0] == answers[1]
+    assert any((tmp_path / "disk").iterdir()), "the disk tier holds blocks"

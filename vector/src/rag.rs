@@ -173,18 +173,21 @@ impl TableFunctionImpl for RagFunction {
                     (Arc::new(search), Some(metric))
                 }
                 Some("hybrid") => {
-                    let search = self.hybrid.fused(Call {
-                        table: table.clone(),
-                        resolved,
-                        query: &question_expr,
-                        k,
-                        options: HybridOptions {
-                            column: options.column.clone(),
-                            text_column: options.text_column.clone(),
-                            filter: options.filter.clone(),
-                            ..Default::default()
+                    let search = self.hybrid.fused(
+                        Call {
+                            table: table.clone(),
+                            resolved,
+                            query: &question_expr,
+                            k,
+                            options: HybridOptions {
+                                column: options.column.clone(),
+                                text_column: options.text_column.clone(),
+                                filter: options.filter.clone(),
+                                ..Default::default()
+                            },
                         },
-                    })?;
+                        None,
+                    )?;
                     (Arc::new(search), None)
                 }
                 Some(other) => {

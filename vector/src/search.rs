@@ -616,7 +616,9 @@ impl Search for TextSearch {
 pub const DEFAULT_RRF_K: f64 = 60.0;
 
 /// `hybrid_search(table, query, k [, options])`: vector and BM25 text search fused by
-/// reciprocal rank fusion.
+/// reciprocal rank fusion. `hybrid_search(table, text, vector, k [, options])` searches the
+/// given vector (a literal of the column's dimension) instead of the text embedded, for
+/// tables whose embeddings come from outside.
 ///
 /// Each side ranks its top `3k` candidates (vector: by `_distance`; text: by BM25 over the
 /// FTS index) of the one dataset version the query reads; rows are matched across sides by
@@ -660,10 +662,12 @@ pub(crate) struct HybridOptions {
 
 impl HybridSearchFunction {
     /// The fused search of the text `query` in `table` as the session resolved it: `k` rows
-    /// from the `3k` best of each side (see [`DEFAULT_RRF_K`]).
+    /// from the `3k` best of each side (see [`DEFAULT_RRF_K`]). The vector side searches
+    /// `vector` (a vector literal) when given, else `query` embedded with the column's model.
     pub(crate) fn fused(
         &self,
         call: Call<'_, HybridOptions>,
+        query_vector: Option<&Expr>,
     ) -> datafusion::error::Result<SearchTable<HybridSearch>> {
         let Call {
             table,
@@ -687,7 +691,7 @@ impl HybridSearchFunction {
         let vector = self.vector.search(Call {
             table: table.clone(),
             resolved: resolved.clone(),
-            query,
+            query: query_vector.unwrap_or(query),
             k: candidates,
             options: vector_options,
         })?;
@@ -718,11 +722,30 @@ impl HybridSearchFunction {
 }
 
 impl TableFunctionImpl for HybridSearchFunction {
+    /// `(table, query, k [, options])`, or `(table, text, vector, k [, options])` when the
+    /// third argument is a vector literal: the text side searches `text`, the vector side the
+    /// given vector instead of `text` embedded (for tables whose embeddings come from outside,
+    /// with no model recorded for the column).
     fn call_with_args(
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        Ok(Arc::new(self.fused(parse_call("hybrid_search", &args)?)?))
+        const F: &str = "hybrid_search";
+        let exprs = args.exprs();
+        if exprs.len() >= 4 && vector(&exprs[2]).is_some() {
+            let mut rest = exprs[..2].to_vec();
+            rest.extend_from_slice(&exprs[3..]);
+            let call = parse_call(F, &TableFunctionArgs::new(&rest, args.session()))?;
+            return Ok(Arc::new(self.fused(call, Some(&exprs[2]))?));
+        }
+        if exprs.len() == 5 {
+            return Err(plan_err(
+                F,
+                "with five arguments, expects (table, text, vector, k, options) with a vector \
+                 literal like [0.1, 0.2] third",
+            ));
+        }
+        Ok(Arc::new(self.fused(parse_call(F, &args)?, None)?))
     }
 }
 

@@ -126,6 +126,11 @@ impl LakehouseFlightSql {
         self.engine.admission()
     }
 
+    /// The engine's hot cache (closed by the server when it stops).
+    pub fn data_cache(&self) -> &lakehouse_catalog::cache::RangeCache {
+        self.engine.data_cache()
+    }
+
     /// Executes `planned` under the engine's limits (a query slot, the timeout, the result-size
     /// guard), cancellable as `query_id`; streams its FlightData.
     async fn stream_query(

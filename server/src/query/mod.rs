@@ -153,6 +153,7 @@ pub struct QueryEngine {
     ai_max_rows: usize,
     maintenance: Arc<statement::maintenance::MaintenanceOptions>,
     compactions: Arc<statement::maintenance::Compactions>,
+    data_cache: lakehouse_catalog::cache::RangeCache,
 }
 
 impl QueryEngine {
@@ -161,8 +162,9 @@ impl QueryEngine {
     /// cache of `cache`.
     ///
     /// # Errors
-    /// [`Error::Config`] for an unknown or invalid DataFusion option.
-    pub fn new(
+    /// [`Error::Config`] for an unknown or invalid DataFusion option, or a `[cache]` disk tier
+    /// that cannot be opened.
+    pub async fn new(
         catalog: Arc<Catalog>,
         options: &QueryOptions,
         embedding: &lakehouse_vector::embedding::EmbeddingConfig,
@@ -220,7 +222,11 @@ impl QueryEngine {
             .map_err(|e| Error::Config(e.to_string()))?;
         let store_url = ObjectStoreUrl::parse(STORE_URL).expect("valid url");
         // Queries read Parquet data and deletion vectors through the hot cache.
-        let range_cache = lakehouse_catalog::cache::RangeCache::new(cache.memory_bytes());
+        let disk = cache.disk_tier().map_err(Error::Config)?;
+        let range_cache =
+            lakehouse_catalog::cache::RangeCache::open(cache.memory_bytes(), disk.as_ref())
+                .await
+                .map_err(|e| Error::Config(format!("cache.disk_path: {e}")))?;
         runtime.register_object_store(
             store_url.as_ref(),
             Arc::new(lakehouse_catalog::cache::CachingStore::new(
@@ -241,7 +247,7 @@ impl QueryEngine {
         lakehouse_vector::register_functions(&mut template, &models, &chat_models)?;
         template.register_udtf(
             cache::STATS_NAME,
-            Arc::new(cache::CacheStatsFunction::new(range_cache)),
+            Arc::new(cache::CacheStatsFunction::new(range_cache.clone())),
         );
         template.register_udtf(
             history::NAME,
@@ -257,6 +263,7 @@ impl QueryEngine {
             ai_max_rows: chat.ai_max_rows,
             maintenance: Arc::new(maintenance.clone()),
             compactions: Arc::default(),
+            data_cache: range_cache,
         })
     }
 
@@ -282,6 +289,11 @@ impl QueryEngine {
     /// Admission control and per-query limits.
     pub fn admission(&self) -> &Arc<limits::Admission> {
         &self.admission
+    }
+
+    /// The hot cache queries read Parquet data and deletion vectors through.
+    pub fn data_cache(&self) -> &lakehouse_catalog::cache::RangeCache {
+        &self.data_cache
     }
 
     /// A session whose unqualified names resolve in `default_schema`. With `listing`, the
