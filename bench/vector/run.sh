@@ -13,7 +13,8 @@ cd "$(dirname "$0")/../.."
 scripts/setup.sh
 . scripts/cargo-env.sh
 cargo build --release --locked --bin lakehouse
-cargo build --release --locked -p lakehouse-client --example query_latency
+# With the server selected too, so features unify as in the server's build (no second arrow).
+cargo build --release --locked -p lakehouse-server -p lakehouse-client --example query_latency
 cargo bench --locked --no-run -p lakehouse-server --bench vector_search
 LAKEHOUSE_MODELS_DIR=$(scripts/model-server/setup.sh)
 export LAKEHOUSE_MODELS_DIR
