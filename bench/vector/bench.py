@@ -96,26 +96,34 @@ class Server:
         self.log.close()
 
 
-def timed(cur, sqls):
-    """Ids and milliseconds of each query through ADBC, after one untimed pass."""
-    for sql in sqls:  # warm-up
-        cur.execute(sql)
-        cur.fetchall()
+def timed(calls):
+    """The result and milliseconds of each call, after one untimed pass over all of them."""
+    for call in calls:  # warm-up
+        call()
     ids, ms = [], []
-    for sql in sqls:
+    for call in calls:
         started = time.perf_counter()
-        cur.execute(sql)
-        ids.append([row[0] for row in cur.fetchall()])
+        ids.append(call())
         ms.append((time.perf_counter() - started) * 1000)
     return ids, ms
 
 
-def rust_client(binary, url, sqls, work):
-    """Ids and milliseconds of each query through the Rust client (clients/rust example
-    `query_latency`), after one untimed pass."""
+def adbc_calls(cur, sqls):
+    """One call per query through ADBC, answering the ids."""
+    def run(sql):
+        cur.execute(sql)
+        return [row[0] for row in cur.fetchall()]
+    return [lambda sql=sql: run(sql) for sql in sqls]
+
+
+def timed_by(command, sqls, work, cwd=None):
+    """Ids and milliseconds of each query as a program timing them itself reports: `command`
+    plus a file of the queries, one per line; the program prints
+    `{"latency_ms": [...], "ids": [[...], ...]}` last (cargo bench `vector_search`, the Rust
+    client's `query_latency` example)."""
     queries_file = work / "queries.sql"
     queries_file.write_text("\n".join(sqls) + "\n")
-    out = subprocess.run([binary, url, str(queries_file)], capture_output=True, text=True,
+    out = subprocess.run([*command, str(queries_file)], cwd=cwd, capture_output=True, text=True,
                          check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return result["ids"], result["latency_ms"]
@@ -139,21 +147,15 @@ def lakehouse_flight(server, vectors, words, workloads, client_bin, work):
         cur.execute("CREATE INDEX glove_v ON glove USING IVF_PQ (v)")
         build_s = time.perf_counter() - started
         cur.execute("CREATE INDEX glove_word ON glove USING FTS (word)")
-        results = {name: timed(cur, sqls) for name, sqls in workloads.items()}
-    rust = {name: rust_client(client_bin, f"grpc://127.0.0.1:{server.port}", sqls, work)
-            for name, sqls in workloads.items()}
+        results = {name: timed(adbc_calls(cur, sqls)) for name, sqls in workloads.items()}
+    url = f"grpc://127.0.0.1:{server.port}"
+    rust = {name: timed_by([client_bin, url], sqls, work) for name, sqls in workloads.items()}
     return ingest_s, build_s, results, rust
 
 
 def lakehouse_in_process(storage, sqls, work):
-    queries_file = work / "queries.sql"
-    queries_file.write_text("\n".join(sqls) + "\n")
-    out = subprocess.run(
-        ["cargo", "bench", "--locked", "-q", "-p", "lakehouse-server", "--bench",
-         "vector_search", "--", str(storage), str(queries_file)],
-        cwd=ROOT, capture_output=True, text=True, check=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    return result["ids"], result["latency_ms"]
+    return timed_by(["cargo", "bench", "--locked", "-q", "-p", "lakehouse-server", "--bench",
+                     "vector_search", "--", str(storage)], sqls, work, cwd=ROOT)
 
 
 def pylance(path, vectors, words, queries, query_words):
@@ -188,18 +190,8 @@ def pylance(path, vectors, words, queries, query_words):
                 scores[id_] = scores.get(id_, 0.0) + 1.0 / (RRF_K + rank)
         return sorted(scores, key=lambda id_: -scores[id_])[:K]
 
-    def timed_calls(calls):
-        for call in calls:  # warm-up
-            call()
-        ids, ms = [], []
-        for call in calls:
-            started = time.perf_counter()
-            ids.append(call())
-            ms.append((time.perf_counter() - started) * 1000)
-        return ids, ms
-
-    vector = timed_calls([lambda q=q: nearest(q, K) for q in queries])
-    fused = timed_calls([lambda q=q, w=w: hybrid(q, w) for q, w in zip(queries, query_words)])
+    vector = timed([lambda q=q: nearest(q, K) for q in queries])
+    fused = timed([lambda q=q, w=w: hybrid(q, w) for q, w in zip(queries, query_words)])
     return build_s, vector, fused
 
 

@@ -176,6 +176,8 @@ impl RangeCache {
         let builder = HybridCacheBuilder::new()
             .with_name("lakehouse-data")
             .with_policy(HybridCachePolicy::WriteOnInsertion)
+            // Written to disk when inserted: nothing is left to flush from memory on close.
+            .with_flush_on_close(false)
             .with_event_listener(Arc::new(EvictionCounter(Arc::clone(&counters))))
             .memory(usize::try_from(capacity).unwrap_or(usize::MAX))
             .with_shards(shards as usize)

@@ -25,12 +25,16 @@ async fn answers(server: &TestServer) -> Vec<String> {
     out
 }
 
-/// `(hits, misses, evictions, bytes)` from `cache_stats()`.
-async fn stats(server: &TestServer) -> (i64, i64, i64, i64) {
+/// `(hits, misses, evictions, bytes)` of one row of `cache_stats()` (`data`: memory,
+/// `data_disk`: the disk tier, whose evictions read as 0).
+async fn stats(server: &TestServer, cache: &str) -> (i64, i64, i64, i64) {
     let mut client = server.client().await;
     let batches = query(
         &mut client,
-        "SELECT hits, misses, evictions, bytes FROM cache_stats()",
+        &format!(
+            "SELECT hits, misses, coalesce(evictions, 0) AS evictions, bytes FROM cache_stats() \
+             WHERE cache = '{cache}'"
+        ),
     )
     .await
     .unwrap();
@@ -60,14 +64,14 @@ async fn fill(server: &TestServer) {
 async fn answers_are_the_same_cold_warm_evicting_and_off() {
     let warm = TestServer::start_with(|c| c.maintenance.auto_compact = false).await;
     fill(&warm).await;
-    let (_, misses_before, _, _) = stats(&warm).await;
+    let (_, misses_before, _, _) = stats(&warm, "data").await;
     let cold = answers(&warm).await;
-    let (hits_cold, misses_cold, _, bytes) = stats(&warm).await;
+    let (hits_cold, misses_cold, _, bytes) = stats(&warm, "data").await;
     assert!(misses_cold > misses_before, "the first run reads storage");
     assert!(bytes > 0, "and keeps what it read");
     let again = answers(&warm).await;
     assert_eq!(again, cold, "warm answers equal cold ones");
-    let (hits_warm, misses_warm, _, _) = stats(&warm).await;
+    let (hits_warm, misses_warm, _, _) = stats(&warm, "data").await;
     assert_eq!(
         misses_warm, misses_cold,
         "a repeated run reads nothing from storage"
@@ -84,7 +88,7 @@ async fn answers_are_the_same_cold_warm_evicting_and_off() {
     .await;
     assert_eq!(answers(&small).await, cold);
     assert_eq!(answers(&small).await, cold);
-    let (_, _, evictions, bytes) = stats(&small).await;
+    let (_, _, evictions, bytes) = stats(&small, "data").await;
     assert!(evictions > 0, "a 1 MiB cache evicts");
     assert!(bytes <= 1 << 20, "{bytes} bytes held");
     small.stop().await;
@@ -96,20 +100,7 @@ async fn answers_are_the_same_cold_warm_evicting_and_off() {
     })
     .await;
     assert_eq!(answers(&off).await, cold);
-    assert_eq!(stats(&off).await, (0, 0, 0, 0));
-}
-
-/// `(hits, misses, bytes)` of the `data_disk` row of `cache_stats()`.
-async fn disk_stats(server: &TestServer) -> (i64, i64, i64) {
-    let mut client = server.client().await;
-    let batches = query(
-        &mut client,
-        "SELECT hits, misses, bytes FROM cache_stats() WHERE cache = 'data_disk'",
-    )
-    .await
-    .unwrap();
-    let col = |name: &str| lakehouse_tests::column_i64(&batches, name)[0];
-    (col("hits"), col("misses"), col("bytes"))
+    assert_eq!(stats(&off, "data").await, (0, 0, 0, 0));
 }
 
 #[tokio::test]
@@ -129,10 +120,10 @@ async fn a_disk_tier_answers_what_memory_evicted_and_survives_a_restart() {
     // The first start reads storage once; the repeat reads what memory evicted from disk.
     let server = TestServer::start_on(std::sync::Arc::clone(&storage), with_disk).await;
     let cold = answers(&server).await;
-    let (_, misses_cold, _) = disk_stats(&server).await;
+    let (_, misses_cold, _, _) = stats(&server, "data_disk").await;
     assert!(misses_cold > 0, "the first run reads storage");
     assert_eq!(answers(&server).await, cold);
-    let (hits, misses, written) = disk_stats(&server).await;
+    let (hits, misses, _, written) = stats(&server, "data_disk").await;
     assert!(hits > 0, "a 1 MiB memory tier sends repeated reads to disk");
     assert_eq!(misses, misses_cold, "the repeat reads nothing from storage");
     assert!(written > 0, "ranges were written to disk");
@@ -141,7 +132,7 @@ async fn a_disk_tier_answers_what_memory_evicted_and_survives_a_restart() {
     // After a restart on the same disk tier, the same queries read nothing from storage.
     let restarted = TestServer::start_on(std::sync::Arc::clone(&storage), with_disk).await;
     assert_eq!(answers(&restarted).await, cold);
-    let (hits, misses, _) = disk_stats(&restarted).await;
+    let (hits, misses, _, _) = stats(&restarted, "data_disk").await;
     assert!(hits > 0, "read from the disk tier after a restart");
     assert_eq!(misses, 0, "nothing read from storage after the restart");
     restarted.stop().await;

@@ -372,41 +372,26 @@ async fn hybrid_search_takes_the_query_vector_beside_the_text() {
         (top - 2.0 / 61.0).abs() < 1e-9,
         "rank 1 on both sides: {top}"
     );
+    let mut ids = async |sql: String| column_i64(&query(&mut client, &sql).await.unwrap(), "id");
     // Text weighted 0: the vector order, as vector_search gives it for the same vector.
-    let vector_only = query(
-        &mut client,
-        &format!(
-            r#"SELECT id FROM hybrid_search('points', 'bravo', {}, 4, '{{"text_weight": 0}}')"#,
-            literal(&vectors[70])
-        ),
-    )
-    .await
-    .unwrap();
-    let nearest = query(
-        &mut client,
-        &format!(
-            "SELECT id FROM vector_search('points', {}, 4) ORDER BY _distance",
-            literal(&vectors[70])
-        ),
-    )
-    .await
-    .unwrap();
-    assert_eq!(column_i64(&vector_only, "id"), column_i64(&nearest, "id"));
+    let vector_only = ids(format!(
+        r#"SELECT id FROM hybrid_search('points', 'bravo', {}, 4, '{{"text_weight": 0}}')"#,
+        literal(&vectors[70])
+    ))
+    .await;
+    let nearest = ids(format!(
+        "SELECT id FROM vector_search('points', {}, 4) ORDER BY _distance",
+        literal(&vectors[70])
+    ))
+    .await;
+    assert_eq!(vector_only, nearest);
     // Vector weighted 0: only rows holding a query word score.
-    let text_only = query(
-        &mut client,
-        &format!(
-            r#"SELECT id FROM hybrid_search('points', 'charlie', {}, 3, '{{"vector_weight": 0}}')"#,
-            literal(&vectors[1])
-        ),
-    )
-    .await
-    .unwrap();
-    assert!(
-        column_i64(&text_only, "id").iter().all(|id| id % 5 == 2),
-        "{:?}",
-        column_i64(&text_only, "id")
-    );
+    let text_only = ids(format!(
+        r#"SELECT id FROM hybrid_search('points', 'charlie', {}, 3, '{{"vector_weight": 0}}')"#,
+        literal(&vectors[1])
+    ))
+    .await;
+    assert!(text_only.iter().all(|id| id % 5 == 2), "{text_only:?}");
     // Bad calls name what is wrong.
     for (sql, needle) in [
         (

@@ -1,13 +1,14 @@
 //! [`VersionTable`]: a DataFusion `TableProvider` over one committed table version.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{Array, UInt64Array};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::catalog::TableProvider;
 use datafusion::common::stats::Precision;
-use datafusion::common::{DataFusionError, Result, Statistics, project_schema};
+use datafusion::common::{DataFusionError, Result, ScalarValue, Statistics, project_schema};
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -51,6 +52,19 @@ pub struct VersionTable {
     store_url: ObjectStoreUrl,
     /// The manifest's schema with string and binary columns as view types.
     schema: SchemaRef,
+    /// Per column, the manifest's statistics over the files (built when first asked for).
+    bounds: OnceLock<Vec<ColumnBounds>>,
+}
+
+/// One column's manifest statistics, one entry per file of the manifest, typed as the column
+/// ([`ManifestStatistics`]): `min`/`max` are `None` for a type without recorded bounds, and an
+/// entry is null where a file records no bound (or one that does not cast); `nulls` is
+/// UInt64, null where a file records no count.
+#[derive(Debug)]
+struct ColumnBounds {
+    min: Option<datafusion::arrow::array::ArrayRef>,
+    max: Option<datafusion::arrow::array::ArrayRef>,
+    nulls: datafusion::arrow::array::ArrayRef,
 }
 
 impl VersionTable {
@@ -62,8 +76,119 @@ impl VersionTable {
             manifest,
             store_url,
             schema,
+            bounds: OnceLock::new(),
         }
     }
+
+    /// The manifest's statistics per column (see [`ColumnBounds`]), cast once per provider.
+    fn bounds(&self) -> &[ColumnBounds] {
+        use datafusion::common::pruning::PruningStatistics;
+        self.bounds.get_or_init(|| {
+            let files = ManifestStatistics {
+                manifest: &self.manifest,
+                schema: &self.schema,
+            };
+            self.schema
+                .fields()
+                .iter()
+                .map(|field| {
+                    let column = datafusion::common::Column::new_unqualified(field.name());
+                    ColumnBounds {
+                        min: files.min_values(&column),
+                        max: files.max_values(&column),
+                        nulls: files.null_counts(&column).expect("always counted"),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// The table's statistics: exact live rows, bytes on storage, and per column the
+    /// smallest min, largest max and summed null count over all files (inexact: deleted rows
+    /// count; absent when some file lacks the value).
+    fn table_statistics(&self) -> Statistics {
+        use datafusion::common::ColumnStatistics;
+        use std::cmp::Ordering;
+        let column_statistics = self
+            .bounds()
+            .iter()
+            .map(|b| {
+                let mut column = ColumnStatistics::new_unknown();
+                if let Some(min) = &b.min {
+                    column.min_value = extreme(min, Ordering::Less);
+                }
+                if let Some(max) = &b.max {
+                    column.max_value = extreme(max, Ordering::Greater);
+                }
+                if b.nulls.null_count() == 0 {
+                    let counts = b.nulls.as_any().downcast_ref::<UInt64Array>();
+                    let total: u64 = counts.map_or(0, |c| c.values().iter().sum());
+                    column.null_count = Precision::Inexact(total as usize);
+                }
+                column
+            })
+            .collect();
+        Statistics {
+            num_rows: Precision::Exact(self.manifest.total_rows as usize),
+            total_byte_size: Precision::Inexact(self.manifest.total_bytes as usize),
+            column_statistics,
+        }
+    }
+
+    /// The statistics of the manifest's file number `index`: its live rows (exact), its size
+    /// (inexact, bytes on storage) and its columns' min/max/null count from the manifest.
+    fn file_statistics(&self, index: usize) -> Statistics {
+        use datafusion::common::ColumnStatistics;
+        let file = &self.manifest.files[index];
+        let at = |array: &Option<datafusion::arrow::array::ArrayRef>| {
+            array
+                .as_ref()
+                .and_then(|a| ScalarValue::try_from_array(a, index).ok())
+                .filter(|v| !v.is_null())
+                .map_or(Precision::Absent, Precision::Inexact)
+        };
+        let column_statistics = self
+            .bounds()
+            .iter()
+            .map(|b| {
+                let mut column = ColumnStatistics::new_unknown();
+                column.min_value = at(&b.min);
+                column.max_value = at(&b.max);
+                if let Ok(ScalarValue::UInt64(Some(nulls))) =
+                    ScalarValue::try_from_array(&b.nulls, index)
+                {
+                    column.null_count = Precision::Inexact(nulls as usize);
+                }
+                column
+            })
+            .collect();
+        Statistics {
+            num_rows: Precision::Exact(file.live_rows() as usize),
+            total_byte_size: Precision::Inexact(file.size_bytes as usize),
+            column_statistics,
+        }
+    }
+}
+
+/// The smallest (`Less`) or largest (`Greater`) value of `values`; absent when any is null.
+fn extreme(
+    values: &datafusion::arrow::array::ArrayRef,
+    keep: std::cmp::Ordering,
+) -> Precision<ScalarValue> {
+    if values.null_count() > 0 {
+        return Precision::Absent;
+    }
+    let mut best: Option<ScalarValue> = None;
+    for i in 0..values.len() {
+        let Ok(value) = ScalarValue::try_from_array(values, i) else {
+            return Precision::Absent;
+        };
+        best = match best {
+            Some(b) if value.partial_cmp(&b) != Some(keep) => Some(b),
+            _ => Some(value),
+        };
+    }
+    best.map_or(Precision::Absent, Precision::Inexact)
 }
 
 /// `schema` with its top-level `Utf8`/`LargeUtf8` columns as `Utf8View` and `Binary`/
@@ -129,10 +254,11 @@ impl VersionTable {
             .files
             .iter()
             .zip(keep)
-            .filter(|(_, k)| *k)
-            .map(|(file, _)| {
+            .enumerate()
+            .filter(|(_, (_, k))| *k)
+            .map(|(index, (file, _))| {
                 let store = Arc::clone(&store);
-                let statistics = Arc::new(file_statistics(file, &self.schema));
+                let statistics = Arc::new(self.file_statistics(index));
                 async move {
                     let partitioned = PartitionedFile::new(file.path.clone(), file.size_bytes)
                         .with_statistics(statistics);
@@ -259,77 +385,6 @@ impl datafusion::common::pruning::PruningStatistics for ManifestStatistics<'_> {
     }
 }
 
-/// The statistics of one data file for DataFusion: its live rows (exact), its size (inexact,
-/// bytes on storage) and its columns' bounds from the manifest.
-fn file_statistics(file: &lakehouse_catalog::DataFile, schema: &SchemaRef) -> Statistics {
-    Statistics {
-        num_rows: Precision::Exact(file.live_rows() as usize),
-        total_byte_size: Precision::Inexact(file.size_bytes as usize),
-        column_statistics: column_statistics(&[file], schema),
-    }
-}
-
-/// Per column of `schema`, the bounds and null count over `files` recorded in the manifest,
-/// as DataFusion `ColumnStatistics` (inexact: they count deleted rows too). A bound is absent
-/// when some file has none for the column.
-fn column_statistics(
-    files: &[&lakehouse_catalog::DataFile],
-    schema: &SchemaRef,
-) -> Vec<datafusion::common::ColumnStatistics> {
-    use datafusion::common::{ColumnStatistics, ScalarValue};
-    use std::cmp::Ordering;
-    schema
-        .fields()
-        .iter()
-        .map(|field| {
-            let mut column = ColumnStatistics::new_unknown();
-            let stored = lakehouse_catalog::writer::normalize_type(field.data_type());
-            let texts =
-                |bound: fn(&lakehouse_catalog::statistics::ColumnStatistics) -> Option<&String>| {
-                    files
-                        .iter()
-                        .map(|f| f.statistics.get(field.name()).and_then(bound).cloned())
-                        .collect::<Option<Vec<String>>>()
-                };
-            let extreme = |values: Option<Vec<String>>, keep: Ordering| -> Precision<ScalarValue> {
-                let Some(values) = values else {
-                    return Precision::Absent;
-                };
-                let text = datafusion::arrow::array::StringArray::from(values);
-                let Ok(typed) = datafusion::arrow::compute::cast(&text, field.data_type()) else {
-                    return Precision::Absent;
-                };
-                let mut best: Option<ScalarValue> = None;
-                for i in 0..typed.len() {
-                    let Ok(value) = ScalarValue::try_from_array(&typed, i) else {
-                        return Precision::Absent;
-                    };
-                    if value.is_null() {
-                        return Precision::Absent;
-                    }
-                    best = match best {
-                        Some(b) if value.partial_cmp(&b) != Some(keep) => Some(b),
-                        _ => Some(value),
-                    };
-                }
-                best.map_or(Precision::Absent, Precision::Inexact)
-            };
-            if !files.is_empty() && lakehouse_catalog::statistics::has_bounds(&stored) {
-                column.min_value = extreme(texts(|s| s.min.as_ref()), Ordering::Less);
-                column.max_value = extreme(texts(|s| s.max.as_ref()), Ordering::Greater);
-            }
-            let nulls: Option<u64> = files
-                .iter()
-                .map(|f| f.statistics.get(field.name()).and_then(|s| s.null_count))
-                .sum();
-            if let Some(nulls) = nulls {
-                column.null_count = Precision::Inexact(nulls as usize);
-            }
-            column
-        })
-        .collect()
-}
-
 /// The access plan that reads the rows of `file` not in `deleted` (0-based positions).
 ///
 /// # Errors
@@ -409,7 +464,7 @@ impl TableProvider for VersionTable {
                 (store_url.unwrap_or_else(|| self.store_url.clone()), files)
             }
         };
-        let statistics = self.statistics().expect("always known");
+        let statistics = self.table_statistics();
         let config = FileScanConfigBuilder::new(store_url, source)
             .with_file_group(FileGroup::new(files))
             .with_statistics(statistics)
@@ -427,12 +482,7 @@ impl TableProvider for VersionTable {
     }
 
     fn statistics(&self) -> Option<Statistics> {
-        let files: Vec<&lakehouse_catalog::DataFile> = self.manifest.files.iter().collect();
-        Some(Statistics {
-            num_rows: Precision::Exact(self.manifest.total_rows as usize),
-            total_byte_size: Precision::Inexact(self.manifest.total_bytes as usize),
-            column_statistics: column_statistics(&files, &self.schema),
-        })
+        Some(self.table_statistics())
     }
 }
 
