@@ -132,3 +132,77 @@ async fn hybrid_search_runs_once_per_execution_on_one_version() {
     query(&mut client, &format!("EXPLAIN {sql}")).await.unwrap();
     assert_eq!(models.calls().await.0, embeds + 2);
 }
+
+/// A prepared query without parameters answers from the tables as they are when it is
+/// executed: the plan CreatePreparedStatement made (ADBC executes it right away) runs only
+/// while every table it read is unchanged, and a query calling `now()` is planned again.
+#[tokio::test]
+async fn a_prepared_query_reads_the_tables_as_they_are_when_executed() {
+    let server = TestServer::start_with(with_models(ModelServer::shared())).await;
+    ingest_notes(&server, &NOTES).await;
+    update(&server, "CREATE TABLE p AS VALUES (1), (2), (3)")
+        .await
+        .unwrap();
+    let mut client = server.client().await;
+    for (sql, change, before, after) in [
+        (
+            "SELECT count(*) AS n FROM p",
+            "INSERT INTO p VALUES (4)",
+            3,
+            4,
+        ),
+        (
+            "SELECT count(*) AS n FROM notes",
+            "DELETE FROM notes WHERE id = 1",
+            5,
+            4,
+        ),
+        (
+            "SELECT count(*) AS n FROM vector_search('notes', 'kubernetes cluster', 10)",
+            "DELETE FROM notes WHERE id = 2",
+            4,
+            3,
+        ),
+        (
+            "SELECT count(*) AS n FROM p JOIN notes ON p.column1 = notes.id",
+            "UPDATE notes SET id = 4 WHERE id = 3",
+            2,
+            2,
+        ),
+        (
+            "SELECT count(*) AS n FROM p JOIN notes ON p.column1 = notes.id",
+            "DELETE FROM p WHERE column1 = 4",
+            2,
+            0,
+        ),
+    ] {
+        // Executed at once, and again from the same handle.
+        let mut prepared = client.prepare(sql.into(), None).await.unwrap();
+        for _ in 0..2 {
+            let info = prepared.execute().await.unwrap();
+            let n = column_i64(&fetch(&mut client, info).await.unwrap(), "n");
+            assert_eq!(n, [before], "{sql}");
+        }
+        // A commit between preparing and executing.
+        let mut prepared = client.prepare(sql.into(), None).await.unwrap();
+        update(&server, change).await.unwrap();
+        let info = prepared.execute().await.unwrap();
+        let n = column_i64(&fetch(&mut client, info).await.unwrap(), "n");
+        assert_eq!(n, [after], "{sql} after {change}");
+    }
+    let prepared_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let mut prepared = client
+        .prepare("SELECT CAST(now() AS BIGINT) AS n".into(), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let info = prepared.execute().await.unwrap();
+    let now = column_i64(&fetch(&mut client, info).await.unwrap(), "n")[0];
+    let waited = now - i64::try_from(prepared_at.as_nanos()).unwrap();
+    assert!(
+        waited >= 1_400_000_000,
+        "now() is the execution's instant, not the preparation's: {waited} ns later"
+    );
+}

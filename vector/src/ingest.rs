@@ -617,9 +617,7 @@ pub async fn prune_sources(dataset: Arc<lance::Dataset>, keep: &[String]) -> Res
         }
     }
     if rows > 0 {
-        lance::dataset::DeleteBuilder::from_expr(dataset, predicate)
-            .execute()
-            .await?;
+        crate::table::delete_rows(dataset, predicate).await?;
     }
     Ok((sources.len() as u64, rows))
 }

@@ -19,9 +19,9 @@ use lance::io::ObjectStoreParams;
 
 use crate::error::{Error, Result};
 
-/// The Lance transaction property that records the user who committed (set on the writes
-/// this module commits itself: creates, appends and MERGE's delete-and-append; Lance's
-/// `DeleteBuilder` and `UpdateBuilder` take no properties).
+/// The Lance transaction property that records the user who committed: set on every commit
+/// a user's request makes (creates, appends, deletes, updates, MERGE, index builds); not on
+/// compactions and restores (Lance's `compact_files` and `restore` take no properties).
 pub const COMMITTED_BY: &str = "lakehouse.committed_by";
 
 /// The transaction properties that record the committing user ([`COMMITTED_BY`]), when the
@@ -29,6 +29,34 @@ pub const COMMITTED_BY: &str = "lakehouse.committed_by";
 fn committed_by() -> Option<Arc<HashMap<String, String>>> {
     lakehouse_catalog::commit_user()
         .map(|user| Arc::new(HashMap::from([(COMMITTED_BY.to_string(), user)])))
+}
+
+/// Deletes the rows of `dataset` that `filter` selects (a DataFusion expression over the
+/// dataset's columns, `_rowid` included), as one Lance commit: Lance's `DeleteBuilder`
+/// staged, then committed with the committing user ([`COMMITTED_BY`]) and the deleted
+/// rows' addresses (for Lance's row-level conflict resolution). Returns the rows deleted.
+///
+/// # Errors
+/// [`Error::Lance`], e.g. when a concurrent commit conflicts (nothing is applied then).
+pub async fn delete_rows(
+    dataset: Arc<lance::Dataset>,
+    filter: datafusion::prelude::Expr,
+) -> Result<u64> {
+    use lance::dataset::{CommitBuilder, DeleteBuilder};
+    let staged = DeleteBuilder::from_expr(Arc::clone(&dataset), filter)
+        .execute_uncommitted()
+        .await?;
+    if staged.num_deleted_rows == 0 {
+        return Ok(0);
+    }
+    let mut transaction = staged.transaction;
+    transaction.transaction_properties = committed_by();
+    let mut commit = CommitBuilder::new(dataset);
+    if let Some(rows) = staged.affected_rows {
+        commit = commit.with_affected_rows(rows);
+    }
+    commit.execute(transaction).await?;
+    Ok(staged.num_deleted_rows)
 }
 
 /// Where Lance datasets live: the catalog's storage root and its storage options.
@@ -583,15 +611,18 @@ impl LanceStore {
             ),
         };
         let columns = [column];
-        dataset
+        let mut builder = dataset
             .create_index_builder(&columns, index_type, params.as_ref())
             .name(name.into())
             .replace(true)
             .progress(Arc::new(LogProgress {
                 index: name.to_string(),
                 started,
-            }))
-            .await?;
+            }));
+        if let Some(properties) = committed_by() {
+            builder = builder.transaction_properties(properties.as_ref().clone());
+        }
+        builder.await?;
         Ok(started.elapsed().as_secs_f64())
     }
 

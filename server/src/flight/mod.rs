@@ -78,6 +78,10 @@ pub struct LakehouseFlightSql {
     /// restart, a second DoGet, more than [`PLAN_CACHE_TTL`] later) is planned again at its
     /// pinned versions.
     plans: moka::sync::Cache<bytes::Bytes, Arc<PlannedQuery>>,
+    /// Plans made by CreatePreparedStatement to describe a query, keyed by the prepared
+    /// statement handle: the GetFlightInfo that follows runs it when the tables are unchanged
+    /// (taken out, so each plan runs once; at most [`PREPARED_PLAN_TTL`] later).
+    prepared: moka::sync::Cache<bytes::Bytes, Arc<PlannedQuery>>,
 }
 
 /// Marks a GetFlightInfo made to answer GetSchema: its plan is not kept for a DoGet.
@@ -93,6 +97,8 @@ fn keeps_plan<T>(request: &Request<T>) -> bool {
 pub const PLAN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 /// How many plans wait for their DoGet at most (the oldest go first).
 pub const PLAN_CACHE_ENTRIES: u64 = 1024;
+/// How long a plan made by CreatePreparedStatement waits for the handle's GetFlightInfo.
+pub const PREPARED_PLAN_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl LakehouseFlightSql {
     /// A service over `engine`.
@@ -113,6 +119,10 @@ impl LakehouseFlightSql {
             plans: moka::sync::Cache::builder()
                 .max_capacity(PLAN_CACHE_ENTRIES)
                 .time_to_live(PLAN_CACHE_TTL)
+                .build(),
+            prepared: moka::sync::Cache::builder()
+                .max_capacity(PLAN_CACHE_ENTRIES)
+                .time_to_live(PREPARED_PLAN_TTL)
                 .build(),
         })
     }

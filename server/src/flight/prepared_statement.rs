@@ -5,7 +5,11 @@
 //! any bound parameter values (Arrow IPC). Binding parameters (DoPut) answers with a new handle
 //! that includes them, as Flight SQL's `DoPutPreparedStatementResult` allows; closing frees
 //! nothing, and any replica can execute a handle. Each execution plans against the newest
-//! versions (GetFlightInfo pins them into its ticket, as for plain statements).
+//! versions (GetFlightInfo pins them into its ticket, as for plain statements) — except that
+//! the first GetFlightInfo after CreatePreparedStatement runs the plan CreatePreparedStatement
+//! made to describe the result, when the query has no parameters, calls no time-dependent
+//! function and every table it read is still at the version it planned against
+//! ([`crate::query::QueryEngine::is_current`]).
 
 use std::sync::Arc;
 
@@ -74,8 +78,12 @@ pub(super) async fn create(
         default_schema: default_schema.to_string(),
         parameters: Vec::new(),
     };
+    let handle: bytes::Bytes = handle.encode_to_vec().into();
+    if let Some(planned) = described.planned {
+        service.prepared.insert(handle.clone(), Arc::new(planned));
+    }
     Ok(ActionCreatePreparedStatementResult {
-        prepared_statement_handle: handle.encode_to_vec().into(),
+        prepared_statement_handle: handle,
         dataset_schema: ipc_schema(&described.dataset_schema)?,
         parameter_schema: ipc_schema(&described.parameter_schema)?,
     })
@@ -167,6 +175,26 @@ pub(super) async fn get_flight_info(
     let handle = decode_handle(&query.prepared_statement_handle)?;
     let principal = super::principal(&request)?.clone();
     let keep_plan = super::keeps_plan(&request);
+    // The plan CreatePreparedStatement made runs if every table it read is unchanged (ADBC's
+    // DB-API prepares each new query text and executes it at once).
+    let described = match &handle.parameters {
+        Some(_) => None,
+        None => service.prepared.remove(&query.prepared_statement_handle),
+    };
+    if let Some(planned) = described
+        && service.engine.is_current(&planned).await?
+    {
+        let info = statement_query::planned_flight_info(
+            service,
+            planned,
+            keep_plan,
+            handle.sql,
+            handle.schema,
+            None,
+            request.into_inner(),
+        )?;
+        return Ok(Response::new(info));
+    }
     let info = statement_query::plan_flight_info(
         service,
         &principal,

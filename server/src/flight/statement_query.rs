@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 use super::{BoxStream, LakehouseFlightSql, flight_info};
 use crate::auth::Principal;
 use crate::error::Error;
-use crate::query::{Pins, TablePin, params};
+use crate::query::{Pins, PlannedQuery, TablePin, params};
 
 pub(super) async fn get_flight_info(
     service: &LakehouseFlightSql,
@@ -83,6 +83,29 @@ pub(super) async fn plan_flight_info(
             parameters.as_ref(),
         )
         .await?;
+    planned_flight_info(
+        service,
+        Arc::new(planned),
+        keep_plan,
+        sql,
+        default_schema,
+        parameters,
+        descriptor,
+    )
+}
+
+/// The FlightInfo of a query already planned (`planned`, from `sql` with `parameters`): its
+/// ticket pins the versions the plan read and carries the parameters; with `keep_plan`, the
+/// plan waits for the ticket's DoGet in the plan cache.
+pub(super) fn planned_flight_info(
+    service: &LakehouseFlightSql,
+    planned: Arc<PlannedQuery>,
+    keep_plan: bool,
+    sql: String,
+    default_schema: SchemaName,
+    parameters: Option<RecordBatch>,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
     let parameters = match &parameters {
         Some(batch) => params::encode_parameters(batch)?,
         None => Vec::new(),
@@ -114,7 +137,7 @@ pub(super) async fn plan_flight_info(
     if keep_plan {
         service
             .plans
-            .insert(ticket.statement_handle.clone(), Arc::new(planned));
+            .insert(ticket.statement_handle.clone(), planned);
     }
     flight_info(&schema, ticket.as_any().encode_to_vec(), descriptor)
 }

@@ -391,12 +391,15 @@ impl QueryEngine {
 
     /// Plans a query statement to a logical plan in a fresh session (see
     /// [`QueryEngine::plan`]).
+    ///
+    /// Also answers whether the plan depends on the catalog's listing (information_schema, or a
+    /// function that lists tables), which pins do not capture.
     async fn logical(
         &self,
         statement: &Statement,
         default_schema: &SchemaName,
         pins: &Pins,
-    ) -> Result<(SessionContext, LogicalPlan)> {
+    ) -> Result<(SessionContext, LogicalPlan, bool)> {
         let statement = match statement.parsed() {
             Some(s) => s.clone(),
             None => return Err(ensure_query_error("CREATE TABLE")),
@@ -419,7 +422,7 @@ impl QueryEngine {
             .with_allow_dml(false)
             .with_allow_statements(false)
             .verify_plan(&logical)?;
-        Ok((ctx, logical))
+        Ok((ctx, logical, listing))
     }
 
     /// Plans `sql` (a query, `EXPLAIN`, or `SHOW`) without running it, with `parameters` (a
@@ -456,7 +459,7 @@ impl QueryEngine {
         pins: Pins,
         parameters: Option<&RecordBatch>,
     ) -> Result<PlannedQuery> {
-        let (ctx, logical) = self.logical(statement, default_schema, &pins).await?;
+        let (ctx, logical, _) = self.logical(statement, default_schema, &pins).await?;
         Self::physical(ctx, logical, parameters, &pins).await
     }
 
@@ -509,21 +512,71 @@ impl QueryEngine {
                 parameter_schema: self
                     .change_parameter_schema(&statement, default_schema)
                     .await?,
+                planned: None,
             });
         }
         let pins = Pins::default();
-        let (ctx, logical) = self.logical(&statement, default_schema, &pins).await?;
+        let (ctx, logical, listing) = self.logical(&statement, default_schema, &pins).await?;
         let parameter_schema = params::parameter_schema(&logical)?;
-        let dataset_schema = if parameter_schema.fields().is_empty() {
-            Self::physical(ctx, logical, None, &pins).await?.schema()
-        } else {
-            let schema: SchemaRef = Arc::new(logical.schema().as_arrow().clone());
-            wire_schema(&schema).unwrap_or(schema)
-        };
+        if parameter_schema.fields().is_empty() {
+            let reusable = !listing && !calls_changing_functions(&logical)?;
+            let planned = Self::physical(ctx, logical, None, &pins).await?;
+            return Ok(Described {
+                dataset_schema: planned.schema(),
+                parameter_schema,
+                planned: reusable.then_some(planned),
+            });
+        }
+        let schema: SchemaRef = Arc::new(logical.schema().as_arrow().clone());
         Ok(Described {
-            dataset_schema,
+            dataset_schema: wire_schema(&schema).unwrap_or(schema),
             parameter_schema,
+            planned: None,
         })
+    }
+
+    /// Whether `planned` still reads the newest version of every table it read at its newest
+    /// version (`AS OF` pins never move): for each such table, the catalog's head (checked
+    /// against storage, [`Catalog::table`]) is the pinned version and, for a Lance table, the
+    /// dataset's latest version is the pinned Lance version. A plan that is current answers
+    /// exactly what planning again would.
+    ///
+    /// # Errors
+    /// The catalog's storage and manifest errors; Lance's when the latest version cannot be
+    /// read. A table dropped since is not an error: the plan is not current.
+    pub async fn is_current(&self, planned: &PlannedQuery) -> Result<bool> {
+        let tables = planned
+            .ctx
+            .state()
+            .config()
+            .get_extension::<lakehouse_vector::session::SessionTables>();
+        for ((table, as_of), pin) in &planned.pins {
+            if *as_of != lakehouse_catalog::AsOf::Latest {
+                continue;
+            }
+            match self.catalog.table(table).await {
+                Ok(head) if head.version == pin.version => {}
+                Ok(_) | Err(lakehouse_catalog::Error::TableNotFound(_)) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(version) = pin.lance_version {
+                let dataset = tables
+                    .as_ref()
+                    .and_then(|t| t.get(table))
+                    .and_then(|resolved| resolved.dataset);
+                let Some(dataset) = dataset else {
+                    return Ok(false);
+                };
+                let latest = dataset
+                    .latest_version_id()
+                    .await
+                    .map_err(lakehouse_vector::Error::from)?;
+                if latest != version {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -542,13 +595,42 @@ pub fn update_count_query(rows: i64) -> String {
     format!("SELECT arrow_cast({rows}, 'UInt64') AS count")
 }
 
+/// Whether `plan` (before optimization) calls a scalar function that is not immutable, such as
+/// `now()` (stable: the optimizer folds it to the planning instant) or `random()`: such a plan
+/// is not run later in place of planning again.
+///
+/// # Errors
+/// None in practice (the walk does not fail); DataFusion's tree-walk error type.
+fn calls_changing_functions(plan: &LogicalPlan) -> Result<bool> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::{Expr, Volatility};
+    let mut found = false;
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility != Volatility::Immutable
+                {
+                    found = true;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(found)
+}
+
 /// What [`QueryEngine::describe`] reports for a prepared statement.
-#[derive(Debug, Clone)]
 pub struct Described {
     /// Schema of the result.
     pub dataset_schema: SchemaRef,
     /// Parameters `$1..$n` with their inferred types ([`params::parameter_schema`]).
     pub parameter_schema: SchemaRef,
+    /// The plan made to learn `dataset_schema`, for a query without parameters whose plan
+    /// pins capture everything it read (not a listing): it may run instead of planning again
+    /// while [`QueryEngine::is_current`] holds.
+    pub planned: Option<PlannedQuery>,
 }
 
 /// DataFusion's `statement_to_plan`, except that a table it could not resolve is reported as

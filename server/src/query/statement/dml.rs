@@ -193,12 +193,11 @@ impl QueryEngine {
         check_target(&table, &manifest)?;
         if let Some(lance) = &manifest.lance {
             let dataset = self.lance_store().open(&lance.location).await?;
-            let result = lance::dataset::DeleteBuilder::new(dataset, "true")
-                .execute()
-                .await
-                .map_err(lakehouse_vector::Error::from)?;
-            tracing::info!(%table, rows = result.num_deleted_rows, "truncated Lance table");
-            return Ok(result.num_deleted_rows as i64);
+            let rows =
+                lakehouse_vector::table::delete_rows(dataset, datafusion::prelude::lit(true))
+                    .await?;
+            tracing::info!(%table, rows, "truncated Lance table");
+            return Ok(rows as i64);
         }
         let committed = self.catalog().commit(&table, Change::Truncate).await?;
         let removed = manifest.total_rows;
@@ -469,21 +468,11 @@ impl QueryEngine {
         let (ctx, plan) = self
             .plan_on_target(&sql, manifest, provider, None, default_schema)
             .await?;
-        let inferred = params::parameter_schema(&plan)?;
-        let fields: Vec<Field> = inferred
-            .fields()
-            .iter()
-            .map(|f| match query.placeholder_types.get(f.name()) {
-                Some(t) if f.data_type() == &DataType::Null => {
-                    Field::new(f.name(), t.clone(), true)
-                }
-                _ => f.as_ref().clone(),
-            })
-            .collect();
+        let parameters = query.parameter_schema(&plan)?;
         Ok(Selection {
             ctx,
             plan,
-            parameters: Arc::new(Schema::new(fields)),
+            parameters,
             actions,
         })
     }
@@ -523,12 +512,16 @@ impl QueryEngine {
         Ok((ctx, plan))
     }
 
-    /// DELETE or UPDATE of a Lance table, one Lance commit: the affected rows' `_rowid`s are
-    /// found by DataFusion over Lance's own `TableProvider` (so WHERE may use subqueries and
-    /// USING tables), then Lance's `DeleteBuilder` / `UpdateBuilder` apply the change to
-    /// exactly those rows. UPDATE's SET expressions are evaluated by Lance over the row's own
-    /// columns (no FROM, no bound parameters). On a document table the columns that
-    /// `lakehouse ingest --embed` owns cannot be updated.
+    /// DELETE or UPDATE of a Lance table, one Lance commit, with the user recorded in the
+    /// transaction ([`lakehouse_vector::table::COMMITTED_BY`]).
+    ///
+    /// DELETE: the affected rows' `_rowid`s are found by DataFusion over Lance's own
+    /// `TableProvider` (so WHERE may use subqueries and USING tables), then Lance's
+    /// `DeleteBuilder` deletes exactly those rows (deletion files). UPDATE runs the same one
+    /// selection query as for Parquet tables — every column's new value evaluated by
+    /// DataFusion, so SET may use FROM tables, subqueries and bound parameters — and
+    /// [`QueryEngine::rewrite_lance`] deletes the old rows and appends the new ones. On a
+    /// document table the columns that `lakehouse ingest --embed` owns cannot be updated.
     async fn change_lance_rows(
         &self,
         change: &RowChange,
@@ -539,20 +532,22 @@ impl QueryEngine {
     ) -> Result<i64> {
         use datafusion::prelude::{col, lit};
         let lance = manifest.lance.as_ref().expect("a Lance table");
-        let (from, selection, assignments) = match &change.kind {
-            ChangeKind::Delete { from, selection } => (from, selection, None),
+        let (from, selection) = match &change.kind {
+            ChangeKind::Delete { from, selection } => (from, selection),
             ChangeKind::Update {
                 assignments,
                 from,
                 selection,
             } => {
-                if !from.is_empty() {
-                    return Err(Error::invalid(format!(
-                        "UPDATE ... FROM is not supported on Lance table {table}; use a \
-                         subquery in WHERE"
-                    )));
-                }
-                (from, selection, Some(assignments))
+                return self
+                    .update_lance(
+                        change,
+                        manifest,
+                        default_schema,
+                        parameters,
+                        (assignments, from, selection),
+                    )
+                    .await;
             }
             ChangeKind::Merge {
                 source,
@@ -570,33 +565,7 @@ impl QueryEngine {
                     .await;
             }
         };
-        let schema = manifest.arrow_schema();
-        let mut updates = Vec::new();
         let alias = change.alias_sql(table);
-        if let Some(assignments) = assignments {
-            let mut query = SelectionQuery::new(change, table, &schema, &alias);
-            let values = query.assigned(assignments)?;
-            let document = schema.metadata().contains_key("lakehouse.chunk_size");
-            let mut values: Vec<_> = values.into_iter().collect();
-            values.sort_by_key(|(i, _)| *i);
-            for (index, value) in values {
-                let column = schema.field(index).name().clone();
-                if document && DOCUMENT_COLUMNS.contains(&column.as_str()) {
-                    return Err(Error::invalid(format!(
-                        "{table} is a document table: `{column}` belongs to `lakehouse ingest \
-                         --embed`, which chunks and embeds documents; re-ingest the document \
-                         to change it (UPDATE may change the copied columns)"
-                    )));
-                }
-                let text = value.to_string();
-                if value_has_placeholder(value) {
-                    return Err(Error::invalid(format!(
-                        "bound parameters in SET are not supported on Lance table {table}"
-                    )));
-                }
-                updates.push((column, text));
-            }
-        }
         let sql = format!(
             "SELECT {alias}.\"_rowid\" FROM {}.{}.{} AS {alias}{}{}",
             quote(DML_CATALOG),
@@ -635,38 +604,70 @@ impl QueryEngine {
             return Ok(0);
         }
         let filter = col("_rowid").in_list(ids.iter().map(|id| lit(*id)).collect(), false);
-        let lance_error = |e: lance::Error| Error::from(lakehouse_vector::Error::from(e));
-        let count = if updates.is_empty() {
-            lance::dataset::DeleteBuilder::from_expr(dataset, filter)
-                .execute()
-                .await
-                .map_err(lance_error)?
-                .num_deleted_rows
-        } else {
-            let mut builder = lance::dataset::UpdateBuilder::new(dataset)
-                .update_where_expr(filter)
-                .map_err(lance_error)?;
-            for (column, value) in &updates {
-                builder = builder.set(column, value).map_err(lance_error)?;
-            }
-            builder
-                .build()
-                .map_err(lance_error)?
-                .execute()
-                .await
-                .map_err(lance_error)?
-                .rows_updated
-        };
-        tracing::info!(%table, rows = count, operation = ?change.operation, "Lance rows changed");
+        let count = lakehouse_vector::table::delete_rows(dataset, filter).await?;
+        tracing::info!(%table, rows = count, operation = ?change.operation, "Lance rows deleted");
         Ok(count as i64)
     }
 }
 
 impl QueryEngine {
-    /// MERGE into a Lance table, one Lance commit: the same one query as for Parquet tables
-    /// (target RIGHT JOIN source, each row carrying its action and new values) over Lance's
-    /// `TableProvider` with `_rowaddr`; the matched rows' addresses are deleted and the updated
-    /// and inserted rows appended by [`lakehouse_vector::table::LanceStore::delete_and_append`].
+    /// UPDATE of a Lance table: the selection query's rows (`_rowaddr`, the action, every
+    /// column's new value) rewritten by [`QueryEngine::rewrite_lance`].
+    async fn update_lance(
+        &self,
+        change: &RowChange,
+        manifest: &Manifest,
+        default_schema: &SchemaName,
+        parameters: Option<&RecordBatch>,
+        (assignments, from, selection): (&Vec<Assignment>, &Vec<TableWithJoins>, &Option<SqlExpr>),
+    ) -> Result<i64> {
+        let table = &manifest.table;
+        let schema = manifest.arrow_schema();
+        let alias = change.alias_sql(table);
+        let mut query = SelectionQuery::new(change, table, &schema, &alias);
+        let values = query.assigned(assignments)?;
+        let document = schema.metadata().contains_key("lakehouse.chunk_size");
+        let mut columns = Vec::with_capacity(schema.fields().len());
+        for (i, field) in schema.fields().iter().enumerate() {
+            match values.get(&i) {
+                Some(_) if document && DOCUMENT_COLUMNS.contains(&field.name().as_str()) => {
+                    return Err(Error::invalid(format!(
+                        "{table} is a document table: `{}` belongs to `lakehouse ingest \
+                         --embed`, which chunks and embeds documents; re-ingest the document \
+                         to change it (UPDATE may change the copied columns)",
+                        field.name()
+                    )));
+                }
+                Some(value) => columns.push(format!("({value}) AS {}", quote(field.name()))),
+                None => columns.push(query.column(i)),
+            }
+        }
+        let sql = format!(
+            "SELECT {alias}.\"_rowaddr\", CAST(1 AS INT) AS {}, {} FROM {}.{}.{} AS {alias}{}{}",
+            quote(ACTION_COLUMN),
+            columns.join(", "),
+            quote(DML_CATALOG),
+            quote(DML_SCHEMA),
+            quote(table.table.as_str()),
+            from_list(from),
+            where_clause(selection)
+        );
+        let actions = [Action::Nothing, Action::Update];
+        self.rewrite_lance(
+            change,
+            manifest,
+            default_schema,
+            parameters,
+            &query,
+            &sql,
+            &actions,
+        )
+        .await
+    }
+
+    /// MERGE into a Lance table: the same one query as for Parquet tables (target RIGHT JOIN
+    /// source, each row carrying its action and new values) over Lance's `TableProvider` with
+    /// `_rowaddr`, rewritten by [`QueryEngine::rewrite_lance`].
     async fn merge_lance(
         &self,
         change: &RowChange,
@@ -676,7 +677,6 @@ impl QueryEngine {
         (source, on, clauses): (&String, &SqlExpr, &Vec<MergeClause>),
     ) -> Result<i64> {
         let table = &manifest.table;
-        let lance = manifest.lance.as_ref().expect("a Lance table");
         if manifest
             .schema
             .arrow
@@ -688,9 +688,6 @@ impl QueryEngine {
                  MERGE is not supported on it (DELETE and UPDATE of copied columns are)"
             )));
         }
-        let store = self.lance_store();
-        let dataset = store.open(&lance.location).await?;
-        let lance_schema: SchemaRef = Arc::new(Schema::from(dataset.schema()));
         let schema = manifest.arrow_schema();
         let alias = change.alias_sql(table);
         let mut query = SelectionQuery::new(change, table, &schema, &alias);
@@ -706,6 +703,46 @@ impl QueryEngine {
             quote(DML_SCHEMA),
             quote(table.table.as_str()),
         );
+        self.rewrite_lance(
+            change,
+            manifest,
+            default_schema,
+            parameters,
+            &query,
+            &sql,
+            &merge.actions,
+        )
+        .await
+    }
+
+    /// Runs `sql` — a selection query over the Lance target (`_rowaddr`, then each row's
+    /// action as an index into `actions`, then every column's new value, as
+    /// [`walk_selection`] reads them) — over the newest dataset, and commits its outcome as
+    /// one Lance commit: the addresses of deleted and updated rows deleted, updated and
+    /// inserted rows appended ([`lakehouse_vector::table::LanceStore::delete_and_append`],
+    /// an `Update` transaction in `RewriteRows` mode as Lance's `UpdateBuilder` commits, with
+    /// the user recorded). Answers the rows affected.
+    ///
+    /// # Errors
+    /// Planning errors of `sql`; a cardinality violation when a target row is selected twice;
+    /// `InvalidData` when a new value does not convert to its column's type; Lance's errors
+    /// (a concurrent conflicting commit). Nothing is written on error.
+    #[allow(clippy::too_many_arguments)]
+    async fn rewrite_lance(
+        &self,
+        change: &RowChange,
+        manifest: &Manifest,
+        default_schema: &SchemaName,
+        parameters: Option<&RecordBatch>,
+        query: &SelectionQuery<'_>,
+        sql: &str,
+        actions: &[Action],
+    ) -> Result<i64> {
+        let table = &manifest.table;
+        let lance = manifest.lance.as_ref().expect("a Lance table");
+        let store = self.lance_store();
+        let dataset = store.open(&lance.location).await?;
+        let lance_schema: SchemaRef = Arc::new(Schema::from(dataset.schema()));
         let version = dataset.version().version;
         let provider = Arc::new(lance::datafusion::LanceTableProvider::new(
             Arc::clone(&dataset),
@@ -713,9 +750,9 @@ impl QueryEngine {
             true,
         ));
         let (ctx, plan) = self
-            .plan_on_target(&sql, manifest, provider, Some(version), default_schema)
+            .plan_on_target(sql, manifest, provider, Some(version), default_schema)
             .await?;
-        let expected = params::parameter_schema(&plan)?;
+        let expected = query.parameter_schema(&plan)?;
         let plan = bind(plan, parameters, &expected)?;
         let physical = ctx.state().create_physical_plan(&plan).await?;
         let mut stream = datafusion::physical_plan::execute_stream(physical, ctx.task_ctx())?;
@@ -725,7 +762,7 @@ impl QueryEngine {
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             let addrs = batch.column(0).as_primitive::<UInt64Type>();
-            let walked = walk_selection(&batch, 1, &merge.actions, |i| {
+            let walked = walk_selection(&batch, 1, actions, |i| {
                 if !addrs.is_null(i) && !addresses.insert(addrs.value(i)) {
                     return Err(cardinality_violation(change.operation, table));
                 }
@@ -743,7 +780,7 @@ impl QueryEngine {
                 rows.push(
                     RecordBatch::try_new(Arc::clone(&lance_schema), columns).map_err(|e| {
                         CatalogError::InvalidData {
-                            location: format!("MERGE into {table}"),
+                            location: format!("{} of {table}", statement_name(change.operation)),
                             message: e.to_string(),
                         }
                     })?,
@@ -755,7 +792,7 @@ impl QueryEngine {
             return Ok(0);
         }
         store.delete_and_append(dataset, &addresses, rows).await?;
-        tracing::info!(%table, rows = count, "Lance rows merged");
+        tracing::info!(%table, rows = count, operation = ?change.operation, "Lance rows rewritten");
         Ok(count as i64)
     }
 }
@@ -820,25 +857,6 @@ const DOCUMENT_COLUMNS: [&str; 6] = [
     "content_hash",
     "source",
 ];
-
-/// Whether `value` holds a `$n` / `?` placeholder anywhere.
-fn value_has_placeholder(value: &SqlExpr) -> bool {
-    use datafusion::sql::sqlparser::ast::{Visit, Visitor};
-    use std::ops::ControlFlow;
-    struct Placeholders;
-    impl Visitor for Placeholders {
-        type Break = ();
-        fn pre_visit_expr(&mut self, expr: &SqlExpr) -> ControlFlow<()> {
-            match expr {
-                SqlExpr::Value(v) if matches!(v.value, Value::Placeholder(_)) => {
-                    ControlFlow::Break(())
-                }
-                _ => ControlFlow::Continue(()),
-            }
-        }
-    }
-    value.visit(&mut Placeholders).is_break()
-}
 
 /// A planned row selection (see [`QueryEngine::selection_plan`]).
 struct Selection {
@@ -950,6 +968,23 @@ impl SelectionQuery<'_> {
             self.placeholder_types
                 .insert(name.clone(), self.schema.field(index).data_type().clone());
         }
+    }
+
+    /// The parameters of `plan` (planned from this query's SQL) with their inferred types,
+    /// except that a placeholder that is a column's whole new value has that column's type.
+    fn parameter_schema(&self, plan: &LogicalPlan) -> Result<SchemaRef> {
+        let inferred = params::parameter_schema(plan)?;
+        let fields: Vec<Field> = inferred
+            .fields()
+            .iter()
+            .map(|f| match self.placeholder_types.get(f.name()) {
+                Some(t) if f.data_type() == &DataType::Null => {
+                    Field::new(f.name(), t.clone(), true)
+                }
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        Ok(Arc::new(Schema::new(fields)))
     }
 
     /// SET assignments by column index.
