@@ -87,6 +87,9 @@ impl MaintenanceOptions {
 #[derive(Debug, Default)]
 pub struct Compactions(Mutex<HashSet<TableRef>>);
 
+/// How many compactions one automatic-compaction task runs at most, one after another.
+pub const AUTO_COMPACTION_ROUNDS: usize = 8;
+
 /// A parsed `OPTIMIZE` or `VACUUM`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Maintenance {
@@ -298,7 +301,10 @@ impl QueryEngine {
 impl QueryEngine {
     /// After a commit to `table` that produced `manifest`: starts a background compaction
     /// when automatic compaction is on and a threshold is passed, unless one is running for
-    /// that table. It never blocks the caller; a failed or conflicting compaction is logged.
+    /// that table — that one looks at the head again when it ends and compacts again while a
+    /// threshold is passed and it made progress (at most [`AUTO_COMPACTION_ROUNDS`] times), so
+    /// files committed while it ran are not left behind. It never blocks the caller; a failed
+    /// or conflicting compaction is logged.
     pub fn after_commit(&self, table: &TableRef, manifest: &Manifest) {
         let options = self.maintenance();
         if !options.auto_compact || !options.wants_compaction(manifest) {
@@ -316,12 +322,39 @@ impl QueryEngine {
         let engine = self.clone();
         let table = table.clone();
         tokio::spawn(async move {
-            let compaction = engine.maintenance().compaction();
-            match engine.catalog().compact(&table, &compaction).await {
-                Ok(report) => {
-                    tracing::info!(%table, files = report.files_removed, "automatic compaction")
+            let options = engine.maintenance();
+            let compaction = options.compaction();
+            for _ in 0..AUTO_COMPACTION_ROUNDS {
+                let progressed = match engine.catalog().compact(&table, &compaction).await {
+                    Ok(report) => {
+                        tracing::info!(%table, files = report.files_removed, "automatic compaction");
+                        report.files_removed > 0
+                    }
+                    Err(e) => {
+                        tracing::info!(%table, error = %e, "automatic compaction not applied");
+                        matches!(e, CatalogError::ConcurrentChange { .. })
+                    }
+                };
+                // Commits made while this ran started no compaction of their own (one per
+                // table at a time): look at the head again, after leaving the set, so a commit
+                // from now on starts its own.
+                engine.compactions().0.lock().expect("lock").remove(&table);
+                let again = progressed
+                    && engine
+                        .catalog()
+                        .table(&table)
+                        .await
+                        .is_ok_and(|head| options.wants_compaction(&head));
+                if !again
+                    || !engine
+                        .compactions()
+                        .0
+                        .lock()
+                        .expect("lock")
+                        .insert(table.clone())
+                {
+                    return;
                 }
-                Err(e) => tracing::info!(%table, error = %e, "automatic compaction not applied"),
             }
             engine.compactions().0.lock().expect("lock").remove(&table);
         });
