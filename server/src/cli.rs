@@ -271,6 +271,13 @@ pub struct IngestArgs {
     #[arg(long, requires = "embed")]
     pub prune: bool,
 
+    /// Files sent at once [default: the number of cores]. With several files, the first
+    /// runs alone (it may create the table) and the others follow N at a time, each its own
+    /// commit; the rows end up the same as one at a time. `--mode replace`, `--mode upsert`
+    /// and --embed send one file at a time (there, the order of the files decides the rows).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+
     /// Files and directories to ingest, each file committed as its own version. Directories
     /// are searched recursively for files of the formats above (hidden ones skipped); their
     /// files' source is the path relative to the directory. A file whose content is already
@@ -645,14 +652,18 @@ fn collect_inputs(paths: &[std::path::PathBuf], embed: bool) -> Result<Vec<Input
 
 /// Progress of `lakehouse ingest`: per-file upload bars for large row files; for documents,
 /// one bar over documents and one over chunks (hidden when stderr is not a terminal).
+///
+/// With several row files, a total bar over all their bytes shows MB/s and, as files finish,
+/// rows and rows/s.
 struct IngestBars {
     multi: indicatif::MultiProgress,
     documents: Option<indicatif::ProgressBar>,
     chunks: Option<indicatif::ProgressBar>,
+    total: Option<indicatif::ProgressBar>,
 }
 
 impl IngestBars {
-    fn new(embed: bool, files: usize) -> Self {
+    fn new(embed: bool, files: usize, bytes: u64) -> Self {
         let multi = indicatif::MultiProgress::new();
         let bar = |template: &str, len: u64| {
             let bar = multi.add(indicatif::ProgressBar::new(len));
@@ -677,11 +688,82 @@ impl IngestBars {
         } else {
             (None, None)
         };
+        let total = (!embed && files > 1).then(|| {
+            let total = bar(
+                "total     [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {elapsed} {msg}",
+                bytes,
+            );
+            total.set_message(format!("0 of {files} files"));
+            total
+        });
         Self {
             multi,
             documents,
             chunks,
+            total,
         }
+    }
+
+    /// Reports on the total bar that `done` of `files` files finished, `rows` rows in all.
+    fn file_done(&self, (done, files): (usize, usize), rows: u64, started: std::time::Instant) {
+        if let Some(total) = &self.total {
+            let seconds = started.elapsed().as_secs_f64().max(1e-9);
+            total.set_message(format!(
+                "{done} of {files} files, {rows} rows, {:.0} rows/s",
+                rows as f64 / seconds
+            ));
+        }
+    }
+
+    /// Sends one file (`size` bytes) with its own upload bar (files over
+    /// [`PROGRESS_BAR_BYTES`]), moving the total and document bars as it goes.
+    async fn send(
+        &self,
+        client: &mut lakehouse_client::Client,
+        path: &std::path::Path,
+        size: u64,
+        options: &lakehouse_client::IngestFileOptions,
+    ) -> std::result::Result<lakehouse_client::IngestFileResult, lakehouse_client::Error> {
+        let upload = self.upload_bar(path, size);
+        let file_bars = self.documents.clone().zip(self.chunks.clone());
+        // Where the bars stood when this file started (document files go one at a time).
+        let mark = file_bars
+            .as_ref()
+            .map_or((0, 0), |(d, c)| (d.position(), c.position()));
+        let progress = {
+            let upload = upload.clone();
+            let total = self.total.clone();
+            let file_bars = file_bars.clone();
+            let name = path.display().to_string();
+            let mut reported = 0;
+            move |p: lakehouse_client::IngestProgress| match p {
+                lakehouse_client::IngestProgress::Uploaded(sent) => {
+                    if let Some(total) = &total {
+                        total.inc(sent - reported);
+                        reported = sent;
+                    }
+                    if let Some(bar) = &upload {
+                        bar.set_position(sent);
+                        if sent >= size {
+                            bar.set_message(format!("{name} parsing and committing"));
+                        }
+                    }
+                }
+                lakehouse_client::IngestProgress::Server(report) => {
+                    if let Some(bars) = &file_bars {
+                        show_file(bars, mark, &report, report.documents_unchanged);
+                    }
+                }
+            }
+        };
+        let result = client.ingest_file(path, options, progress).await;
+        if let Some(bar) = &upload {
+            bar.finish_and_clear();
+        }
+        if let (Some(file_bars), Ok(result)) = (&file_bars, &result) {
+            show_file(file_bars, mark, result, result.documents.max(1));
+        }
+        result
     }
 
     /// Prints a line above the bars.
@@ -740,11 +822,12 @@ struct DocumentTotals {
 }
 
 async fn ingest(args: IngestArgs) -> Result<()> {
+    use futures::StreamExt;
     use lakehouse_client::{DocumentOptions, FileFormat, IngestFileOptions, IngestMode};
     let embed = args.embed.is_some();
     let inputs = collect_inputs(&args.files, embed)?;
-    let mut client = args.connection.connect().await?;
-    let mut options = IngestFileOptions {
+    let client = args.connection.connect().await?;
+    let options = IngestFileOptions {
         table: args.table.clone(),
         mode: match args.mode {
             IngestModeArg::Auto => IngestMode::Unspecified,
@@ -767,61 +850,61 @@ async fn ingest(args: IngestArgs) -> Result<()> {
         csv_delimiter: args.delimiter,
         documents: None,
     };
-    let bars = IngestBars::new(embed, inputs.len());
+    let jobs = match (embed, args.mode) {
+        (true, _) | (false, IngestModeArg::Replace | IngestModeArg::Upsert) => 1,
+        _ => args.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get()),
+            usize::from,
+        ),
+    };
+    let sizes: Vec<u64> = inputs
+        .iter()
+        .map(|i| std::fs::metadata(&i.path).map(|m| m.len()).unwrap_or(0))
+        .collect();
+    let bars = IngestBars::new(embed, inputs.len(), sizes.iter().sum());
     let started = std::time::Instant::now();
     let mut totals = DocumentTotals::default();
+    let mut rows = 0u64;
+    let mut done = 0;
     let mut failed = 0;
-    for input in &inputs {
-        let path = &input.path;
-        if let Some(column) = &args.embed {
-            options.documents = Some(DocumentOptions {
-                source: input.source.clone(),
-                text_column: column.clone(),
-                id_column: args.id_column.clone().unwrap_or_default(),
-                chunk_size: args.chunk_size.unwrap_or(0),
-                chunk_overlap: args.chunk_overlap,
-                model: args.model.clone().unwrap_or_default(),
-            });
-        }
-        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let upload = bars.upload_bar(path, size);
-        let file_bars = bars.documents.clone().zip(bars.chunks.clone());
-        // Where the bars stood when this file started.
-        let mark = file_bars
-            .as_ref()
-            .map_or((0, 0), |(d, c)| (d.position(), c.position()));
-        let in_progress = file_bars.clone();
-        let progress = {
-            let upload = upload.clone();
-            move |p: lakehouse_client::IngestProgress| match p {
-                lakehouse_client::IngestProgress::Uploaded(sent) => {
-                    if let Some(bar) = &upload {
-                        bar.set_position(sent);
-                        if sent >= size {
-                            bar.set_message("parsing and committing");
-                        }
-                    }
-                }
-                lakehouse_client::IngestProgress::Server(report) => {
-                    if let Some(bars) = &in_progress {
-                        show_file(bars, mark, &report, report.documents_unchanged);
-                    }
-                }
+    let options = &options;
+    let args = &args;
+    let send = |i: usize| {
+        let (input, size) = (&inputs[i], sizes[i]);
+        let mut client = client.clone();
+        let bars = &bars;
+        async move {
+            let mut options = options.clone();
+            if let Some(column) = &args.embed {
+                options.documents = Some(DocumentOptions {
+                    source: input.source.clone(),
+                    text_column: column.clone(),
+                    id_column: args.id_column.clone().unwrap_or_default(),
+                    chunk_size: args.chunk_size.unwrap_or(0),
+                    chunk_overlap: args.chunk_overlap,
+                    model: args.model.clone().unwrap_or_default(),
+                });
             }
-        };
-        let result = client.ingest_file(path, &options, progress).await;
-        if let Some(bar) = &upload {
-            bar.finish_and_clear();
+            (
+                input,
+                bars.send(&mut client, &input.path, size, &options).await,
+            )
         }
+    };
+    // The first file alone (it may create the table), then the others `jobs` at a time.
+    let first = futures::stream::iter((!inputs.is_empty()).then_some(0)).then(&send);
+    let rest = futures::stream::iter(1..inputs.len())
+        .map(&send)
+        .buffer_unordered(jobs);
+    let mut results = std::pin::pin!(first.chain(rest));
+    while let Some((input, result)) = results.next().await {
         match result {
             Ok(result) => {
-                if let Some(file_bars) = &file_bars {
-                    show_file(file_bars, mark, &result, result.documents.max(1));
-                    totals.documents += result.documents;
-                    totals.unchanged += result.documents_unchanged;
-                    totals.deleted += result.documents_deleted;
-                    totals.chunks += result.chunks;
-                }
+                rows += result.rows;
+                totals.documents += result.documents;
+                totals.unchanged += result.documents_unchanged;
+                totals.deleted += result.documents_deleted;
+                totals.chunks += result.chunks;
                 bars.println(&result.message);
             }
             Err(e) => {
@@ -833,12 +916,29 @@ async fn ingest(args: IngestArgs) -> Result<()> {
                     .status()
                     .map(|s| s.message().to_string())
                     .unwrap_or_else(|| e.to_string());
-                bars.eprintln(&format!("error: {}: {message}", path.display()));
+                bars.eprintln(&format!("error: {}: {message}", input.path.display()));
             }
         }
+        done += 1;
+        bars.file_done((done, inputs.len()), rows, started);
     }
-    for bar in [&bars.documents, &bars.chunks].into_iter().flatten() {
+    for bar in [&bars.documents, &bars.chunks, &bars.total]
+        .into_iter()
+        .flatten()
+    {
         bar.finish_and_clear();
+    }
+    if !embed && inputs.len() > 1 {
+        let seconds = started.elapsed().as_secs_f64().max(1e-9);
+        let bytes: u64 = sizes.iter().sum();
+        println!(
+            "{} files ({failed} failed), {rows} rows, {:.1} MB in {seconds:.1} s: {:.0} rows/s, \
+             {:.1} MB/s ({jobs} at a time)",
+            inputs.len(),
+            bytes as f64 / 1e6,
+            rows as f64 / seconds,
+            bytes as f64 / 1e6 / seconds,
+        );
     }
     if embed {
         let seconds = started.elapsed().as_secs_f64().max(1e-9);
@@ -866,6 +966,7 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     if args.prune {
         let keep = inputs.iter().map(|i| i.source.clone()).collect();
         let result = client
+            .clone()
             .prune_documents(&args.table, keep)
             .await
             .map_err(|e| {
