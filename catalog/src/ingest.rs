@@ -276,7 +276,7 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
                 .with_delimiter(spec.csv_delimiter);
             let (schema, _) = format
                 .infer_schema(BufReader::new(file), None)
-                .map_err(|e| csv_error(spec, None, e))?;
+                .map_err(|e| csv_error(path, spec, None, e))?;
             refine_csv_schema(path, spec, schema)?
         }
         FileFormat::NdJson => {
@@ -402,9 +402,9 @@ fn read_batches(
                 .with_delimiter(spec.csv_delimiter)
                 .with_batch_size(BATCH_ROWS)
                 .build_buffered(BufReader::new(file))
-                .map_err(|e| csv_error(spec, Some(schema), e))?;
+                .map_err(|e| csv_error(path, spec, Some(schema), e))?;
             for batch in reader {
-                if !sink(batch.map_err(|e| csv_error(spec, Some(schema), e))?) {
+                if !sink(batch.map_err(|e| csv_error(path, spec, Some(schema), e))?) {
                     break;
                 }
             }
@@ -440,21 +440,31 @@ fn read_batches(
     Ok(())
 }
 
-/// Rewrites arrow-csv's messages ("... for column 2 at line 17 ...") to name the column.
-fn csv_error(spec: &FileIngest, schema: Option<&SchemaRef>, e: arrow::error::ArrowError) -> Error {
+/// Rewrites arrow-csv's messages ("... for column 2 at line 17 ...") to name the file line and
+/// the column.
+///
+/// arrow-csv counts records, not lines: its value-parsing errors count data records, its
+/// field-count errors records with the header. A quoted field may span lines, so the record is
+/// mapped to the line it starts on by reading the file again with the `csv` crate (the same
+/// csv-core tokenizer), only on error.
+fn csv_error(
+    path: &Path,
+    spec: &FileIngest,
+    schema: Option<&SchemaRef>,
+    e: arrow::error::ArrowError,
+) -> Error {
     let message = e.to_string();
-    // arrow-csv's value-parsing errors count data records; errors from the csv crate count
-    // file lines. Report file lines: add the header line to the former.
-    let counts_records =
+    let data_record =
         message.contains("Error while parsing value") || message.contains("Error parsing column");
-    let header = if counts_records {
+    let header = if data_record {
         usize::from(spec.csv_header)
     } else {
         0
     };
-    let line = number_after(&message, "at line ")
+    let record = number_after(&message, "at line ")
         .or_else(|| number_after(&message, "for line "))
         .map(|n| n + header);
+    let line = record.map(|r| record_line(path, spec, r).unwrap_or(r));
     let column = number_after(&message, "for column ")
         .or_else(|| number_after(&message, "parsing column "))
         .and_then(|i| schema.and_then(|s| s.fields().get(i).map(|f| f.name().clone())));
@@ -464,6 +474,23 @@ fn csv_error(spec: &FileIngest, schema: Option<&SchemaRef>, e: arrow::error::Arr
         _ => spec.name.clone(),
     };
     Error::InvalidData { location, message }
+}
+
+/// The file line (from 1) on which record `record` (from 1, the header line counted) of the CSV
+/// file at `path` starts; `None` when the file has fewer records or cannot be read.
+fn record_line(path: &Path, spec: &FileIngest, record: usize) -> Option<usize> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(spec.csv_delimiter)
+        .from_reader(BufReader::new(File::open(path).ok()?));
+    let mut row = csv::ByteRecord::new();
+    for _ in 0..record {
+        if !reader.read_byte_record(&mut row).ok()? {
+            return None;
+        }
+    }
+    usize::try_from(row.position()?.line()).ok()
 }
 
 fn number_after(text: &str, marker: &str) -> Option<usize> {

@@ -231,6 +231,42 @@ async fn malformed_files_are_rejected_whole_with_file_line_and_column() {
         "{message}"
     );
 
+    // Quoted fields spanning lines before the bad row: the line named is the file's line.
+    let multi = write(
+        dir.path(),
+        "multi.csv",
+        "a,b\n1,\"two\nlines\"\n2,\"three\nmore\nlines\"\n3\n4,z\n",
+    );
+    let (code, message) = status(
+        &client
+            .ingest_file(&multi, &options("t"), |_| {})
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(message.starts_with("multi.csv line 7"), "{message}");
+    let multi_typed = write(
+        dir.path(),
+        "multi_typed.csv",
+        "a,b\n1,\"x\ny\"\n2,\"p\n\nq\"\nthree,z\n5,w\n",
+    );
+    let (code, message) = status(
+        &client
+            .ingest_file(&multi_typed, &opts, |_| {})
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(
+        message.starts_with("multi_typed.csv line 7, column `a`"),
+        "{message}"
+    );
+    assert_eq!(
+        data_file_count(&server, "t"),
+        files,
+        "nothing was committed"
+    );
+
     let json = write(dir.path(), "bad.json", "{\"a\": 1}\n{\"a\": 2\n");
     let (code, message) = status(
         &client
