@@ -171,9 +171,11 @@ impl Catalog {
     ) -> Result<IngestOutcome> {
         let path_buf = path.to_path_buf();
         let infer_spec = spec.clone();
+        let started = std::time::Instant::now();
         let inferred = tokio::task::spawn_blocking(move || infer_schema(&path_buf, &infer_spec))
             .await
             .expect("schema inference panicked")?;
+        tracing::info!(file = %spec.name, infer_ms = started.elapsed().as_millis(), "schema inferred");
         let schema = Arc::clone(&inferred.schema);
         // After inference, so bad input and bad overrides are reported even for known content.
         if mode != WriteMode::Create {
@@ -271,13 +273,21 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
     }
     let inferred = match spec.format {
         FileFormat::Csv => {
+            // Two whole-file passes at once, on two threads: arrow-csv's type inference, and
+            // the evidence that keeps numeric-looking columns as text.
             let format = arrow::csv::reader::Format::default()
                 .with_header(spec.csv_header)
                 .with_delimiter(spec.csv_delimiter);
-            let (schema, _) = format
-                .infer_schema(BufReader::new(file), None)
-                .map_err(|e| csv_error(path, spec, None, e))?;
-            refine_csv_schema(path, spec, schema)?
+            let (inferred, evidence) = std::thread::scope(|scope| {
+                let evidence = scope.spawn(|| text_evidence(path, spec));
+                let inferred = format
+                    .infer_schema(BufReader::new(file), None)
+                    .map_err(|e| csv_error(path, spec, None, e));
+                let evidence = evidence.join().expect("CSV evidence pass panicked");
+                (inferred, evidence)
+            });
+            let (schema, _) = inferred?;
+            refine_csv_schema(schema, &evidence?)
         }
         FileFormat::NdJson => {
             let mut reader = BufReader::new(file);
@@ -333,47 +343,63 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
     Ok(Inferred { schema, decode })
 }
 
-/// CSV refinement: numeric columns with leading zeros, or integers beyond `Int64`, stay Utf8.
-fn refine_csv_schema(path: &Path, spec: &FileIngest, schema: Schema) -> Result<Schema> {
-    let numeric: Vec<usize> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| matches!(f.data_type(), DataType::Int64 | DataType::Float64))
-        .map(|(i, _)| i)
-        .collect();
-    if numeric.is_empty() {
-        return Ok(schema);
-    }
-    let mut demote = vec![false; schema.fields().len()];
+/// Per CSV column, whether any value has a leading zero (`007`, `-01.5`) and whether any
+/// non-empty value does not parse as an `Int64`.
+#[derive(Debug, Clone, Copy, Default)]
+struct TextEvidence {
+    leading_zero: bool,
+    not_int64: bool,
+}
+
+/// One pass over the CSV file at `path` collecting [`TextEvidence`] for every column, whatever
+/// type inference gives it (so it can run beside inference).
+fn text_evidence(path: &Path, spec: &FileIngest) -> Result<Vec<TextEvidence>> {
+    let mut evidence: Vec<TextEvidence> = Vec::new();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(spec.csv_header)
         .delimiter(spec.csv_delimiter)
+        .flexible(true)
         .from_reader(BufReader::new(open(path, &spec.name)?));
-    let mut record = csv::StringRecord::new();
+    let mut record = csv::ByteRecord::new();
     while reader
-        .read_record(&mut record)
+        .read_byte_record(&mut record)
         .map_err(|e| invalid(spec, e.to_string()))?
     {
-        for &i in &numeric {
-            let Some(value) = record.get(i) else { continue };
-            let digits = value.strip_prefix('-').unwrap_or(value);
-            let leading_zero = digits.len() > 1
-                && digits.starts_with('0')
-                && digits.as_bytes()[1].is_ascii_digit();
-            let overflow = schema.field(i).data_type() == &DataType::Int64
-                && !value.is_empty()
-                && value.parse::<i64>().is_err();
-            if leading_zero || overflow {
-                demote[i] = true;
+        if evidence.len() < record.len() {
+            evidence.resize(record.len(), TextEvidence::default());
+        }
+        for (value, seen) in record.iter().zip(evidence.iter_mut()) {
+            if value.is_empty() || (seen.leading_zero && seen.not_int64) {
+                continue;
+            }
+            let digits = value.strip_prefix(b"-").unwrap_or(value);
+            if digits.len() > 1 && digits[0] == b'0' && digits[1].is_ascii_digit() {
+                seen.leading_zero = true;
+            }
+            if !seen.not_int64
+                && std::str::from_utf8(value).map_or(true, |v| v.parse::<i64>().is_err())
+            {
+                seen.not_int64 = true;
             }
         }
     }
+    Ok(evidence)
+}
+
+/// CSV refinement: numeric columns with leading zeros, or integers beyond `Int64`, stay Utf8
+/// (`evidence` from [`text_evidence`], by column position).
+fn refine_csv_schema(schema: Schema, evidence: &[TextEvidence]) -> Schema {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .zip(demote)
-        .map(|(f, demote)| {
+        .enumerate()
+        .map(|(i, f)| {
+            let seen = evidence.get(i).copied().unwrap_or_default();
+            let demote = match f.data_type() {
+                DataType::Int64 => seen.leading_zero || seen.not_int64,
+                DataType::Float64 => seen.leading_zero,
+                _ => false,
+            };
             let f = f.as_ref().clone();
             if demote {
                 f.with_data_type(DataType::Utf8)
@@ -382,7 +408,7 @@ fn refine_csv_schema(path: &Path, spec: &FileIngest, schema: Schema) -> Result<S
             }
         })
         .collect();
-    Ok(Schema::new(fields))
+    Schema::new(fields)
 }
 
 /// Reads the file in batches conforming to `schema`, handing each to `sink` until it returns

@@ -164,7 +164,9 @@ pub(super) async fn do_put(
         }
     };
     let spec = file_spec(&cmd, format)?;
+    let started = std::time::Instant::now();
     let (spool, sha256, received) = spool(&cmd, request).await?;
+    let upload_ms = started.elapsed().as_millis();
     let outcome = service
         .catalog()
         .ingest_file(
@@ -203,7 +205,8 @@ pub(super) async fn do_put(
             ..Default::default()
         },
     };
-    tracing::info!(%table, version = result.version, rows = result.rows, no_op = result.no_op, file = %cmd.file_name, "file ingested");
+    let ingest_ms = started.elapsed().as_millis() - upload_ms;
+    tracing::info!(%table, version = result.version, rows = result.rows, no_op = result.no_op, file = %cmd.file_name, bytes = received, upload_ms, ingest_ms, "file ingested");
     Ok(one_result(result.encode_to_vec()))
 }
 
