@@ -10,9 +10,14 @@
 //!    arrow-json's inference; nested objects become `parent.child` columns
 //!    ([`RecordBatch::normalize`]). Parquet carries its own schema. View types are normalised
 //!    to `Utf8`/`Binary`. `--schema name=Type,...` overrides win over inference.
-//! 2. **Parsing** in batches of [`BATCH_ROWS`] rows, streamed into Parquet data files. The first
-//!    malformed row aborts the ingest with an [`Error::InvalidData`] naming the file, line and
-//!    column; nothing is committed and the partial data files are deleted.
+//!    For CSV the two whole-file passes (arrow-csv's inference; the leading-zero/overflow
+//!    evidence with the `csv` crate) run at once on two threads; the second also notes where
+//!    records start every [`CSV_CHUNK_BYTES`] (quote-aware: a quoted field may span lines).
+//! 2. **Parsing** in batches of [`BATCH_ROWS`] rows, streamed into Parquet data files. CSV
+//!    files are cut at those record starts and the pieces decoded on all cores (as many pieces
+//!    in memory at once as there are cores), handed on in file order. The first malformed row
+//!    aborts the ingest with an [`Error::InvalidData`] naming the file, line and column;
+//!    nothing is committed and the partial data files are deleted.
 //!
 //! A file whose SHA-256 equals that of a file already ingested into the table's current version
 //! is not ingested again ([`IngestOutcome::Unchanged`]).
@@ -36,6 +41,10 @@ use crate::writer::normalize_schema;
 
 /// Rows per parsed batch.
 pub const BATCH_ROWS: usize = 8192;
+
+/// Bytes of CSV one decoding thread takes at a time (the piece then ends at the next record
+/// start).
+pub const CSV_CHUNK_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Input file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,6 +272,18 @@ struct Inferred {
     /// The schema the file is decoded with: for NDJSON the nested one (flattened after
     /// decoding), otherwise `schema`.
     decode: SchemaRef,
+    /// CSV: where the file may be cut for parallel decoding (see [`CsvPiece`]); empty for
+    /// other formats and small files.
+    pieces: Vec<CsvPiece>,
+}
+
+/// A run of whole CSV records: bytes `start..end` of the file, whose first record is record
+/// `first_record` of the file (from 0, the header line counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CsvPiece {
+    start: u64,
+    end: u64,
+    first_record: usize,
 }
 
 /// The schemas the file is ingested with (inference, refinement, overrides, normalisation).
@@ -271,6 +292,7 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
     if file.metadata().map(|m| m.len()).unwrap_or(0) == 0 {
         return Err(invalid(spec, "the file is empty"));
     }
+    let mut pieces = Vec::new();
     let inferred = match spec.format {
         FileFormat::Csv => {
             // Two whole-file passes at once, on two threads: arrow-csv's type inference, and
@@ -282,12 +304,14 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
                 let evidence = scope.spawn(|| text_evidence(path, spec));
                 let inferred = format
                     .infer_schema(BufReader::new(file), None)
-                    .map_err(|e| csv_error(path, spec, None, e));
+                    .map_err(|e| csv_error(path, spec, None, e, 0));
                 let evidence = evidence.join().expect("CSV evidence pass panicked");
                 (inferred, evidence)
             });
             let (schema, _) = inferred?;
-            refine_csv_schema(schema, &evidence?)
+            let (evidence, found_pieces) = evidence?;
+            pieces = found_pieces;
+            refine_csv_schema(schema, &evidence)
         }
         FileFormat::NdJson => {
             let mut reader = BufReader::new(file);
@@ -340,7 +364,11 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
         ),
         _ => Arc::clone(&decode),
     };
-    Ok(Inferred { schema, decode })
+    Ok(Inferred {
+        schema,
+        decode,
+        pieces,
+    })
 }
 
 /// Per CSV column, whether any value has a leading zero (`007`, `-01.5`) and whether any
@@ -352,19 +380,35 @@ struct TextEvidence {
 }
 
 /// One pass over the CSV file at `path` collecting [`TextEvidence`] for every column, whatever
-/// type inference gives it (so it can run beside inference).
-fn text_evidence(path: &Path, spec: &FileIngest) -> Result<Vec<TextEvidence>> {
+/// type inference gives it (so it can run beside inference), and the pieces the file can be
+/// cut into at record starts, about [`CSV_CHUNK_BYTES`] each (none for a smaller file).
+fn text_evidence(path: &Path, spec: &FileIngest) -> Result<(Vec<TextEvidence>, Vec<CsvPiece>)> {
+    let file = open(path, &spec.name)?;
+    let size = file.metadata().map_or(0, |m| m.len());
     let mut evidence: Vec<TextEvidence> = Vec::new();
     let mut reader = csv::ReaderBuilder::new()
-        .has_headers(spec.csv_header)
+        .has_headers(false)
         .delimiter(spec.csv_delimiter)
         .flexible(true)
-        .from_reader(BufReader::new(open(path, &spec.name)?));
+        .from_reader(BufReader::new(file));
     let mut record = csv::ByteRecord::new();
-    while reader
-        .read_byte_record(&mut record)
-        .map_err(|e| invalid(spec, e.to_string()))?
-    {
+    let mut cuts = vec![(0u64, 0usize)];
+    let mut records = 0usize;
+    loop {
+        let start = reader.position().byte();
+        if !reader
+            .read_byte_record(&mut record)
+            .map_err(|e| invalid(spec, e.to_string()))?
+        {
+            break;
+        }
+        records += 1;
+        if start >= cuts.last().expect("one cut").0 + CSV_CHUNK_BYTES {
+            cuts.push((start, records - 1));
+        }
+        if records == 1 && spec.csv_header {
+            continue;
+        }
         if evidence.len() < record.len() {
             evidence.resize(record.len(), TextEvidence::default());
         }
@@ -383,7 +427,19 @@ fn text_evidence(path: &Path, spec: &FileIngest) -> Result<Vec<TextEvidence>> {
             }
         }
     }
-    Ok(evidence)
+    let pieces = if cuts.len() < 2 {
+        Vec::new()
+    } else {
+        cuts.iter()
+            .zip(cuts.iter().skip(1).map(|c| c.0).chain([size]))
+            .map(|(&(start, first_record), end)| CsvPiece {
+                start,
+                end,
+                first_record,
+            })
+            .collect()
+    };
+    Ok((evidence, pieces))
 }
 
 /// CSV refinement: numeric columns with leading zeros, or integers beyond `Int64`, stay Utf8
@@ -422,15 +478,19 @@ fn read_batches(
     let schema = &inferred.decode;
     let file = open(path, &spec.name)?;
     match spec.format {
+        FileFormat::Csv if !inferred.pieces.is_empty() => {
+            read_csv_pieces(path, spec, schema, &inferred.pieces, sink)?;
+        }
         FileFormat::Csv => {
             let reader = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
                 .with_header(spec.csv_header)
                 .with_delimiter(spec.csv_delimiter)
                 .with_batch_size(BATCH_ROWS)
                 .build_buffered(BufReader::new(file))
-                .map_err(|e| csv_error(path, spec, Some(schema), e))?;
+                .map_err(|e| csv_error(path, spec, Some(schema), e, 0))?;
             for batch in reader {
-                if !sink(batch.map_err(|e| csv_error(path, spec, Some(schema), e))?) {
+                let batch = batch.map_err(|e| csv_error(path, spec, Some(schema), e, 0))?;
+                if !sink(batch) {
                     break;
                 }
             }
@@ -466,31 +526,89 @@ fn read_batches(
     Ok(())
 }
 
+/// Decodes the CSV file at `path` piece by piece, as many pieces at once as there are cores,
+/// handing the batches to `sink` in file order until it returns false.
+fn read_csv_pieces(
+    path: &Path,
+    spec: &FileIngest,
+    schema: &SchemaRef,
+    pieces: &[CsvPiece],
+    sink: &mut dyn FnMut(RecordBatch) -> bool,
+) -> Result<()> {
+    use std::io::Read;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let decode = |piece: &CsvPiece| -> Result<Vec<RecordBatch>> {
+        let mut file = open(path, &spec.name)?;
+        file.seek(std::io::SeekFrom::Start(piece.start))
+            .map_err(|e| invalid(spec, e.to_string()))?;
+        let header = piece.first_record == 0 && spec.csv_header;
+        let error = |e| csv_error(path, spec, Some(schema), e, piece.first_record);
+        arrow::csv::ReaderBuilder::new(Arc::clone(schema))
+            .with_header(header)
+            .with_delimiter(spec.csv_delimiter)
+            .with_batch_size(BATCH_ROWS)
+            .build_buffered(BufReader::new(file.take(piece.end - piece.start)))
+            .map_err(error)?
+            .map(|batch| batch.map_err(error))
+            .collect()
+    };
+    for wave in pieces.chunks(threads) {
+        let decoded: Vec<Result<Vec<RecordBatch>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = wave
+                .iter()
+                .map(|piece| scope.spawn(move || decode(piece)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("CSV decoding panicked"))
+                .collect()
+        });
+        for batches in decoded {
+            for batch in batches? {
+                if !sink(batch) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Rewrites arrow-csv's messages ("... for column 2 at line 17 ...") to name the file line and
 /// the column.
 ///
-/// arrow-csv counts records, not lines: its value-parsing errors count data records, its
-/// field-count errors records with the header. A quoted field may span lines, so the record is
-/// mapped to the line it starts on by reading the file again with the `csv` crate (the same
-/// csv-core tokenizer), only on error.
+/// arrow-csv's decoder counts records, not lines: its value-parsing errors count data records,
+/// its field-count errors records with the header. A quoted field may span lines, so the record
+/// is mapped to the line it starts on by reading the file again with the `csv` crate (the same
+/// csv-core tokenizer), only on error. Errors of the `csv` crate itself (from type inference)
+/// already name file lines.
+///
+/// The reader that failed started at record `offset` of the file (from 0, the header line
+/// counted).
 fn csv_error(
     path: &Path,
     spec: &FileIngest,
     schema: Option<&SchemaRef>,
     e: arrow::error::ArrowError,
+    offset: usize,
 ) -> Error {
     let message = e.to_string();
     let data_record =
         message.contains("Error while parsing value") || message.contains("Error parsing column");
-    let header = if data_record {
-        usize::from(spec.csv_header)
+    let line = if data_record {
+        // Records of this reader from 0, the header counted (arrow-csv's `line_number`).
+        number_after(&message, "at line ")
+            .or_else(|| number_after(&message, "for line "))
+            .map(|n| n + 1 + offset)
+            .map(|r| record_line(path, spec, r).unwrap_or(r))
+    } else if let Some(n) = number_after(&message, "for line ") {
+        // arrow-csv's field-count check: records of this reader, the header counted.
+        let record = n + offset;
+        Some(record_line(path, spec, record).unwrap_or(record))
     } else {
-        0
+        // The csv crate (type inference reads the whole file with it) counts file lines.
+        number_after(&message, "at line ")
     };
-    let record = number_after(&message, "at line ")
-        .or_else(|| number_after(&message, "for line "))
-        .map(|n| n + header);
-    let line = record.map(|r| record_line(path, spec, r).unwrap_or(r));
     let column = number_after(&message, "for column ")
         .or_else(|| number_after(&message, "parsing column "))
         .and_then(|i| schema.and_then(|s| s.fields().get(i).map(|f| f.name().clone())));

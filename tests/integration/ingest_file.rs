@@ -349,3 +349,126 @@ async fn malformed_files_are_rejected_whole_with_file_line_and_column() {
         .unwrap_err();
     assert!(matches!(err, lakehouse_client::Error::Io { .. }), "{err}");
 }
+
+/// A CSV larger than one decoding piece (`CSV_CHUNK_BYTES`), with quoted fields spanning lines
+/// throughout: pieces decoded on all cores give the same rows as the file; a value in row
+/// 1,000,000 that contradicts the type of the rows before it makes the column text (inference
+/// reads the whole file); a malformed row in a later piece names its file line.
+#[tokio::test]
+async fn large_csv_files_decode_in_pieces_with_whole_file_types_and_exact_lines() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = server.lakehouse_client().await;
+    let rows = 1_200_000usize;
+    let mut text = String::from("id,code,note\n");
+    let mut line = 2; // the file line the next row starts on
+    let mut bad_line = 0;
+    let mut x12_line = 0;
+    let mut bad = text.clone();
+    for i in 1..=rows {
+        let code = if i == 1_000_000 {
+            x12_line = line;
+            "x12".to_string()
+        } else {
+            (i % 977).to_string()
+        };
+        let row = if i % 5_000 == 0 {
+            format!("{i},{code},\"two\nlines, {i}\"\n")
+        } else {
+            format!("{i},{code},n{i}\n")
+        };
+        text.push_str(&row);
+        if i == 1_100_000 {
+            bad.push_str(&format!("{i},{code}\n"));
+            bad_line = line;
+        } else {
+            bad.push_str(&row);
+        }
+        line += row.matches('\n').count();
+    }
+    assert!(text.len() as u64 > lakehouse_catalog::ingest::CSV_CHUNK_BYTES + 4_000_000);
+    let good = write(dir.path(), "big.csv", &text);
+    let result = client
+        .ingest_file(&good, &options("big"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(result.rows, rows as u64);
+    let mut sql = server.client().await;
+    let batches = query(
+        &mut sql,
+        "SELECT count(*) AS n, sum(id) AS s, count(DISTINCT id) AS d FROM big",
+    )
+    .await
+    .unwrap();
+    let n = |name: &str| {
+        batches[0]
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .value(0)
+    };
+    let expected_sum = (rows * (rows + 1) / 2) as i64;
+    assert_eq!(
+        (n("n"), n("s"), n("d")),
+        (rows as i64, expected_sum, rows as i64)
+    );
+    let typed = query(
+        &mut sql,
+        "SELECT code, note FROM big WHERE id IN (1000000, 1105000) ORDER BY id",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        typed[0].schema().field(0).data_type(),
+        &DataType::Utf8,
+        "code became text"
+    );
+    let notes: Vec<String> = typed
+        .iter()
+        .flat_map(|b| {
+            arrow::compute::cast(b.column(1), &DataType::Utf8)
+                .unwrap()
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(notes, ["two\nlines, 1000000", "two\nlines, 1105000"]);
+
+    let files = data_file_count(&server, "big");
+    // With the column forced to Int64, row 1,000,000 (decoded in a later piece) is named by
+    // its file line and column.
+    let forced = IngestFileOptions {
+        schema_overrides: "code=Int64".into(),
+        ..options("forced")
+    };
+    let (code, message) = status(
+        &client
+            .ingest_file(&good, &forced, |_| {})
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(
+        message.starts_with(&format!("big.csv line {x12_line}, column `code`")),
+        "expected line {x12_line}: {message}"
+    );
+    let bad = write(dir.path(), "bad_big.csv", &bad);
+    let (code, message) = status(
+        &client
+            .ingest_file(&bad, &options("big"), |_| {})
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(
+        message.starts_with(&format!("bad_big.csv line {bad_line}")),
+        "expected line {bad_line}: {message}"
+    );
+    assert_eq!(
+        data_file_count(&server, "big"),
+        files,
+        "nothing was committed"
+    );
+}
