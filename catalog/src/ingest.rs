@@ -14,8 +14,8 @@
 //!    evidence with the `csv` crate) run at once on two threads; the second also notes where
 //!    records start every [`CSV_CHUNK_BYTES`] (quote-aware: a quoted field may span lines).
 //! 2. **Parsing** in batches of [`BATCH_ROWS`] rows, streamed into Parquet data files. CSV
-//!    files are cut at those record starts and the pieces decoded on all cores (as many pieces
-//!    in memory at once as there are cores), handed on in file order. The first malformed row
+//!    files are cut at those record starts and the pieces decoded on all cores but one (left to
+//!    the Parquet writer), handed on in file order while later pieces decode. The first malformed row
 //!    aborts the ingest with an [`Error::InvalidData`] naming the file, line and column;
 //!    nothing is committed and the partial data files are deleted.
 //!
@@ -526,8 +526,9 @@ fn read_batches(
     Ok(())
 }
 
-/// Decodes the CSV file at `path` piece by piece, as many pieces at once as there are cores,
-/// handing the batches to `sink` in file order until it returns false.
+/// Decodes the CSV file at `path` piece by piece, a piece per core but one (left to the
+/// Parquet writer) at once, handing the batches to `sink` in file order until it returns
+/// false. At most that many pieces' batches are held in memory, plus the one being handed on.
 fn read_csv_pieces(
     path: &Path,
     spec: &FileIngest,
@@ -536,7 +537,11 @@ fn read_csv_pieces(
     sink: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<()> {
     use std::io::Read;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // One core is left to the Parquet writer that consumes the batches.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .saturating_sub(1)
+        .max(1);
     let decode = |piece: &CsvPiece| -> Result<Vec<RecordBatch>> {
         let mut file = open(path, &spec.name)?;
         file.seek(std::io::SeekFrom::Start(piece.start))
@@ -552,26 +557,26 @@ fn read_csv_pieces(
             .map(|batch| batch.map_err(error))
             .collect()
     };
-    for wave in pieces.chunks(threads) {
-        let decoded: Vec<Result<Vec<RecordBatch>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = wave
-                .iter()
-                .map(|piece| scope.spawn(move || decode(piece)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("CSV decoding panicked"))
-                .collect()
-        });
-        for batches in decoded {
-            for batch in batches? {
+    // The oldest piece is handed on while up to `threads` later ones decode.
+    std::thread::scope(|scope| {
+        let mut next = pieces.iter();
+        let mut pending = std::collections::VecDeque::new();
+        for piece in next.by_ref().take(threads) {
+            pending.push_back(scope.spawn(move || decode(piece)));
+        }
+        while let Some(oldest) = pending.pop_front() {
+            let batches = oldest.join().expect("CSV decoding panicked")?;
+            if let Some(piece) = next.next() {
+                pending.push_back(scope.spawn(move || decode(piece)));
+            }
+            for batch in batches {
                 if !sink(batch) {
                     return Ok(());
                 }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Rewrites arrow-csv's messages ("... for column 2 at line 17 ...") to name the file line and
