@@ -472,3 +472,62 @@ async fn large_csv_files_decode_in_pieces_with_whole_file_types_and_exact_lines(
         "nothing was committed"
     );
 }
+
+/// An upload cut off mid-stream (fewer bytes than the command announced, as when the client
+/// dies) commits nothing and leaves no data file; the same file sent whole then ingests.
+#[tokio::test]
+async fn an_upload_cut_off_mid_stream_commits_nothing() {
+    use futures::StreamExt;
+    let server = TestServer::start().await;
+    let mut text = String::from("id,name\n");
+    for i in 0..50_000 {
+        text.push_str(&format!("{i},name-{i}\n"));
+    }
+    let command = lakehouse_proto::CommandIngestFile {
+        table: "cut".into(),
+        file_name: "cut.csv".into(),
+        size_bytes: text.len() as u64,
+        ..Default::default()
+    };
+    let descriptor = arrow_flight::FlightDescriptor::new_cmd(lakehouse_proto::pack_any(&command));
+    let first = arrow_flight::FlightData {
+        flight_descriptor: Some(descriptor),
+        ..Default::default()
+    };
+    // Half of the bytes, cut in the middle of a row.
+    let sent = bytes::Bytes::from(text.clone()).slice(..text.len() / 2);
+    let chunks: Vec<_> = sent
+        .chunks(64 * 1024)
+        .map(|c| arrow_flight::FlightData {
+            data_body: bytes::Bytes::copy_from_slice(c),
+            ..Default::default()
+        })
+        .collect();
+    let upload = futures::stream::iter(std::iter::once(first).chain(chunks)).boxed();
+    let mut client = server.lakehouse_client().await;
+    let status = match client.flight_sql().do_put(upload).await {
+        Ok(mut answers) => answers
+            .next()
+            .await
+            .expect("an answer")
+            .expect_err("an incomplete upload is refused"),
+        Err(arrow_flight::error::FlightError::Tonic(status)) => *status,
+        Err(other) => panic!("{other}"),
+    };
+    assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+    assert!(status.message().contains("upload incomplete"), "{status}");
+    assert_eq!(data_file_count(&server, "cut"), 0, "no data file left");
+    let mut sql = server.client().await;
+    let missing = query(&mut sql, "SELECT count(*) FROM cut")
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("cut"), "{missing}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let whole = write(dir.path(), "cut.csv", &text);
+    let result = client
+        .ingest_file(&whole, &options("cut"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(result.rows, 50_000);
+}
