@@ -272,8 +272,8 @@ struct Inferred {
     /// The schema the file is decoded with: for NDJSON the nested one (flattened after
     /// decoding), otherwise `schema`.
     decode: SchemaRef,
-    /// CSV: where the file may be cut for parallel decoding (see [`CsvPiece`]); empty for
-    /// other formats and small files.
+    /// CSV: the pieces the file is decoded in (see [`CsvPiece`]; one for a file below
+    /// [`CSV_CHUNK_BYTES`]); empty for other formats.
     pieces: Vec<CsvPiece>,
 }
 
@@ -379,18 +379,22 @@ struct TextEvidence {
     not_int64: bool,
 }
 
+/// The records of the CSV file at `path` as the `csv` crate reads them (spec's delimiter; the
+/// header line is record 1; rows of any length), for passes beside arrow-csv's.
+fn csv_records(path: &Path, spec: &FileIngest) -> Result<csv::Reader<BufReader<File>>> {
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(spec.csv_delimiter)
+        .from_reader(BufReader::new(open(path, &spec.name)?)))
+}
+
 /// One pass over the CSV file at `path` collecting [`TextEvidence`] for every column, whatever
 /// type inference gives it (so it can run beside inference), and the pieces the file can be
-/// cut into at record starts, about [`CSV_CHUNK_BYTES`] each (none for a smaller file).
+/// cut into at record starts, about [`CSV_CHUNK_BYTES`] each (one piece for a smaller file).
 fn text_evidence(path: &Path, spec: &FileIngest) -> Result<(Vec<TextEvidence>, Vec<CsvPiece>)> {
-    let file = open(path, &spec.name)?;
-    let size = file.metadata().map_or(0, |m| m.len());
+    let mut reader = csv_records(path, spec)?;
     let mut evidence: Vec<TextEvidence> = Vec::new();
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .delimiter(spec.csv_delimiter)
-        .flexible(true)
-        .from_reader(BufReader::new(file));
     let mut record = csv::ByteRecord::new();
     let mut cuts = vec![(0u64, 0usize)];
     let mut records = 0usize;
@@ -427,18 +431,21 @@ fn text_evidence(path: &Path, spec: &FileIngest) -> Result<(Vec<TextEvidence>, V
             }
         }
     }
-    let pieces = if cuts.len() < 2 {
-        Vec::new()
-    } else {
-        cuts.iter()
-            .zip(cuts.iter().skip(1).map(|c| c.0).chain([size]))
-            .map(|(&(start, first_record), end)| CsvPiece {
-                start,
-                end,
-                first_record,
-            })
-            .collect()
-    };
+    let size = reader
+        .get_ref()
+        .get_ref()
+        .metadata()
+        .map_err(|e| invalid(spec, e.to_string()))?
+        .len();
+    let pieces = cuts
+        .iter()
+        .zip(cuts.iter().skip(1).map(|c| c.0).chain([size]))
+        .map(|(&(start, first_record), end)| CsvPiece {
+            start,
+            end,
+            first_record,
+        })
+        .collect();
     Ok((evidence, pieces))
 }
 
@@ -476,26 +483,10 @@ fn read_batches(
     sink: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<()> {
     let schema = &inferred.decode;
-    let file = open(path, &spec.name)?;
     match spec.format {
-        FileFormat::Csv if !inferred.pieces.is_empty() => {
-            read_csv_pieces(path, spec, schema, &inferred.pieces, sink)?;
-        }
-        FileFormat::Csv => {
-            let reader = arrow::csv::ReaderBuilder::new(Arc::clone(schema))
-                .with_header(spec.csv_header)
-                .with_delimiter(spec.csv_delimiter)
-                .with_batch_size(BATCH_ROWS)
-                .build_buffered(BufReader::new(file))
-                .map_err(|e| csv_error(path, spec, Some(schema), e, 0))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| csv_error(path, spec, Some(schema), e, 0))?;
-                if !sink(batch) {
-                    break;
-                }
-            }
-        }
+        FileFormat::Csv => read_csv_pieces(path, spec, schema, &inferred.pieces, sink)?,
         FileFormat::NdJson => {
+            let file = open(path, &spec.name)?;
             // Decode with the nested schema, then flatten each batch to `parent.child` columns.
             let reader = arrow::json::ReaderBuilder::new(Arc::clone(schema))
                 .with_batch_size(BATCH_ROWS)
@@ -512,6 +503,7 @@ fn read_batches(
             }
         }
         FileFormat::Parquet => {
+            let file = open(path, &spec.name)?;
             let reader = ParquetRecordBatchReaderBuilder::try_new(file)
                 .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
                 .map_err(|e| invalid(spec, format!("not a readable Parquet file: {e}")))?;
@@ -600,19 +592,20 @@ fn csv_error(
     let message = e.to_string();
     let data_record =
         message.contains("Error while parsing value") || message.contains("Error parsing column");
-    let line = if data_record {
+    // The file record (from 1, the header counted) an arrow-csv decoder error names.
+    let record = if data_record {
         // Records of this reader from 0, the header counted (arrow-csv's `line_number`).
         number_after(&message, "at line ")
             .or_else(|| number_after(&message, "for line "))
             .map(|n| n + 1 + offset)
-            .map(|r| record_line(path, spec, r).unwrap_or(r))
-    } else if let Some(n) = number_after(&message, "for line ") {
-        // arrow-csv's field-count check: records of this reader, the header counted.
-        let record = n + offset;
-        Some(record_line(path, spec, record).unwrap_or(record))
     } else {
+        // arrow-csv's field-count check: records of this reader from 1, the header counted.
+        number_after(&message, "for line ").map(|n| n + offset)
+    };
+    let line = match record {
+        Some(record) => Some(record_line(path, spec, record).unwrap_or(record)),
         // The csv crate (type inference reads the whole file with it) counts file lines.
-        number_after(&message, "at line ")
+        None => number_after(&message, "at line "),
     };
     let column = number_after(&message, "for column ")
         .or_else(|| number_after(&message, "parsing column "))
@@ -628,11 +621,7 @@ fn csv_error(
 /// The file line (from 1) on which record `record` (from 1, the header line counted) of the CSV
 /// file at `path` starts; `None` when the file has fewer records or cannot be read.
 fn record_line(path: &Path, spec: &FileIngest, record: usize) -> Option<usize> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(spec.csv_delimiter)
-        .from_reader(BufReader::new(File::open(path).ok()?));
+    let mut reader = csv_records(path, spec).ok()?;
     let mut row = csv::ByteRecord::new();
     for _ in 0..record {
         if !reader.read_byte_record(&mut row).ok()? {

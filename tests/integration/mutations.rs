@@ -30,6 +30,15 @@ fn objects(server: &TestServer, table: &str) -> BTreeSet<String> {
 }
 
 /// A server without automatic compaction, for tests that count versions.
+/// Parameter rows for `SET name = ? WHERE id = ?`: one row per (name, id).
+fn names_and_ids(names: Vec<&str>, ids: Vec<i64>) -> RecordBatch {
+    RecordBatch::try_from_iter(vec![
+        ("a", Arc::new(StringArray::from(names)) as ArrayRef),
+        ("b", Arc::new(Int64Array::from(ids)) as ArrayRef),
+    ])
+    .unwrap()
+}
+
 async fn start() -> TestServer {
     TestServer::start_with(|c| c.maintenance.auto_compact = false).await
 }
@@ -443,19 +452,14 @@ async fn prepared_updates_and_deletes_by_key_as_dbeavers_editor_sends_them() {
         params.field(1).data_type(),
         &arrow::datatypes::DataType::Int64
     );
-    let batch = |names: Vec<&str>, ids: Vec<i64>| {
-        RecordBatch::try_from_iter(vec![
-            ("a", Arc::new(StringArray::from(names)) as ArrayRef),
-            ("b", Arc::new(Int64Array::from(ids)) as ArrayRef),
-        ])
-        .unwrap()
-    };
-    prepared.set_parameters(batch(vec!["A"], vec![1])).unwrap();
+    prepared
+        .set_parameters(names_and_ids(vec!["A"], vec![1]))
+        .unwrap();
     assert_eq!(prepared.execute_update().await.unwrap(), 1);
     let version = catalog.table(&t).await.unwrap().version;
     // Several parameter rows (JDBC executeBatch): one commit.
     prepared
-        .set_parameters(batch(vec!["B", "C"], vec![2, 3]))
+        .set_parameters(names_and_ids(vec!["B", "C"], vec![2, 3]))
         .unwrap();
     assert_eq!(prepared.execute_update().await.unwrap(), 2);
     assert_eq!(catalog.table(&t).await.unwrap().version, version.next());
@@ -676,24 +680,19 @@ async fn lance_updates_take_from_tables_subqueries_and_parameters_and_record_the
         params.field(0).data_type(),
         &arrow::datatypes::DataType::Utf8
     );
-    let batch = |names: Vec<&str>, ids: Vec<i64>| {
-        RecordBatch::try_from_iter(vec![
-            ("a", Arc::new(StringArray::from(names)) as ArrayRef),
-            ("b", Arc::new(Int64Array::from(ids)) as ArrayRef),
-        ])
-        .unwrap()
-    };
-    prepared.set_parameters(batch(vec!["x"], vec![1])).unwrap();
+    prepared
+        .set_parameters(names_and_ids(vec!["x"], vec![1]))
+        .unwrap();
     assert_eq!(prepared.execute_update().await.unwrap(), 1);
     let before = version(&server).await;
     prepared
-        .set_parameters(batch(vec!["y", "z"], vec![2, 3]))
+        .set_parameters(names_and_ids(vec!["y", "z"], vec![2, 3]))
         .unwrap();
     assert_eq!(prepared.execute_update().await.unwrap(), 2);
     assert_eq!(version(&server).await, before + 1, "one Lance commit");
     // The same row twice among the parameter rows: the cardinality violation.
     prepared
-        .set_parameters(batch(vec!["p", "q"], vec![2, 2]))
+        .set_parameters(names_and_ids(vec!["p", "q"], vec![2, 2]))
         .unwrap();
     let err = prepared.execute_update().await.unwrap_err();
     assert_eq!(code(&err), Code::InvalidArgument, "{err}");

@@ -403,12 +403,7 @@ impl QueryEngine {
         let schema = manifest.arrow_schema();
         let alias = change.alias_sql(table);
         let mut query = SelectionQuery::new(change, table, &schema, &alias);
-        let target = format!(
-            "{}.{}.{} AS {alias}",
-            quote(DML_CATALOG),
-            quote(DML_SCHEMA),
-            quote(table.table.as_str())
-        );
+        let target = dml_target(table, &alias);
         let position = format!("{}, {}", quote(FILE_COLUMN), quote(ROW_COLUMN));
         let action = quote(ACTION_COLUMN);
         let (sql, actions) = match &change.kind {
@@ -426,13 +421,7 @@ impl QueryEngine {
                 selection,
             } => {
                 let values = query.assigned(assignments)?;
-                let columns = (0..schema.fields().len())
-                    .map(|i| match values.get(&i) {
-                        Some(value) => format!("({value}) AS {}", quote(schema.field(i).name())),
-                        None => query.column(i),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let columns = query.updated_columns(&values);
                 (
                     format!(
                         "SELECT {position}, CAST(1 AS INT) AS {action}, {columns} FROM {target}{}{}",
@@ -567,10 +556,8 @@ impl QueryEngine {
         };
         let alias = change.alias_sql(table);
         let sql = format!(
-            "SELECT {alias}.\"_rowid\" FROM {}.{}.{} AS {alias}{}{}",
-            quote(DML_CATALOG),
-            quote(DML_SCHEMA),
-            quote(table.table.as_str()),
+            "SELECT {alias}.\"_rowid\" FROM {}{}{}",
+            dml_target(table, &alias),
             from_list(from),
             where_clause(selection)
         );
@@ -626,29 +613,23 @@ impl QueryEngine {
         let alias = change.alias_sql(table);
         let mut query = SelectionQuery::new(change, table, &schema, &alias);
         let values = query.assigned(assignments)?;
-        let document = schema.metadata().contains_key("lakehouse.chunk_size");
-        let mut columns = Vec::with_capacity(schema.fields().len());
-        for (i, field) in schema.fields().iter().enumerate() {
-            match values.get(&i) {
-                Some(_) if document && DOCUMENT_COLUMNS.contains(&field.name().as_str()) => {
-                    return Err(Error::invalid(format!(
-                        "{table} is a document table: `{}` belongs to `lakehouse ingest \
-                         --embed`, which chunks and embeds documents; re-ingest the document \
-                         to change it (UPDATE may change the copied columns)",
-                        field.name()
-                    )));
-                }
-                Some(value) => columns.push(format!("({value}) AS {}", quote(field.name()))),
-                None => columns.push(query.column(i)),
-            }
+        if schema.metadata().contains_key("lakehouse.chunk_size")
+            && let Some(column) = (0..schema.fields().len())
+                .filter(|i| values.contains_key(i))
+                .map(|i| schema.field(i).name())
+                .find(|name| DOCUMENT_COLUMNS.contains(&name.as_str()))
+        {
+            return Err(Error::invalid(format!(
+                "{table} is a document table: `{column}` belongs to `lakehouse ingest --embed`, \
+                 which chunks and embeds documents; re-ingest the document to change it \
+                 (UPDATE may change the copied columns)"
+            )));
         }
         let sql = format!(
-            "SELECT {alias}.\"_rowaddr\", CAST(1 AS INT) AS {}, {} FROM {}.{}.{} AS {alias}{}{}",
+            "SELECT {alias}.\"_rowaddr\", CAST(1 AS INT) AS {}, {} FROM {}{}{}",
             quote(ACTION_COLUMN),
-            columns.join(", "),
-            quote(DML_CATALOG),
-            quote(DML_SCHEMA),
-            quote(table.table.as_str()),
+            query.updated_columns(&values),
+            dml_target(table, &alias),
             from_list(from),
             where_clause(selection)
         );
@@ -694,14 +675,11 @@ impl QueryEngine {
         query.matched = quote("_rowaddr");
         let merge = query.merge(clauses)?;
         let sql = format!(
-            "SELECT {alias}.\"_rowaddr\", {} AS {}, {} FROM {}.{}.{} AS {alias} \
-             RIGHT JOIN {source} ON ({on})",
+            "SELECT {alias}.\"_rowaddr\", {} AS {}, {} FROM {} RIGHT JOIN {source} ON ({on})",
             merge.action,
             quote(ACTION_COLUMN),
             merge.columns.join(", "),
-            quote(DML_CATALOG),
-            quote(DML_SCHEMA),
-            quote(table.table.as_str()),
+            dml_target(table, &alias),
         );
         self.rewrite_lance(
             change,
@@ -921,7 +899,30 @@ impl<'a> SelectionQuery<'a> {
     }
 }
 
+/// The target of a row-level change in its selection query: the provider registered as
+/// `"__lakehouse_dml"."target"."<table>"` ([`QueryEngine::plan_on_target`]), as `alias`.
+fn dml_target(table: &TableRef, alias: &str) -> String {
+    format!(
+        "{}.{}.{} AS {alias}",
+        quote(DML_CATALOG),
+        quote(DML_SCHEMA),
+        quote(table.table.as_str())
+    )
+}
+
 impl SelectionQuery<'_> {
+    /// Every column's value after an UPDATE, named as the column: its SET expression (`values`,
+    /// by column index) or the column unchanged.
+    fn updated_columns(&self, values: &HashMap<usize, &SqlExpr>) -> String {
+        (0..self.schema.fields().len())
+            .map(|i| match values.get(&i) {
+                Some(value) => format!("({value}) AS {}", quote(self.schema.field(i).name())),
+                None => self.column(i),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The target's column `index`, unchanged, named as itself.
     fn column(&self, index: usize) -> String {
         let name = quote(self.schema.field(index).name());

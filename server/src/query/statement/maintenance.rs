@@ -87,6 +87,18 @@ impl MaintenanceOptions {
 #[derive(Debug, Default)]
 pub struct Compactions(Mutex<HashSet<TableRef>>);
 
+impl Compactions {
+    /// Marks `table` as being compacted; false when it already is.
+    fn claim(&self, table: &TableRef) -> bool {
+        self.0.lock().expect("lock").insert(table.clone())
+    }
+
+    /// Marks `table` as no longer being compacted.
+    fn release(&self, table: &TableRef) {
+        self.0.lock().expect("lock").remove(table);
+    }
+}
+
 /// How many compactions one automatic-compaction task runs at most, one after another.
 pub const AUTO_COMPACTION_ROUNDS: usize = 8;
 
@@ -310,13 +322,7 @@ impl QueryEngine {
         if !options.auto_compact || !options.wants_compaction(manifest) {
             return;
         }
-        if !self
-            .compactions()
-            .0
-            .lock()
-            .expect("lock")
-            .insert(table.clone())
-        {
+        if !self.compactions().claim(table) {
             return;
         }
         let engine = self.clone();
@@ -338,25 +344,18 @@ impl QueryEngine {
                 // Commits made while this ran started no compaction of their own (one per
                 // table at a time): look at the head again, after leaving the set, so a commit
                 // from now on starts its own.
-                engine.compactions().0.lock().expect("lock").remove(&table);
+                engine.compactions().release(&table);
                 let again = progressed
                     && engine
                         .catalog()
                         .table(&table)
                         .await
                         .is_ok_and(|head| options.wants_compaction(&head));
-                if !again
-                    || !engine
-                        .compactions()
-                        .0
-                        .lock()
-                        .expect("lock")
-                        .insert(table.clone())
-                {
+                if !again || !engine.compactions().claim(&table) {
                     return;
                 }
             }
-            engine.compactions().0.lock().expect("lock").remove(&table);
+            engine.compactions().release(&table);
         });
     }
 }
