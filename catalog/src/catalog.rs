@@ -202,6 +202,14 @@ pub struct CleanupReport {
     pub kept_recent: usize,
 }
 
+/// Data files written for one change and not yet committed ([`Catalog::write_files`]).
+pub(crate) struct WrittenFiles {
+    /// The schema the files were written with (the table's, when it exists).
+    pub(crate) schema: SchemaRef,
+    /// The files, in write order.
+    pub(crate) files: Vec<DataFile>,
+}
+
 /// The catalog: the one authority on which tables and versions exist.
 ///
 /// Cheap to share (`Arc<Catalog>`); all methods take `&self`.
@@ -919,9 +927,34 @@ impl Catalog {
         mode: WriteMode,
         input_schema: &SchemaRef,
         source: Option<SourceFile>,
-        mut batches: S,
+        batches: S,
         check: Option<CommitCheck>,
     ) -> Result<Arc<Manifest>>
+    where
+        S: Stream<Item = Result<RecordBatch>> + Unpin,
+    {
+        let written = self
+            .write_files(table, mode, input_schema, source, batches)
+            .await?;
+        self.commit_files(table, mode, written, check).await
+    }
+
+    /// The first half of [`Catalog::write_stream_checked`]: checks `mode` against the table
+    /// as it is now, then writes `batches` to new Parquet data files, none of them committed.
+    /// Hand them to [`Catalog::commit_files`] or [`Catalog::discard_files`].
+    ///
+    /// # Errors
+    /// [`Error::TableExists`], [`Error::TableNotFound`], [`Error::ReadOnly`],
+    /// [`Error::SchemaMismatch`] as `mode` demands (before anything is written); the first
+    /// error in `batches`, and storage errors (then the files written so far are deleted).
+    pub(crate) async fn write_files<S>(
+        &self,
+        table: &TableRef,
+        mode: WriteMode,
+        input_schema: &SchemaRef,
+        source: Option<SourceFile>,
+        mut batches: S,
+    ) -> Result<WrittenFiles>
     where
         S: Stream<Item = Result<RecordBatch>> + Unpin,
     {
@@ -973,6 +1006,22 @@ impl Catalog {
             }
         }
         let files = writer.finish().await?;
+        Ok(WrittenFiles { schema, files })
+    }
+
+    /// The second half of [`Catalog::write_stream_checked`]: commits files from
+    /// [`Catalog::write_files`] as one version, as `mode` says. On failure they are deleted.
+    ///
+    /// # Errors
+    /// As [`Catalog::write_stream_checked`].
+    pub(crate) async fn commit_files(
+        &self,
+        table: &TableRef,
+        mode: WriteMode,
+        written: WrittenFiles,
+        check: Option<CommitCheck>,
+    ) -> Result<Arc<Manifest>> {
+        let WrittenFiles { schema, files } = written;
         let change = match mode {
             WriteMode::Create => Change::Create {
                 schema,
@@ -985,6 +1034,17 @@ impl Catalog {
             WriteMode::Upsert => return self.commit_upsert(table, files, check).await,
         };
         self.commit_checked(table, change, check).await
+    }
+
+    /// Deletes files from [`Catalog::write_files`] that will not be committed (best effort;
+    /// `Catalog::cleanup` removes any left).
+    pub(crate) async fn discard_files(&self, written: WrittenFiles) {
+        let paths: Vec<Path> = written
+            .files
+            .iter()
+            .map(|f| Path::from(f.path.as_str()))
+            .collect();
+        delete_best_effort(self.store(), paths).await;
     }
 
     /// Commits `files` (written with the table's schema) as an upsert by primary key: on the

@@ -33,7 +33,9 @@ pub use deletion::{
 };
 pub use error::{Error, Result};
 pub use history::AsOf;
-pub use ingest::{FileFormat, FileIngest, IngestOutcome, parse_schema_overrides, read_file};
+pub use ingest::{
+    FileFormat, FileIngest, IngestOutcome, IngestReport, parse_schema_overrides, read_file,
+};
 pub use maintenance::{CompactionOptions, CompactionReport, VacuumReport};
 pub use manifest::{
     DataFile, DeletionVector, LanceTable, Manifest, Operation, SourceFile, TableSchema,

@@ -436,6 +436,26 @@ async fn large_csv_files_decode_in_pieces_with_whole_file_types_and_exact_lines(
         .collect();
     assert_eq!(notes, ["two\nlines, 1000000", "two\nlines, 1105000"]);
 
+    // With `code` given as text no later value contradicts the first piece's schema, so every
+    // piece is decoded once, while the upload streams: the same rows as the re-decoded file.
+    let as_text = IngestFileOptions {
+        schema_overrides: "code=Utf8".into(),
+        ..options("streamed")
+    };
+    let result = client.ingest_file(&good, &as_text, |_| {}).await.unwrap();
+    assert_eq!(result.rows, rows as u64);
+    let same = query(
+        &mut sql,
+        "SELECT count(*) AS n FROM big b JOIN streamed s \
+         ON b.id = s.id AND b.code = s.code AND b.note = s.note",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        same[0].column(0).as_primitive::<Int64Type>().value(0),
+        rows as i64
+    );
+
     let files = data_file_count(&server, "big");
     // With the column forced to Int64, row 1,000,000 (decoded in a later piece) is named by
     // its file line and column.

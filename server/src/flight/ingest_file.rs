@@ -10,8 +10,9 @@
 //!   set report chunks embedded so far; the final one follows. The work stops (committing
 //!   nothing) when the client goes away.
 //!
-//! The upload is spooled to a temporary file while its SHA-256 is computed (the catalog reads
-//! the file twice: schema inference over all rows, then parsing).
+//! A rows file is handed to the catalog as it streams in ([`lakehouse_catalog::Catalog::ingest_upload`]
+//! spools, hashes and — for CSV — parses it on the way); a document upload is spooled here
+//! while its SHA-256 is computed, then read whole.
 
 use std::io::Write as _;
 
@@ -96,7 +97,43 @@ fn table_ref<T>(
     Ok(TableRef::qualify(Some(schema), table, &default_schema).map_err(Error::from)?)
 }
 
-/// The upload spooled to a temporary file, with its SHA-256 (lowercase hex) and size in bytes.
+/// The upload's bytes, in order; ends with an error when fewer or more bytes arrive than the
+/// command announced (`size_bytes`, when set) or the stream fails.
+fn upload(
+    cmd: &CommandIngestFile,
+    request: Request<PeekableFlightDataStream>,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + Unpin + 'static {
+    let expected = cmd.size_bytes;
+    let state = (request.into_inner(), 0u64, false);
+    Box::pin(futures::stream::unfold(
+        state,
+        move |(mut stream, received, done)| async move {
+            if done {
+                return None;
+            }
+            match stream.next().await {
+                Some(Ok(data)) => {
+                    let received = received + data.data_body.len() as u64;
+                    Some((Ok(data.data_body), (stream, received, false)))
+                }
+                Some(Err(status)) => Some((
+                    Err(std::io::Error::other(status.message().to_string())),
+                    (stream, received, true),
+                )),
+                None if expected != 0 && expected != received => Some((
+                    Err(std::io::Error::other(format!(
+                        "upload incomplete: {received} of {expected} bytes arrived"
+                    ))),
+                    (stream, received, true),
+                )),
+                None => None,
+            }
+        },
+    ))
+}
+
+/// A document upload spooled to a temporary file, with its SHA-256 (lowercase hex) and size in
+/// bytes.
 async fn spool(
     cmd: &CommandIngestFile,
     request: Request<PeekableFlightDataStream>,
@@ -108,22 +145,15 @@ async fn spool(
     let mut spool = tempfile::NamedTempFile::new().map_err(io)?;
     let mut hasher = Sha256::new();
     let mut received = 0u64;
-    let mut stream = request.into_inner();
-    while let Some(data) = stream.next().await {
-        let data = data?;
-        hasher.update(&data.data_body);
-        received += data.data_body.len() as u64;
+    let mut chunks = upload(cmd, request);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| Error::invalid(format!("{}: {e}", cmd.file_name)))?;
+        hasher.update(&chunk);
+        received += chunk.len() as u64;
         // Chunks are at most a few MiB; a blocking write to local disk is brief.
-        spool.write_all(&data.data_body).map_err(io)?;
+        spool.write_all(&chunk).map_err(io)?;
     }
     spool.flush().map_err(io)?;
-    if cmd.size_bytes != 0 && cmd.size_bytes != received {
-        return Err(Error::invalid(format!(
-            "{}: upload incomplete: {received} of {} bytes arrived",
-            cmd.file_name, cmd.size_bytes
-        ))
-        .into());
-    }
     Ok((spool, hex::encode(hasher.finalize()), received))
 }
 
@@ -165,24 +195,22 @@ pub(super) async fn do_put(
     };
     let spec = file_spec(&cmd, format)?;
     let started = std::time::Instant::now();
-    let (spool, sha256, received) = spool(&cmd, request).await?;
-    let upload_ms = started.elapsed().as_millis();
-    let outcome = service
+    let report = service
         .catalog()
-        .ingest_file(
+        .ingest_upload(
             &table,
             mode,
-            spool.path(),
-            &sha256,
             spec,
+            upload(&cmd, request),
             Some(service.engine.primary_key_check()),
         )
         .await
         .map_err(Error::from)?;
-    if let IngestOutcome::Committed { manifest, .. } = &outcome {
+    if let IngestOutcome::Committed { manifest, .. } = &report.outcome {
         service.engine.after_commit(&table, manifest);
     }
-    let result = match outcome {
+    let (sha256, received) = (report.sha256, report.bytes);
+    let result = match report.outcome {
         IngestOutcome::Unchanged { manifest } => IngestFileResult {
             version: manifest.version.0,
             no_op: true,
@@ -205,8 +233,9 @@ pub(super) async fn do_put(
             ..Default::default()
         },
     };
-    let ingest_ms = started.elapsed().as_millis() - upload_ms;
-    tracing::info!(%table, version = result.version, rows = result.rows, no_op = result.no_op, file = %cmd.file_name, bytes = received, upload_ms, ingest_ms, "file ingested");
+    tracing::info!(%table, version = result.version, rows = result.rows, no_op = result.no_op,
+        file = %cmd.file_name, bytes = received, streamed = report.streamed,
+        ms = started.elapsed().as_millis(), "file ingested");
     Ok(one_result(result.encode_to_vec()))
 }
 

@@ -1,26 +1,37 @@
 //! File ingest: CSV, NDJSON and Parquet files parsed with arrow-csv, arrow-json and parquet, and
 //! committed as one table version.
 //!
-//! The file is read from a local path (the server spools uploads there), at least twice:
+//! **Schema inference covers the whole file**, never a sample, so a type holds for every row.
+//! CSV columns are typed by the rules of arrow-csv's inference (booleans, integers, floats,
+//! dates, timestamps, else Utf8), with one conservative refinement: a number with a leading
+//! zero (`007`, zip codes) or beyond `Int64` keeps its column Utf8 ([`csv_types`]). NDJSON
+//! uses arrow-json's inference; nested objects become `parent.child` columns
+//! ([`RecordBatch::normalize`]). Parquet carries its own schema. View types are normalised to
+//! `Utf8`/`Binary`. `--schema name=Type,...` overrides win over inference.
 //!
-//! 1. **Schema inference over the whole file**, never a sample, so a type holds for every row.
-//!    CSV uses arrow-csv's inference (booleans, integers, floats, dates, timestamps, else Utf8),
-//!    then one conservative refinement: a column inferred as a number stays Utf8 when some value
-//!    has a leading zero (`007`, zip codes) or does not fit in an `Int64`. NDJSON uses
-//!    arrow-json's inference; nested objects become `parent.child` columns
-//!    ([`RecordBatch::normalize`]). Parquet carries its own schema. View types are normalised
-//!    to `Utf8`/`Binary`. `--schema name=Type,...` overrides win over inference.
-//!    For CSV the two whole-file passes (arrow-csv's inference; the leading-zero/overflow
-//!    evidence with the `csv` crate) run at once on two threads; the second also notes where
-//!    records start every [`CSV_CHUNK_BYTES`] (quote-aware: a quoted field may span lines).
-//! 2. **Parsing** in batches of [`BATCH_ROWS`] rows, streamed into Parquet data files. CSV
-//!    files are cut at those record starts and the pieces decoded on all cores but one (left to
-//!    the Parquet writer), handed on in file order while later pieces decode. The first malformed row
-//!    aborts the ingest with an [`Error::InvalidData`] naming the file, line and column;
-//!    nothing is committed and the partial data files are deleted.
+//! **CSV uploads are parsed while they stream in** ([`Catalog::ingest_upload`]): one scan
+//! (csv-core, on one thread) spools the bytes, hashes them, types every column from every
+//! value and cuts the file into pieces of whole records ([`CSV_CHUNK_BYTES`], quote-aware).
+//! The schema the first piece implies is taken as a speculation: pieces are decoded against it
+//! by arrow-csv on the other cores and written to Parquet as they complete, in file order. When
+//! a later value contradicts it (an `Int64` column meets `2.5` or `n/a`, a Null column meets a
+//! value) the speculative files are dropped and, once the upload has ended, the spooled file is
+//! decoded again against the whole-file schema — the same answer as typing first, at the cost
+//! of a second decode only for such files.
+//!
+//! NDJSON and Parquet uploads are spooled, then read twice (inference, then parsing).
+//! The first malformed row aborts the ingest with an [`Error::InvalidData`] naming the file,
+//! line and column; nothing is committed and the partial data files are deleted.
 //!
 //! A file whose SHA-256 equals that of a file already ingested into the table's current version
 //! is not ingested again ([`IngestOutcome::Unchanged`]).
+
+mod csv;
+mod csv_types;
+mod spool;
+mod upload;
+
+pub use upload::IngestReport;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek};
@@ -31,12 +42,9 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use tokio_stream::wrappers::ReceiverStream;
 
-use crate::catalog::{Catalog, WriteMode};
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, SourceFile};
-use crate::name::TableRef;
+use crate::manifest::Manifest;
 use crate::writer::normalize_schema;
 
 /// Rows per parsed batch.
@@ -160,78 +168,6 @@ pub fn parse_schema_overrides(spec: &str) -> Result<Vec<(String, DataType)>> {
     Ok(pairs)
 }
 
-impl Catalog {
-    /// Ingests the file at `path` into `table` as one new version (see the module docs).
-    /// `sha256` is the file's content hash (lowercase hex), computed by the caller while
-    /// receiving it. `check` runs on the version about to be published (primary keys), and
-    /// [`WriteMode::Upsert`] replaces stored rows by key.
-    ///
-    /// # Errors
-    /// [`Error::InvalidData`] naming the file (and line and column where known) for unreadable
-    /// or malformed input and bad overrides; otherwise as [`Catalog::write_stream`].
-    pub async fn ingest_file(
-        &self,
-        table: &TableRef,
-        mode: WriteMode,
-        path: &Path,
-        sha256: &str,
-        spec: FileIngest,
-        check: Option<crate::CommitCheck>,
-    ) -> Result<IngestOutcome> {
-        let path_buf = path.to_path_buf();
-        let infer_spec = spec.clone();
-        let started = std::time::Instant::now();
-        let inferred = tokio::task::spawn_blocking(move || infer_schema(&path_buf, &infer_spec))
-            .await
-            .expect("schema inference panicked")?;
-        tracing::info!(file = %spec.name, infer_ms = started.elapsed().as_millis(), "schema inferred");
-        let schema = Arc::clone(&inferred.schema);
-        // After inference, so bad input and bad overrides are reported even for known content.
-        if mode != WriteMode::Create {
-            match self.table(table).await {
-                Ok(head) if head.has_source(sha256) => {
-                    return Ok(IngestOutcome::Unchanged { manifest: head });
-                }
-                Ok(_) | Err(Error::TableNotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
-        let path_buf = path.to_path_buf();
-        let read_spec = spec.clone();
-        let reader = tokio::task::spawn_blocking(move || {
-            let mut rows = 0u64;
-            let result = read_batches(&path_buf, &read_spec, &inferred, &mut |batch| {
-                rows += batch.num_rows() as u64;
-                tx.blocking_send(Ok(batch)).is_ok()
-            });
-            if let Err(e) = result {
-                let _ = tx.blocking_send(Err(e));
-            }
-            rows
-        });
-        let source = SourceFile {
-            name: spec.name.clone(),
-            sha256: sha256.to_string(),
-        };
-        let written = self
-            .write_stream_checked(
-                table,
-                mode,
-                &schema,
-                Some(source),
-                ReceiverStream::new(rx),
-                check,
-            )
-            .await;
-        let rows = reader.await.expect("file reader panicked");
-        Ok(IngestOutcome::Committed {
-            manifest: written?,
-            rows,
-        })
-    }
-}
-
 /// Reads the whole file at `path` as `spec` describes — the same inference, overrides and
 /// NDJSON flattening as [`Catalog::ingest_file`] — into batches of at most [`BATCH_ROWS`] rows
 /// (for callers that ingest the rows elsewhere, e.g. as documents). Blocking: call it from a
@@ -272,18 +208,9 @@ struct Inferred {
     /// The schema the file is decoded with: for NDJSON the nested one (flattened after
     /// decoding), otherwise `schema`.
     decode: SchemaRef,
-    /// CSV: the pieces the file is decoded in (see [`CsvPiece`]; one for a file below
-    /// [`CSV_CHUNK_BYTES`]); empty for other formats.
-    pieces: Vec<CsvPiece>,
-}
-
-/// A run of whole CSV records: bytes `start..end` of the file, whose first record is record
-/// `first_record` of the file (from 0, the header line counted).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct CsvPiece {
-    start: u64,
-    end: u64,
-    first_record: usize,
+    /// CSV: the pieces the file is decoded in (one for a file below [`CSV_CHUNK_BYTES`]);
+    /// empty for other formats.
+    pieces: Vec<csv::CsvPiece>,
 }
 
 /// The schemas the file is ingested with (inference, refinement, overrides, normalisation).
@@ -295,23 +222,9 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
     let mut pieces = Vec::new();
     let inferred = match spec.format {
         FileFormat::Csv => {
-            // Two whole-file passes at once, on two threads: arrow-csv's type inference, and
-            // the evidence that keeps numeric-looking columns as text.
-            let format = arrow::csv::reader::Format::default()
-                .with_header(spec.csv_header)
-                .with_delimiter(spec.csv_delimiter);
-            let (inferred, evidence) = std::thread::scope(|scope| {
-                let evidence = scope.spawn(|| text_evidence(path, spec));
-                let inferred = format
-                    .infer_schema(BufReader::new(file), None)
-                    .map_err(|e| csv_error(path, spec, None, e, 0));
-                let evidence = evidence.join().expect("CSV evidence pass panicked");
-                (inferred, evidence)
-            });
-            let (schema, _) = inferred?;
-            let (evidence, found_pieces) = evidence?;
-            pieces = found_pieces;
-            refine_csv_schema(schema, &evidence)
+            let (schema, found) = csv::scan_file(path, spec)?;
+            pieces = found;
+            schema
         }
         FileFormat::NdJson => {
             let mut reader = BufReader::new(file);
@@ -327,6 +240,20 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
             builder.schema().as_ref().clone()
         }
     };
+    with_overrides(&inferred, spec, pieces)
+}
+
+/// The schemas a file with the `inferred` schema is ingested with: `--schema` overrides
+/// applied, types normalised, NDJSON flattened.
+///
+/// # Errors
+/// [`Error::InvalidData`] when the file has no columns or an override names a column it does
+/// not have.
+fn with_overrides(
+    inferred: &Schema,
+    spec: &FileIngest,
+    pieces: Vec<csv::CsvPiece>,
+) -> Result<Inferred> {
     if inferred.fields().is_empty() {
         return Err(invalid(spec, "no columns found"));
     }
@@ -371,109 +298,6 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
     })
 }
 
-/// Per CSV column, whether any value has a leading zero (`007`, `-01.5`) and whether any
-/// non-empty value does not parse as an `Int64`.
-#[derive(Debug, Clone, Copy, Default)]
-struct TextEvidence {
-    leading_zero: bool,
-    not_int64: bool,
-}
-
-/// The records of the CSV file at `path` as the `csv` crate reads them (spec's delimiter; the
-/// header line is record 1; rows of any length), for passes beside arrow-csv's.
-fn csv_records(path: &Path, spec: &FileIngest) -> Result<csv::Reader<BufReader<File>>> {
-    Ok(csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .delimiter(spec.csv_delimiter)
-        .from_reader(BufReader::new(open(path, &spec.name)?)))
-}
-
-/// One pass over the CSV file at `path` collecting [`TextEvidence`] for every column, whatever
-/// type inference gives it (so it can run beside inference), and the pieces the file can be
-/// cut into at record starts, about [`CSV_CHUNK_BYTES`] each (one piece for a smaller file).
-fn text_evidence(path: &Path, spec: &FileIngest) -> Result<(Vec<TextEvidence>, Vec<CsvPiece>)> {
-    let mut reader = csv_records(path, spec)?;
-    let mut evidence: Vec<TextEvidence> = Vec::new();
-    let mut record = csv::ByteRecord::new();
-    let mut cuts = vec![(0u64, 0usize)];
-    let mut records = 0usize;
-    loop {
-        let start = reader.position().byte();
-        if !reader
-            .read_byte_record(&mut record)
-            .map_err(|e| invalid(spec, e.to_string()))?
-        {
-            break;
-        }
-        records += 1;
-        if start >= cuts.last().expect("one cut").0 + CSV_CHUNK_BYTES {
-            cuts.push((start, records - 1));
-        }
-        if records == 1 && spec.csv_header {
-            continue;
-        }
-        if evidence.len() < record.len() {
-            evidence.resize(record.len(), TextEvidence::default());
-        }
-        for (value, seen) in record.iter().zip(evidence.iter_mut()) {
-            if value.is_empty() || (seen.leading_zero && seen.not_int64) {
-                continue;
-            }
-            let digits = value.strip_prefix(b"-").unwrap_or(value);
-            if digits.len() > 1 && digits[0] == b'0' && digits[1].is_ascii_digit() {
-                seen.leading_zero = true;
-            }
-            if !seen.not_int64
-                && std::str::from_utf8(value).map_or(true, |v| v.parse::<i64>().is_err())
-            {
-                seen.not_int64 = true;
-            }
-        }
-    }
-    let size = reader
-        .get_ref()
-        .get_ref()
-        .metadata()
-        .map_err(|e| invalid(spec, e.to_string()))?
-        .len();
-    let pieces = cuts
-        .iter()
-        .zip(cuts.iter().skip(1).map(|c| c.0).chain([size]))
-        .map(|(&(start, first_record), end)| CsvPiece {
-            start,
-            end,
-            first_record,
-        })
-        .collect();
-    Ok((evidence, pieces))
-}
-
-/// CSV refinement: numeric columns with leading zeros, or integers beyond `Int64`, stay Utf8
-/// (`evidence` from [`text_evidence`], by column position).
-fn refine_csv_schema(schema: Schema, evidence: &[TextEvidence]) -> Schema {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let seen = evidence.get(i).copied().unwrap_or_default();
-            let demote = match f.data_type() {
-                DataType::Int64 => seen.leading_zero || seen.not_int64,
-                DataType::Float64 => seen.leading_zero,
-                _ => false,
-            };
-            let f = f.as_ref().clone();
-            if demote {
-                f.with_data_type(DataType::Utf8)
-            } else {
-                f
-            }
-        })
-        .collect();
-    Schema::new(fields)
-}
-
 /// Reads the file in batches conforming to `schema`, handing each to `sink` until it returns
 /// false (the consumer stopped).
 fn read_batches(
@@ -484,7 +308,7 @@ fn read_batches(
 ) -> Result<()> {
     let schema = &inferred.decode;
     match spec.format {
-        FileFormat::Csv => read_csv_pieces(path, spec, schema, &inferred.pieces, sink)?,
+        FileFormat::Csv => csv::read_pieces(path, spec, schema, &inferred.pieces, sink)?,
         FileFormat::NdJson => {
             let file = open(path, &spec.name)?;
             // Decode with the nested schema, then flatten each batch to `parent.child` columns.
@@ -516,125 +340,6 @@ fn read_batches(
         }
     }
     Ok(())
-}
-
-/// Decodes the CSV file at `path` piece by piece, a piece per core but one (left to the
-/// Parquet writer) at once, handing the batches to `sink` in file order until it returns
-/// false. At most that many pieces' batches are held in memory, plus the one being handed on.
-fn read_csv_pieces(
-    path: &Path,
-    spec: &FileIngest,
-    schema: &SchemaRef,
-    pieces: &[CsvPiece],
-    sink: &mut dyn FnMut(RecordBatch) -> bool,
-) -> Result<()> {
-    use std::io::Read;
-    // One core is left to the Parquet writer that consumes the batches.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .saturating_sub(1)
-        .max(1);
-    let decode = |piece: &CsvPiece| -> Result<Vec<RecordBatch>> {
-        let mut file = open(path, &spec.name)?;
-        file.seek(std::io::SeekFrom::Start(piece.start))
-            .map_err(|e| invalid(spec, e.to_string()))?;
-        let header = piece.first_record == 0 && spec.csv_header;
-        let error = |e| csv_error(path, spec, Some(schema), e, piece.first_record);
-        arrow::csv::ReaderBuilder::new(Arc::clone(schema))
-            .with_header(header)
-            .with_delimiter(spec.csv_delimiter)
-            .with_batch_size(BATCH_ROWS)
-            .build_buffered(BufReader::new(file.take(piece.end - piece.start)))
-            .map_err(error)?
-            .map(|batch| batch.map_err(error))
-            .collect()
-    };
-    // The oldest piece is handed on while up to `threads` later ones decode.
-    std::thread::scope(|scope| {
-        let mut next = pieces.iter();
-        let mut pending = std::collections::VecDeque::new();
-        for piece in next.by_ref().take(threads) {
-            pending.push_back(scope.spawn(move || decode(piece)));
-        }
-        while let Some(oldest) = pending.pop_front() {
-            let batches = oldest.join().expect("CSV decoding panicked")?;
-            if let Some(piece) = next.next() {
-                pending.push_back(scope.spawn(move || decode(piece)));
-            }
-            for batch in batches {
-                if !sink(batch) {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
-    })
-}
-
-/// Rewrites arrow-csv's messages ("... for column 2 at line 17 ...") to name the file line and
-/// the column.
-///
-/// arrow-csv's decoder counts records, not lines: its value-parsing errors count data records,
-/// its field-count errors records with the header. A quoted field may span lines, so the record
-/// is mapped to the line it starts on by reading the file again with the `csv` crate (the same
-/// csv-core tokenizer), only on error. Errors of the `csv` crate itself (from type inference)
-/// already name file lines.
-///
-/// The reader that failed started at record `offset` of the file (from 0, the header line
-/// counted).
-fn csv_error(
-    path: &Path,
-    spec: &FileIngest,
-    schema: Option<&SchemaRef>,
-    e: arrow::error::ArrowError,
-    offset: usize,
-) -> Error {
-    let message = e.to_string();
-    let data_record =
-        message.contains("Error while parsing value") || message.contains("Error parsing column");
-    // The file record (from 1, the header counted) an arrow-csv decoder error names.
-    let record = if data_record {
-        // Records of this reader from 0, the header counted (arrow-csv's `line_number`).
-        number_after(&message, "at line ")
-            .or_else(|| number_after(&message, "for line "))
-            .map(|n| n + 1 + offset)
-    } else {
-        // arrow-csv's field-count check: records of this reader from 1, the header counted.
-        number_after(&message, "for line ").map(|n| n + offset)
-    };
-    let line = match record {
-        Some(record) => Some(record_line(path, spec, record).unwrap_or(record)),
-        // The csv crate (type inference reads the whole file with it) counts file lines.
-        None => number_after(&message, "at line "),
-    };
-    let column = number_after(&message, "for column ")
-        .or_else(|| number_after(&message, "parsing column "))
-        .and_then(|i| schema.and_then(|s| s.fields().get(i).map(|f| f.name().clone())));
-    let location = match (line, column) {
-        (Some(line), Some(column)) => format!("{} line {line}, column `{column}`", spec.name),
-        (Some(line), None) => format!("{} line {line}", spec.name),
-        _ => spec.name.clone(),
-    };
-    Error::InvalidData { location, message }
-}
-
-/// The file line (from 1) on which record `record` (from 1, the header line counted) of the CSV
-/// file at `path` starts; `None` when the file has fewer records or cannot be read.
-fn record_line(path: &Path, spec: &FileIngest, record: usize) -> Option<usize> {
-    let mut reader = csv_records(path, spec).ok()?;
-    let mut row = csv::ByteRecord::new();
-    for _ in 0..record {
-        if !reader.read_byte_record(&mut row).ok()? {
-            return None;
-        }
-    }
-    usize::try_from(row.position()?.line()).ok()
-}
-
-fn number_after(text: &str, marker: &str) -> Option<usize> {
-    let rest = &text[text.find(marker)? + marker.len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
 }
 
 /// A JSON error located by line and column: arrow-json does not report positions, so on error
