@@ -113,12 +113,21 @@ def run_child(engine, path, out):
     return float(seconds), (None if rows == "None" else int(rows)), usage.ru_maxrss / 1024
 
 
-def stream(url, table):
-    """MB/s of `SELECT * FROM table` into pyarrow.flight and ADBC (best of ROUNDS)."""
+def cpu_seconds(pid):
+    """User + system CPU seconds of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stream(url, table, server_pid):
+    """`SELECT * FROM table` into pyarrow.flight and ADBC, plain and with each IPC body
+    compression (the x-lakehouse-ipc-compression header): best of ROUNDS as (MB of Arrow,
+    seconds, server CPU seconds, client CPU seconds)."""
     import adbc_driver_flightsql.dbapi as flight_sql
     import pyarrow.flight as fl
 
     sql = f"SELECT * FROM {table}"
+    header = "x-lakehouse-ipc-compression"
 
     def varint(n):
         out = b""
@@ -138,25 +147,30 @@ def stream(url, table):
         + field(2, field(1, sql.encode()))
     client = fl.FlightClient(url.replace("grpc://", "grpc+tcp://"))
 
-    def pyflight():
-        start = time.perf_counter()
-        info = client.get_flight_info(fl.FlightDescriptor.for_command(command))
-        nbytes = 0
-        for chunk in client.do_get(info.endpoints[0].ticket):
-            nbytes += chunk.data.nbytes
-        return nbytes, time.perf_counter() - start
+    def pyflight(codec):
+        options = fl.FlightCallOptions(headers=[(header.encode(), codec.encode())])
+        info = client.get_flight_info(fl.FlightDescriptor.for_command(command), options)
+        return sum(c.data.nbytes for c in client.do_get(info.endpoints[0].ticket, options))
 
-    def adbc():
-        with flight_sql.connect(url, autocommit=True) as conn, conn.cursor() as cur:
-            start = time.perf_counter()
-            cur.execute(sql)
-            nbytes = sum(b.nbytes for b in cur.fetch_record_batch())
-            return nbytes, time.perf_counter() - start
+    def adbc(codec):
+        option = f"adbc.flight.sql.rpc.call_header.{header}"
+        with flight_sql.connect(url, db_kwargs={option: codec}, autocommit=True) as conn:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return sum(b.nbytes for b in cur.fetch_record_batch())
 
     results = {}
     for name, fn in [("pyarrow.flight", pyflight), ("ADBC", adbc)]:
-        best = min((fn() for _ in range(ROUNDS)), key=lambda r: r[1])
-        results[name] = (best[0] / 1e6, best[1])
+        for codec in ["none", "lz4", "zstd"]:
+            runs = []
+            for _ in range(ROUNDS):
+                server0, client0 = cpu_seconds(server_pid), time.process_time()
+                start = time.perf_counter()
+                nbytes = fn(codec)
+                seconds = time.perf_counter() - start
+                runs.append((nbytes / 1e6, seconds, cpu_seconds(server_pid) - server0,
+                             time.process_time() - client0))
+            results[(name, codec)] = min(runs, key=lambda r: r[1])
     return results
 
 
@@ -204,7 +218,7 @@ def main():
                     if best is None or seconds < best[0]:
                         best = (seconds, rss)
                     if label == "CSV" and round_ == ROUNDS - 1:
-                        streaming = stream(url, "lineitem")
+                        streaming = stream(url, "lineitem", proc.pid)
                 finally:
                     proc.terminate()
                     proc.wait()
@@ -221,10 +235,11 @@ def main():
             lines.append(f"| {label} {size_mb:.0f} MB, {rows:,} rows | {name} | {seconds:.2f} | "
                          f"{size_mb / seconds:.0f} | {rows / seconds:,.0f} | {rss:.0f} | "
                          f"{size_mb / seconds / duck_mbs:.2f}× |")
-    lines += ["", "| `SELECT * FROM lineitem` | MB of Arrow | seconds | MB/s |",
-              "|---|---:|---:|---:|"]
-    for name, (mb, seconds) in streaming.items():
-        lines.append(f"| {name} | {mb:.0f} | {seconds:.2f} | {mb / seconds:.0f} |")
+    lines += ["", "| `SELECT * FROM lineitem` | IPC compression | MB of Arrow | seconds | MB/s | "
+              "server CPU s | client CPU s |", "|---|---|---:|---:|---:|---:|---:|"]
+    for (name, codec), (mb, seconds, server_cpu, client_cpu) in streaming.items():
+        lines.append(f"| {name} | {codec} | {mb:.0f} | {seconds:.2f} | {mb / seconds:.0f} | "
+                     f"{server_cpu:.2f} | {client_cpu:.2f} |")
     table = "\n".join(lines)
     print(table)
     Path(args.out).write_text(

@@ -958,6 +958,36 @@ impl Catalog {
     where
         S: Stream<Item = Result<RecordBatch>> + Unpin,
     {
+        let mut writer = self.writer_for(table, mode, input_schema, source).await?;
+        while let Some(batch) = batches.next().await {
+            let written = match batch {
+                Ok(batch) => writer.write(&batch).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                writer.abort().await;
+                return Err(e);
+            }
+        }
+        let schema = Arc::clone(writer.schema());
+        let files = writer.finish().await?;
+        Ok(WrittenFiles { schema, files })
+    }
+
+    /// The writer of new data files for `table` under `mode`, with the table's schema when it
+    /// exists (else `input_schema`, normalised), after checking `mode` against the table as it
+    /// is now.
+    ///
+    /// # Errors
+    /// [`Error::TableExists`], [`Error::TableNotFound`], [`Error::ReadOnly`],
+    /// [`Error::SchemaMismatch`] as `mode` demands.
+    pub(crate) async fn writer_for(
+        &self,
+        table: &TableRef,
+        mode: WriteMode,
+        input_schema: &SchemaRef,
+        source: Option<SourceFile>,
+    ) -> Result<DataFileWriter> {
         let normalized: SchemaRef = Arc::new(normalize_schema(input_schema));
         let live = match self.table(table).await {
             Ok(m) => Some(m),
@@ -994,19 +1024,7 @@ impl Catalog {
             }
             _ => Arc::clone(&normalized),
         };
-        let mut writer = self.data_writer(table, Arc::clone(&schema), source);
-        while let Some(batch) = batches.next().await {
-            let written = match batch {
-                Ok(batch) => writer.write(&batch).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = written {
-                writer.abort().await;
-                return Err(e);
-            }
-        }
-        let files = writer.finish().await?;
-        Ok(WrittenFiles { schema, files })
+        Ok(self.data_writer(table, schema, source))
     }
 
     /// The second half of [`Catalog::write_stream_checked`]: commits files from

@@ -291,6 +291,68 @@ impl DataFileWriter {
         Ok(std::mem::take(&mut self.done))
     }
 
+    /// Stores the Parquet file at `local` (whose footer is `metadata`) as one data file as it
+    /// is: its row groups, encodings, compression and statistics kept, nothing decoded. For a
+    /// file whose columns already are the table's (names and types; the caller checks). Files
+    /// written before stay before it. Returns the rows it holds.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when reading `local` or storing it fails (the partial object is
+    /// aborted).
+    pub async fn copy_parquet(
+        &mut self,
+        local: &std::path::Path,
+        metadata: &parquet::file::metadata::ParquetMetaData,
+    ) -> Result<u64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.close_current().await?;
+        let path = layout::new_data_file(&self.table);
+        let mut upload =
+            object_store::buffered::BufWriter::new(Arc::clone(&self.store), path.clone());
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let copied: std::io::Result<()> = async {
+            let mut file = tokio::fs::File::open(local).await?;
+            let mut buffer = vec![0u8; 8 * 1024 * 1024];
+            loop {
+                let read = file.read(&mut buffer).await?;
+                if read == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..read]);
+                size += read as u64;
+                upload.write_all(&buffer[..read]).await?;
+            }
+            upload.shutdown().await
+        }
+        .await;
+        if let Err(e) = copied {
+            if let Err(abort) = upload.abort().await {
+                tracing::debug!(%path, error = %abort, "aborting upload");
+            }
+            return Err(Error::Storage(object_store::Error::Generic {
+                store: "data file copy",
+                source: Box::new(e),
+            }));
+        }
+        let rows = metadata.file_metadata().num_rows() as u64;
+        self.done.push(DataFile {
+            path: path.to_string(),
+            size_bytes: size,
+            rows,
+            sha256: hex::encode(hasher.finalize()),
+            source: self.source.clone(),
+            row_groups: metadata
+                .row_groups()
+                .iter()
+                .map(|g| g.num_rows() as u64)
+                .collect(),
+            deletion_vector: None,
+            statistics: crate::statistics::file_statistics(&self.schema, metadata),
+        });
+        Ok(rows)
+    }
+
     /// Deletes every file this writer wrote (best effort; `Catalog::cleanup` catches the rest).
     pub async fn abort(mut self) {
         if let Some(open) = self.current.take() {

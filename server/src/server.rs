@@ -147,7 +147,10 @@ impl Server {
         // TCP_NODELAY: without it each small response waits for the client's delayed ACK
         // (~40 ms per RPC, and a query takes two). tonic sets it only on listeners it binds.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let mut builder = tonic::transport::Server::builder();
+        // HTTP/2 flow-control windows sized by measuring the bandwidth-delay product (as gRPC's
+        // own implementations do), not hyper's fixed 64 KiB, so large uploads (`lakehouse
+        // ingest`) are not held back by window updates.
+        let mut builder = tonic::transport::Server::builder().http2_adaptive_window(Some(true));
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls)?;
         }

@@ -551,3 +551,147 @@ async fn an_upload_cut_off_mid_stream_commits_nothing() {
         .unwrap();
     assert_eq!(result.rows, 50_000);
 }
+
+/// The data files of `table` in the server's storage, with their bytes.
+fn data_files(server: &TestServer, table: &str) -> Vec<Vec<u8>> {
+    let dir = server
+        .storage()
+        .path()
+        .join("tables/public")
+        .join(table)
+        .join("data");
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| std::fs::read(e.unwrap().path()).unwrap())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A Parquet file whose columns already are what the table stores is kept as it is: the data
+/// file holds the uploaded bytes (row groups and ZSTD pages untouched); one that needs a change
+/// (view types, a `--schema` override) is decoded and written anew. Appends of either kind read
+/// back the same rows.
+#[tokio::test]
+async fn parquet_files_needing_no_change_are_stored_as_they_are() {
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::WriterProperties;
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = server.lakehouse_client().await;
+    let rows = 50_000i64;
+    let batch = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(0..rows)) as ArrayRef,
+        ),
+        (
+            "name",
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                (0..rows).map(|i| format!("n{}", i % 100)),
+            )) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let write_parquet = |name: &str, batch: &RecordBatch| {
+        let path = dir.path().join(name);
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_max_row_group_row_count(Some(20_000))
+            .build();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            Some(props),
+        )
+        .unwrap();
+        writer.write(batch).unwrap();
+        writer.close().unwrap();
+        path
+    };
+    let plain = write_parquet("plain.parquet", &batch);
+    let result = client
+        .ingest_file(&plain, &options("kept"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(result.rows, rows as u64);
+    let stored = data_files(&server, "kept");
+    assert_eq!(
+        stored,
+        [std::fs::read(&plain).unwrap()],
+        "stored byte for byte"
+    );
+    let mut sql = server.client().await;
+    let total = query(
+        &mut sql,
+        "SELECT count(*), sum(id), count(DISTINCT name) FROM kept",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        total[0].column(0).as_primitive::<Int64Type>().value(0),
+        rows
+    );
+    assert_eq!(
+        total[0].column(1).as_primitive::<Int64Type>().value(0),
+        rows * (rows - 1) / 2
+    );
+    assert_eq!(total[0].column(2).as_primitive::<Int64Type>().value(0), 100);
+    // Pruning still works on the kept file's own statistics.
+    let one = query(&mut sql, "SELECT name FROM kept WHERE id = 41234")
+        .await
+        .unwrap();
+    assert_eq!(one[0].column(0).as_string::<i32>().value(0), "n34");
+
+    // The same rows with `name` as a view type need normalising: decoded, written anew, and
+    // appended next to the kept file.
+    let views = RecordBatch::try_from_iter(vec![
+        ("id", Arc::clone(batch.column(0))),
+        (
+            "name",
+            arrow::compute::cast(batch.column(1), &DataType::Utf8View).unwrap(),
+        ),
+    ])
+    .unwrap();
+    let views = write_parquet("views.parquet", &views);
+    let result = client
+        .ingest_file(&views, &options("kept"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(result.rows, rows as u64);
+    let stored = data_files(&server, "kept");
+    assert_eq!(stored.len(), 2);
+    assert!(
+        !stored.contains(&std::fs::read(&views).unwrap()),
+        "decoded, not copied"
+    );
+    // An override also means decoding: `id` as text cannot be appended to the Int64 column.
+    let forced = IngestFileOptions {
+        schema_overrides: "id=Utf8".into(),
+        ..options("kept")
+    };
+    let more = RecordBatch::try_from_iter(vec![
+        (
+            "id",
+            Arc::new(Int64Array::from_iter_values(rows..rows + 10)) as ArrayRef,
+        ),
+        (
+            "name",
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                (0..10).map(|i| format!("m{i}")),
+            )) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let more = write_parquet("more.parquet", &more);
+    let (code, message) = status(
+        &client
+            .ingest_file(&more, &forced, |_| {})
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, Code::InvalidArgument, "{message}");
+    assert_eq!(data_files(&server, "kept").len(), 2, "nothing written");
+    let total = query(&mut sql, "SELECT count(*) FROM kept").await.unwrap();
+    assert_eq!(scalar_i64(&total), 2 * rows);
+}

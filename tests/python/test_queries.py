@@ -1,8 +1,10 @@
 """Read paths through real clients: ADBC (DB-API and the ADBC metadata calls) and raw pyarrow.flight."""
 
+import adbc_driver_flightsql.dbapi as flight_sql
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
+from conftest import LakehouseServer
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
 
 TPCH_COUNTS = {
@@ -118,3 +120,45 @@ def test_raw_pyarrow_flight_statement_query(tpch_server):
     # GetSchema on the same descriptor answers the same schema without running the query.
     assert client.get_schema(descriptor).schema == info.schema
     client.close()
+
+
+COMPRESSION_HEADER = "x-lakehouse-ipc-compression"
+LINEITEM_SQL = "SELECT * FROM lineitem ORDER BY l_orderkey, l_linenumber"
+# Bytes of Flight data: above `LINEITEM_SQL`'s result compressed, below it plain.
+RESULT_LIMIT = 7_000_000
+
+
+def test_results_compressed_on_request_arrive_whole_and_smaller(tmp_path):
+    # The result limit lies between the compressed and the plain size of the result, so only a
+    # compressed stream fits under it: the header does change what is sent.
+    server = LakehouseServer(tmp_path / "data", "--sample", "tpch:0.01",
+                             "--max-result-bytes", str(RESULT_LIMIT),
+                             log_path=tmp_path / "server.log")
+    try:
+        client = flight.FlightClient(server.url)
+        descriptor = flight.FlightDescriptor.for_command(_command_statement_query(LINEITEM_SQL))
+
+        def fetch(codec):
+            headers = [(COMPRESSION_HEADER.encode(), codec.encode())] if codec else []
+            options = flight.FlightCallOptions(headers=headers)
+            info = client.get_flight_info(descriptor, options)
+            return client.do_get(info.endpoints[0].ticket, options).read_all()
+
+        with pytest.raises(pa.ArrowException) as plain:
+            fetch(None)
+        assert "max_result_bytes" in str(plain.value)
+        zstd, lz4 = fetch("zstd"), fetch("LZ4")
+        assert zstd.num_rows == 60175
+        assert zstd.equals(lz4)
+        with pytest.raises(pa.ArrowException) as unknown:
+            fetch("brotli")
+        assert "unknown compression \"brotli\"; use zstd, lz4 or none" in str(unknown.value)
+        client.close()
+        # ADBC (Go) decompresses on its own; the header goes with every call.
+        option = f"adbc.flight.sql.rpc.call_header.{COMPRESSION_HEADER}"
+        with flight_sql.connect(server.url, db_kwargs={option: "zstd"}, autocommit=True) as conn:
+            with conn.cursor() as cur:
+                cur.execute(LINEITEM_SQL)
+                assert cur.fetch_arrow_table().equals(zstd)
+    finally:
+        server.stop()

@@ -156,33 +156,8 @@ impl Catalog {
             Some(Ok(written)) if held => (written, csv.as_ref().map_or(0, |c| c.rows)),
             speculative => {
                 self.discard_speculative(speculative).await;
-                let inferred = Arc::new(inferred);
-                let (tx, rx) = mpsc::channel(2);
-                let path = spool.path().to_path_buf();
-                let read_spec = spec.clone();
-                let decode = Arc::clone(&inferred);
-                let reader = tokio::task::spawn_blocking(move || {
-                    let mut rows = 0u64;
-                    let result = read_batches(&path, &read_spec, &decode, &mut |batch| {
-                        rows += batch.num_rows() as u64;
-                        tx.blocking_send(Ok(batch)).is_ok()
-                    });
-                    if let Err(e) = result {
-                        let _ = tx.blocking_send(Err(e));
-                    }
-                    rows
-                });
-                let written = self
-                    .write_files(
-                        table,
-                        mode,
-                        &inferred.schema,
-                        Some(source.clone()),
-                        ReceiverStream::new(rx),
-                    )
-                    .await;
-                let rows = reader.await.expect("file reader panicked");
-                (written?, rows)
+                self.write_spooled(table, mode, &spec, inferred, spool.path(), &source)
+                    .await?
             }
         };
         let source = SourceFile {
@@ -200,12 +175,87 @@ impl Catalog {
 }
 
 impl Catalog {
+    /// Writes the spooled file at `path` to new data files: a Parquet file whose columns are
+    /// already the table's is stored as it is ([`crate::DataFileWriter::copy_parquet`]: no
+    /// decoding); anything else is decoded (CSV in pieces on all cores) and written. Returns
+    /// the files and the rows.
+    async fn write_spooled(
+        &self,
+        table: &TableRef,
+        mode: WriteMode,
+        spec: &FileIngest,
+        inferred: super::Inferred,
+        path: &std::path::Path,
+        source: &SourceFile,
+    ) -> Result<(WrittenFiles, u64)> {
+        if let Some(footer) = parquet_as_is(path, spec, &inferred) {
+            let mut writer = self
+                .writer_for(table, mode, &inferred.schema, Some(source.clone()))
+                .await?;
+            if writer.schema().fields() == inferred.schema.fields() {
+                let rows = match writer.copy_parquet(path, &footer).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        writer.abort().await;
+                        return Err(e);
+                    }
+                };
+                let schema = Arc::clone(writer.schema());
+                let files = writer.finish().await?;
+                return Ok((WrittenFiles { schema, files }, rows));
+            }
+        }
+        let inferred = Arc::new(inferred);
+        let (tx, rx) = mpsc::channel(2);
+        let read_path = path.to_path_buf();
+        let read_spec = spec.clone();
+        let decode = Arc::clone(&inferred);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut rows = 0u64;
+            let result = read_batches(&read_path, &read_spec, &decode, &mut |batch| {
+                rows += batch.num_rows() as u64;
+                tx.blocking_send(Ok(batch)).is_ok()
+            });
+            if let Err(e) = result {
+                let _ = tx.blocking_send(Err(e));
+            }
+            rows
+        });
+        let written = self
+            .write_files(
+                table,
+                mode,
+                &inferred.schema,
+                Some(source.clone()),
+                ReceiverStream::new(rx),
+            )
+            .await;
+        let rows = reader.await.expect("file reader panicked");
+        Ok((written?, rows))
+    }
+
     /// Deletes the files a speculative decoding wrote.
     async fn discard_speculative(&self, written: Option<Result<WrittenFiles>>) {
         if let Some(Ok(written)) = written {
             self.discard_files(written).await;
         }
     }
+}
+
+/// The footer of the Parquet file at `path` when it can be stored as it is: no overrides, and
+/// its columns (names, types, nullability) need no normalising.
+fn parquet_as_is(
+    path: &std::path::Path,
+    spec: &FileIngest,
+    inferred: &super::Inferred,
+) -> Option<Arc<parquet::file::metadata::ParquetMetaData>> {
+    if spec.format != FileFormat::Parquet || !spec.overrides.is_empty() {
+        return None;
+    }
+    let file = std::fs::File::open(path).ok()?;
+    let builder =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
+    (builder.schema().fields() == inferred.schema.fields()).then(|| Arc::clone(builder.metadata()))
 }
 
 /// The upload, received.

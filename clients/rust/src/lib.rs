@@ -196,8 +196,11 @@ impl Client {
             url: url.to_string(),
             message,
         };
-        let mut endpoint =
-            Endpoint::from_shared(uri.clone()).map_err(|e| invalid(e.to_string()))?;
+        // Flow-control windows grown to the measured bandwidth-delay product (as gRPC's own
+        // clients do), not fixed at 64 KiB: large results arrive without waiting on updates.
+        let mut endpoint = Endpoint::from_shared(uri.clone())
+            .map_err(|e| invalid(e.to_string()))?
+            .http2_adaptive_window(true);
         if uri.starts_with("https://") {
             install_crypto_provider();
             let ca = options.tls_ca_pem.as_ref().ok_or_else(|| {

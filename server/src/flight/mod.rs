@@ -24,6 +24,8 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use arrow::ipc::CompressionType;
+use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
@@ -58,6 +60,14 @@ use crate::query::{PlannedQuery, QueryEngine};
 /// properties as headers); ADBC: db option `adbc.flight.sql.rpc.call_header.x-lakehouse-schema`;
 /// pyarrow: `FlightCallOptions(headers=[(b"x-lakehouse-schema", b"NAME")])`.
 pub const SCHEMA_HEADER: &str = "x-lakehouse-schema";
+
+/// Request header choosing compression of the Arrow IPC bodies of a DoGet's result: `zstd`,
+/// `lz4` (LZ4 frame) or `none` (the default). Arrow IPC readers (Arrow C++/pyarrow, Go/ADBC,
+/// Rust, Java with arrow-compression) decompress on their own. It pays where the network, not
+/// the CPU, is the limit: see docs/limits.md. ADBC: db option
+/// `adbc.flight.sql.rpc.call_header.x-lakehouse-ipc-compression`; pyarrow:
+/// `FlightCallOptions(headers=[(b"x-lakehouse-ipc-compression", b"zstd")])`.
+pub const COMPRESSION_HEADER: &str = "x-lakehouse-ipc-compression";
 
 /// Largest FlightData message the server sends, in bytes. gRPC clients reject messages over
 /// 4 MiB by default; the encoder splits batches to stay under this (a single huge value can
@@ -147,11 +157,12 @@ impl LakehouseFlightSql {
         &self,
         planned: Arc<PlannedQuery>,
         query_id: Option<&str>,
+        ipc: IpcWriteOptions,
     ) -> Result<BoxStream<FlightData>, Status> {
         let admission = self.engine.admission();
         let guard = admission.admit(query_id).await?;
         let stream = planned.execute()?;
-        let encoded = encode_stream(planned.schema(), stream);
+        let encoded = encode_stream(planned.schema(), stream, ipc);
         Ok(limit_stream(encoded, guard, admission.max_result_bytes()))
     }
 
@@ -202,11 +213,47 @@ fn command_flight_info<C: ProstMessageExt>(
     Ok(Response::new(info))
 }
 
-/// Encodes a record-batch stream as FlightData, schema first (even for zero batches), batches
-/// split to at most [`MAX_FLIGHT_DATA_BYTES`]; errors become statuses through the one mapping.
-fn encode_stream(schema: SchemaRef, batches: SendableRecordBatchStream) -> BoxStream<FlightData> {
+/// The IPC options of a DoGet's result: body compression as the [`COMPRESSION_HEADER`] asks.
+///
+/// # Errors
+/// `InvalidArgument` naming the accepted values for any other value.
+fn ipc_options<T>(request: &Request<T>) -> Result<IpcWriteOptions, Status> {
+    let Some(value) = request.metadata().get(COMPRESSION_HEADER) else {
+        return Ok(IpcWriteOptions::default());
+    };
+    let codec = match value
+        .to_str()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "none" | "" => None,
+        "zstd" => Some(CompressionType::ZSTD),
+        "lz4" | "lz4_frame" => Some(CompressionType::LZ4_FRAME),
+        other => {
+            return Err(Error::invalid(format!(
+                "header {COMPRESSION_HEADER}: unknown compression {other:?}; use zstd, lz4 or none"
+            ))
+            .into());
+        }
+    };
+    Ok(IpcWriteOptions::default()
+        .try_with_compression(codec)
+        .map_err(Error::from)?)
+}
+
+/// Encodes a record-batch stream as FlightData with `ipc` options, schema first (even for zero
+/// batches), batches split to at most [`MAX_FLIGHT_DATA_BYTES`]; errors become statuses through
+/// the one mapping.
+fn encode_stream(
+    schema: SchemaRef,
+    batches: SendableRecordBatchStream,
+    ipc: IpcWriteOptions,
+) -> BoxStream<FlightData> {
     let batches = batches.map_err(|e| FlightError::Tonic(Box::new(Error::from(e).into_status())));
     let stream = FlightDataEncoderBuilder::new()
+        .with_options(ipc)
         .with_schema(schema)
         .with_max_flight_data_size(MAX_FLIGHT_DATA_BYTES)
         .build(batches)
@@ -304,9 +351,9 @@ impl FlightSqlService for LakehouseFlightSql {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
-        statement_query::do_get(self, ticket).await
+        statement_query::do_get(self, ticket, ipc_options(&request)?).await
     }
 
     async fn do_action_create_prepared_statement(

@@ -213,8 +213,9 @@ pub(super) async fn get_flight_info(
 pub(super) async fn do_get(
     service: &LakehouseFlightSql,
     query: CommandPreparedStatementQuery,
-    _request: Request<Ticket>,
+    request: Request<Ticket>,
 ) -> Result<Response<BoxStream<FlightData>>, Status> {
+    let ipc = super::ipc_options(&request)?;
     let handle = decode_handle(&query.prepared_statement_handle)?;
     let planned = service
         .engine
@@ -225,6 +226,6 @@ pub(super) async fn do_get(
             handle.parameters.as_ref(),
         )
         .await?;
-    let stream = service.stream_query(Arc::new(planned), None).await?;
+    let stream = service.stream_query(Arc::new(planned), None, ipc).await?;
     Ok(Response::new(stream))
 }

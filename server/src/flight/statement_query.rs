@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
 use arrow_flight::{FlightData, FlightDescriptor, FlightInfo};
 use lakehouse_catalog::{AsOf, SchemaName, TableRef, Version};
@@ -145,6 +146,7 @@ pub(super) fn planned_flight_info(
 pub(super) async fn do_get(
     service: &LakehouseFlightSql,
     ticket: TicketStatementQuery,
+    ipc: IpcWriteOptions,
 ) -> Result<Response<BoxStream<FlightData>>, Status> {
     let cached = service.plans.remove(&ticket.statement_handle);
     let handle = ticket.statement_handle;
@@ -152,7 +154,7 @@ pub(super) async fn do_get(
         .map_err(|e| Error::invalid(format!("invalid statement ticket: {e}")))?;
     let query_id = (!ticket.query_id.is_empty()).then_some(ticket.query_id.as_str());
     if let Some(planned) = cached {
-        let stream = service.stream_query(planned, query_id).await?;
+        let stream = service.stream_query(planned, query_id, ipc).await?;
         return Ok(Response::new(stream));
     }
     let default_schema = SchemaName::new(ticket.default_schema).map_err(Error::from)?;
@@ -186,6 +188,8 @@ pub(super) async fn do_get(
             parameters.as_ref(),
         )
         .await?;
-    let stream = service.stream_query(Arc::new(planned), query_id).await?;
+    let stream = service
+        .stream_query(Arc::new(planned), query_id, ipc)
+        .await?;
     Ok(Response::new(stream))
 }
