@@ -19,7 +19,9 @@
 //! decoded again against the whole-file schema — the same answer as typing first, at the cost
 //! of a second decode only for such files.
 //!
-//! NDJSON and Parquet uploads are spooled, then read twice (inference, then parsing).
+//! NDJSON uploads are spooled, then read twice (inference, then parsing). A Parquet upload
+//! whose columns need no change is stored as it is, without decoding
+//! ([`crate::DataFileWriter::copy_parquet`]); other Parquet files are decoded and rewritten.
 //! The first malformed row aborts the ingest with an [`Error::InvalidData`] naming the file,
 //! line and column; nothing is committed and the partial data files are deleted.
 //!
