@@ -695,3 +695,82 @@ async fn parquet_files_needing_no_change_are_stored_as_they_are() {
     let total = query(&mut sql, "SELECT count(*) FROM kept").await.unwrap();
     assert_eq!(scalar_i64(&total), 2 * rows);
 }
+
+/// An NDJSON file of several pieces is inferred piece by piece and merged as arrow-json
+/// merges values: a column of integers meeting `2.5` in a later piece is Float64, a nested
+/// field first seen late is a column, and every row arrives; a bad line in a later piece names
+/// its line.
+#[tokio::test]
+async fn large_ndjson_files_infer_in_pieces_with_whole_file_types() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut client = server.lakehouse_client().await;
+    let rows = 400_000usize;
+    let mut text = String::new();
+    let mut bad = String::new();
+    for i in 1..=rows {
+        let score = if i == 250_000 {
+            "2.5".to_string()
+        } else {
+            i.to_string()
+        };
+        let extra = if i == 390_000 {
+            ", \"user\": {\"late\": \"yes\"}"
+        } else {
+            ""
+        };
+        let line = format!(
+            "{{\"id\": {i}, \"score\": {score}, \"note\": \"{}\"{extra}}}\n",
+            "x".repeat(60)
+        );
+        text.push_str(&line);
+        bad.push_str(if i == 370_000 {
+            "{\"id\": 1,,}\n"
+        } else {
+            &line
+        });
+    }
+    assert!(text.len() as u64 > 2 * lakehouse_catalog::ingest::CSV_CHUNK_BYTES);
+    let good = write(dir.path(), "big.ndjson", &text);
+    let result = client
+        .ingest_file(&good, &options("events"), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(result.rows, rows as u64);
+    let mut sql = server.client().await;
+    let batches = query(
+        &mut sql,
+        "SELECT count(*) AS n, sum(id) AS s, max(score) AS m, \
+         count(\"user.late\") AS late FROM events",
+    )
+    .await
+    .unwrap();
+    let schema = batches[0].schema();
+    assert_eq!(schema.field(2).data_type(), &DataType::Float64, "score");
+    let b = &batches[0];
+    assert_eq!(
+        b.column(0).as_primitive::<Int64Type>().value(0),
+        rows as i64
+    );
+    assert_eq!(
+        b.column(1).as_primitive::<Int64Type>().value(0),
+        (rows * (rows + 1) / 2) as i64
+    );
+    assert_eq!(
+        b.column(2).as_primitive::<Float64Type>().value(0),
+        rows as f64
+    );
+    assert_eq!(b.column(3).as_primitive::<Int64Type>().value(0), 1);
+    let bad = write(dir.path(), "bad.ndjson", &bad);
+    let (code, message) = status(
+        &client
+            .ingest_file(&bad, &options("events"), |_| {})
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(
+        message.starts_with("bad.ndjson line 370000, column"),
+        "{message}"
+    );
+}

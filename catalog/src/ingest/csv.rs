@@ -7,7 +7,7 @@
 //! on several threads, and handed on in file order.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek};
+use std::io::{BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,17 +16,8 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::csv_types::ColumnTypes;
-use super::{BATCH_ROWS, CSV_CHUNK_BYTES, FileIngest, invalid, open};
+use super::{BATCH_ROWS, CSV_CHUNK_BYTES, FileIngest, Piece, invalid, open};
 use crate::error::{Error, Result};
-
-/// A run of whole CSV records: bytes `start..end` of the file, whose first record is record
-/// `first_record` of the file (from 0, the header line counted). The header line is in no piece.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct CsvPiece {
-    pub(super) start: u64,
-    pub(super) end: u64,
-    pub(super) first_record: usize,
-}
 
 /// A record whose field count differs from the first line's: record `record` of the file
 /// (from 1, the header line counted).
@@ -76,7 +67,7 @@ pub(super) struct CsvScan {
     piece_first_record: usize,
     /// The bytes from `piece_start` on (when `keep_bytes`).
     buffer: BytesMut,
-    pieces: Vec<CsvPiece>,
+    pieces: Vec<Piece>,
 }
 
 impl CsvScan {
@@ -114,7 +105,7 @@ impl CsvScan {
     pub(super) fn push(
         &mut self,
         chunk: &[u8],
-        ready: &mut Vec<(CsvPiece, Bytes)>,
+        ready: &mut Vec<(Piece, Bytes)>,
     ) -> std::result::Result<(), Ragged> {
         if self.keep_bytes {
             self.buffer.extend_from_slice(chunk);
@@ -129,7 +120,7 @@ impl CsvScan {
     /// As [`CsvScan::push`].
     pub(super) fn finish(
         &mut self,
-        ready: &mut Vec<(CsvPiece, Bytes)>,
+        ready: &mut Vec<(Piece, Bytes)>,
     ) -> std::result::Result<(), Ragged> {
         self.tokenize(&[], ready)?;
         if self.consumed > self.piece_start {
@@ -168,7 +159,7 @@ impl CsvScan {
     }
 
     /// Every piece completed so far, in file order.
-    pub(super) fn pieces(&self) -> &[CsvPiece] {
+    pub(super) fn pieces(&self) -> &[Piece] {
         &self.pieces
     }
 
@@ -176,7 +167,7 @@ impl CsvScan {
     fn tokenize(
         &mut self,
         mut input: &[u8],
-        ready: &mut Vec<(CsvPiece, Bytes)>,
+        ready: &mut Vec<(Piece, Bytes)>,
     ) -> std::result::Result<(), Ragged> {
         use csv_core::ReadRecordResult::*;
         loop {
@@ -256,8 +247,8 @@ impl CsvScan {
         Ok(())
     }
 
-    fn cut(&mut self, ready: &mut Vec<(CsvPiece, Bytes)>) {
-        let piece = CsvPiece {
+    fn cut(&mut self, ready: &mut Vec<(Piece, Bytes)>) {
+        let piece = Piece {
             start: self.piece_start,
             end: self.consumed,
             first_record: self.piece_first_record,
@@ -304,9 +295,9 @@ pub(super) fn decode_piece(
     }
 }
 
-/// Decodes the pieces of the CSV file at `path`, all cores but one (left to the Parquet
-/// writer) at once, handing the batches to `sink` in file order until it returns false. At
-/// most that many pieces' bytes and batches are held in memory, plus the one being handed on.
+/// Decodes the pieces of the CSV file at `path` against `schema` on all cores but one,
+/// handing the batches to `sink` in file order until it returns false
+/// ([`super::decode_in_pieces`]).
 ///
 /// # Errors
 /// [`Error::InvalidData`] naming the file line and column of the first value that does not
@@ -315,41 +306,18 @@ pub(super) fn read_pieces(
     path: &Path,
     spec: &FileIngest,
     schema: &SchemaRef,
-    pieces: &[CsvPiece],
+    pieces: &[Piece],
     sink: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<()> {
-    let threads = decoding_threads();
-    let decode = |piece: &CsvPiece| -> Result<Vec<RecordBatch>> {
-        let mut file = open(path, &spec.name)?;
-        file.seek(std::io::SeekFrom::Start(piece.start))
-            .map_err(|e| invalid(spec, e.to_string()))?;
-        let mut bytes = Vec::with_capacity((piece.end - piece.start) as usize);
-        file.take(piece.end - piece.start)
-            .read_to_end(&mut bytes)
-            .map_err(|e| invalid(spec, e.to_string()))?;
-        decode_piece(&bytes, schema, spec)
-            .map_err(|e| csv_error(path, spec, Some(schema), e, piece.first_record))
-    };
-    // The oldest piece is handed on while up to `threads` later ones decode.
-    std::thread::scope(|scope| {
-        let mut next = pieces.iter();
-        let mut pending = std::collections::VecDeque::new();
-        for piece in next.by_ref().take(threads) {
-            pending.push_back(scope.spawn(move || decode(piece)));
-        }
-        while let Some(oldest) = pending.pop_front() {
-            let batches = oldest.join().expect("CSV decoding panicked")?;
-            if let Some(piece) = next.next() {
-                pending.push_back(scope.spawn(move || decode(piece)));
-            }
-            for batch in batches {
-                if !sink(batch) {
-                    return Ok(());
-                }
-            }
-        }
-        Ok(())
-    })
+    super::decode_in_pieces(
+        pieces,
+        |piece| {
+            let bytes = super::read_range(path, spec, piece.start, piece.end)?;
+            decode_piece(&bytes, schema, spec)
+                .map_err(|e| csv_error(path, spec, Some(schema), e, piece.first_record))
+        },
+        sink,
+    )
 }
 
 /// Pieces decoded at once: all cores but one, which the Parquet writer needs.
@@ -364,7 +332,7 @@ pub(super) fn decoding_threads() -> usize {
 ///
 /// # Errors
 /// As [`CsvScan::push`] and [`CsvScan::finish`].
-pub(super) fn scan_file(path: &Path, spec: &FileIngest) -> Result<(Schema, Vec<CsvPiece>)> {
+pub(super) fn scan_file(path: &Path, spec: &FileIngest) -> Result<(Schema, Vec<Piece>)> {
     let mut file = open(path, &spec.name)?;
     let mut scan = CsvScan::new(spec, false);
     let mut ready = Vec::new();

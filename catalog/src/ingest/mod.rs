@@ -19,7 +19,9 @@
 //! decoded again against the whole-file schema — the same answer as typing first, at the cost
 //! of a second decode only for such files.
 //!
-//! NDJSON uploads are spooled, then read twice (inference, then parsing). A Parquet upload
+//! NDJSON uploads are spooled, then cut at line ends into pieces: each piece inferred by
+//! arrow-json on its own core, the piece schemas merged as arrow-json merges values
+//! ([`json`]), then the pieces decoded on all cores. A Parquet upload
 //! whose columns need no change is stored as it is, without decoding
 //! ([`crate::DataFileWriter::copy_parquet`]); other Parquet files are decoded and rewritten.
 //! The first malformed row aborts the ingest with an [`Error::InvalidData`] naming the file,
@@ -30,6 +32,7 @@
 
 mod csv;
 mod csv_types;
+mod json;
 mod spool;
 mod upload;
 
@@ -210,9 +213,19 @@ struct Inferred {
     /// The schema the file is decoded with: for NDJSON the nested one (flattened after
     /// decoding), otherwise `schema`.
     decode: SchemaRef,
-    /// CSV: the pieces the file is decoded in (one for a file below [`CSV_CHUNK_BYTES`]);
-    /// empty for other formats.
-    pieces: Vec<csv::CsvPiece>,
+    /// CSV and NDJSON: the pieces the file is decoded in (one for a file below
+    /// [`CSV_CHUNK_BYTES`]); empty for Parquet.
+    pieces: Vec<Piece>,
+}
+
+/// A run of whole records: bytes `start..end` of the file. CSV: its first record is record
+/// `first_record` of the file (from 0, the header line counted), and the header line is in no
+/// piece; NDJSON: whole lines, `first_record` unused (0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Piece {
+    start: u64,
+    end: u64,
+    first_record: usize,
 }
 
 /// The schemas the file is ingested with (inference, refinement, overrides, normalisation).
@@ -229,12 +242,8 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
             schema
         }
         FileFormat::NdJson => {
-            let mut reader = BufReader::new(file);
-            let (schema, _) =
-                arrow::json::reader::infer_json_schema_from_seekable(&mut reader, None)
-                    .map_err(|e| json_error(path, spec, e))?;
-            reader.rewind().map_err(|e| invalid(spec, e.to_string()))?;
-            schema
+            pieces = json::pieces(path, spec)?;
+            json::infer(path, spec, &pieces)?
         }
         FileFormat::Parquet => {
             let builder = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -251,11 +260,7 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
 /// # Errors
 /// [`Error::InvalidData`] when the file has no columns or an override names a column it does
 /// not have.
-fn with_overrides(
-    inferred: &Schema,
-    spec: &FileIngest,
-    pieces: Vec<csv::CsvPiece>,
-) -> Result<Inferred> {
+fn with_overrides(inferred: &Schema, spec: &FileIngest, pieces: Vec<Piece>) -> Result<Inferred> {
     if inferred.fields().is_empty() {
         return Err(invalid(spec, "no columns found"));
     }
@@ -311,23 +316,7 @@ fn read_batches(
     let schema = &inferred.decode;
     match spec.format {
         FileFormat::Csv => csv::read_pieces(path, spec, schema, &inferred.pieces, sink)?,
-        FileFormat::NdJson => {
-            let file = open(path, &spec.name)?;
-            // Decode with the nested schema, then flatten each batch to `parent.child` columns.
-            let reader = arrow::json::ReaderBuilder::new(Arc::clone(schema))
-                .with_batch_size(BATCH_ROWS)
-                .build(BufReader::new(file))
-                .map_err(|e| json_error(path, spec, e))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| json_error(path, spec, e))?;
-                let flat = batch
-                    .normalize(".", None)
-                    .map_err(|e| invalid(spec, e.to_string()))?;
-                if !sink(flat) {
-                    break;
-                }
-            }
-        }
+        FileFormat::NdJson => json::read_pieces(path, spec, schema, &inferred.pieces, sink)?,
         FileFormat::Parquet => {
             let file = open(path, &spec.name)?;
             let reader = ParquetRecordBatchReaderBuilder::try_new(file)
@@ -342,6 +331,54 @@ fn read_batches(
         }
     }
     Ok(())
+}
+
+/// Decodes `pieces` of a file with `decode`, on all cores but one (left to the Parquet writer)
+/// at once, handing the batches to `sink` in file order until it returns false: the oldest
+/// piece is handed on while later ones decode. At most that many pieces' batches are held in
+/// memory, plus the one being handed on.
+///
+/// # Errors
+/// The first piece's error, in file order.
+fn decode_in_pieces<P: Sync>(
+    pieces: &[P],
+    decode: impl Fn(&P) -> Result<Vec<RecordBatch>> + Sync,
+    sink: &mut dyn FnMut(RecordBatch) -> bool,
+) -> Result<()> {
+    let threads = csv::decoding_threads();
+    let decode = &decode;
+    std::thread::scope(|scope| {
+        let mut next = pieces.iter();
+        let mut pending = std::collections::VecDeque::new();
+        for piece in next.by_ref().take(threads) {
+            pending.push_back(scope.spawn(move || decode(piece)));
+        }
+        while let Some(oldest) = pending.pop_front() {
+            let batches = oldest.join().expect("decoding a piece panicked")?;
+            if let Some(piece) = next.next() {
+                pending.push_back(scope.spawn(move || decode(piece)));
+            }
+            for batch in batches {
+                if !sink(batch) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Bytes `start..end` of the file at `path`.
+fn read_range(path: &Path, spec: &FileIngest, start: u64, end: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = open(path, &spec.name)?;
+    file.seek(std::io::SeekFrom::Start(start))
+        .map_err(|e| invalid(spec, e.to_string()))?;
+    let mut bytes = Vec::with_capacity((end - start) as usize);
+    file.take(end - start)
+        .read_to_end(&mut bytes)
+        .map_err(|e| invalid(spec, e.to_string()))?;
+    Ok(bytes)
 }
 
 /// A JSON error located by line and column: arrow-json does not report positions, so on error

@@ -13,9 +13,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::csv::{CsvPiece, CsvScan, Ragged, decode_piece, decoding_threads};
+use super::csv::{CsvScan, Ragged, decode_piece, decoding_threads};
 use super::spool::Spool;
-use super::{FileFormat, FileIngest, IngestOutcome, invalid, read_batches, with_overrides};
+use super::{FileFormat, FileIngest, IngestOutcome, Piece, invalid, read_batches, with_overrides};
 use crate::catalog::{Catalog, WriteMode, WrittenFiles};
 use crate::error::{Error, Result};
 use crate::manifest::SourceFile;
@@ -270,7 +270,7 @@ struct Received {
 struct ScannedCsv {
     /// The whole file's schema, before overrides.
     schema: arrow::datatypes::Schema,
-    pieces: Vec<CsvPiece>,
+    pieces: Vec<Piece>,
     /// Whether every row was decoded against the first piece's schema, which the whole file
     /// confirmed, and handed to the writer.
     held: bool,
@@ -373,12 +373,12 @@ struct Decoding<'scope, 'env> {
     schema: Option<SchemaRef>,
     /// Decoding pieces, oldest first; `None` once the speculation failed (the hand-on thread
     /// then aborts the writer).
-    pieces: Option<std::sync::mpsc::SyncSender<Piece<'scope>>>,
+    pieces: Option<std::sync::mpsc::SyncSender<InFlight<'scope>>>,
     stopped: &'env AtomicBool,
     hand_on: ScopedJoinHandle<'scope, (bool, u64)>,
 }
 
-enum Piece<'scope> {
+enum InFlight<'scope> {
     Decoding(ScopedJoinHandle<'scope, Decoded>),
     /// The scan ended and confirmed the schema: the writer may finish.
     End,
@@ -408,7 +408,7 @@ impl<'scope, 'env> Decoding<'scope, 'env> {
 
     /// Starts decoding the `ready` pieces, unless the scan's schema now differs from the
     /// speculative one (then the speculation ends).
-    fn offer(&mut self, scan: &CsvScan, ready: &mut Vec<(CsvPiece, Bytes)>) {
+    fn offer(&mut self, scan: &CsvScan, ready: &mut Vec<(Piece, Bytes)>) {
         for (_, bytes) in ready.drain(..) {
             if self.stopped.load(Ordering::Relaxed) {
                 self.pieces = None;
@@ -425,7 +425,7 @@ impl<'scope, 'env> Decoding<'scope, 'env> {
             let decoding = self
                 .scope
                 .spawn(move || decode_piece(&bytes, &schema, spec));
-            if pieces.send(Piece::Decoding(decoding)).is_err() {
+            if pieces.send(InFlight::Decoding(decoding)).is_err() {
                 self.pieces = None;
             }
         }
@@ -454,7 +454,7 @@ impl<'scope, 'env> Decoding<'scope, 'env> {
         if self.current(scan).is_some()
             && let Some(pieces) = self.pieces.take()
         {
-            let _ = pieces.send(Piece::End);
+            let _ = pieces.send(InFlight::End);
         }
         self.pieces = None;
         self.hand_on.join().expect("CSV hand-on thread panicked")
@@ -462,10 +462,10 @@ impl<'scope, 'env> Decoding<'scope, 'env> {
 }
 
 /// Hands the decoded pieces' batches to the writer in order. Ends the writer's stream normally
-/// only after [`Piece::End`]; otherwise (speculation over, decoding failed) sends an error so
+/// only after [`InFlight::End`]; otherwise (speculation over, decoding failed) sends an error so
 /// the writer deletes what it wrote. Returns whether it ended normally, and the rows sent.
 fn hand_on(
-    pieces: std::sync::mpsc::Receiver<Piece<'_>>,
+    pieces: std::sync::mpsc::Receiver<InFlight<'_>>,
     batches: mpsc::Sender<Result<RecordBatch>>,
     stopped: &AtomicBool,
 ) -> (bool, u64) {
@@ -480,8 +480,8 @@ fn hand_on(
     };
     while let Ok(piece) = pieces.recv() {
         let decoding = match piece {
-            Piece::End => return (true, rows),
-            Piece::Decoding(decoding) => decoding,
+            InFlight::End => return (true, rows),
+            InFlight::Decoding(decoding) => decoding,
         };
         // A decoding error is reported by the second decode, against the whole file's schema.
         let Ok(Ok(decoded)) = decoding.join() else {
