@@ -295,7 +295,7 @@ pub(super) fn decode_piece(
     }
 }
 
-/// Decodes the pieces of the CSV file at `path` against `schema` on all cores but one,
+/// Decodes the pieces of the CSV file at `path` against `schema` on all cores,
 /// handing the batches to `sink` in file order until it returns false
 /// ([`super::decode_in_pieces`]).
 ///
@@ -320,7 +320,7 @@ pub(super) fn read_pieces(
     )
 }
 
-/// Pieces decoded at once: all cores but one, which the Parquet writer needs.
+/// Pieces decoded at once while the upload streams: all cores but one, which the scan needs.
 pub(super) fn decoding_threads() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())

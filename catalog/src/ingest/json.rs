@@ -112,8 +112,8 @@ fn witness(data_type: &DataType) -> Value {
     }
 }
 
-/// Decodes the pieces of the NDJSON file at `path` against `schema` (nested) on all cores but
-/// one, flattened to `parent.child` columns, handing the batches to `sink` in file order.
+/// Decodes the pieces of the NDJSON file at `path` against `schema` (nested) on all cores,
+/// flattened to `parent.child` columns, handing the batches to `sink` in file order.
 ///
 /// # Errors
 /// [`crate::Error::InvalidData`] naming the file (and line where found) of a value that does

@@ -333,9 +333,10 @@ fn read_batches(
     Ok(())
 }
 
-/// Decodes `pieces` of a file with `decode`, on all cores but one (left to the Parquet writer)
-/// at once, handing the batches to `sink` in file order until it returns false: the oldest
-/// piece is handed on while later ones decode. At most that many pieces' batches are held in
+/// Decodes `pieces` of a file with `decode`, a piece per core at once, handing the batches to
+/// `sink` in file order until it returns false: the oldest piece is handed on while later ones
+/// decode (the Parquet writer consuming them shares the cores; on 2 cores one decoding thread
+/// beside it left a core idle half the time). At most that many pieces' batches are held in
 /// memory, plus the one being handed on.
 ///
 /// # Errors
@@ -345,7 +346,7 @@ fn decode_in_pieces<P: Sync>(
     decode: impl Fn(&P) -> Result<Vec<RecordBatch>> + Sync,
     sink: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<()> {
-    let threads = csv::decoding_threads();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let decode = &decode;
     std::thread::scope(|scope| {
         let mut next = pieces.iter();
