@@ -310,9 +310,10 @@ pub(super) fn read_pieces(
     sink: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<()> {
     super::decode_in_pieces(
+        path,
+        spec,
         pieces,
-        |piece| {
-            let bytes = super::read_range(path, spec, piece.start, piece.end)?;
+        |piece, bytes| {
             decode_piece(&bytes, schema, spec)
                 .map_err(|e| csv_error(path, spec, Some(schema), e, piece.first_record))
         },

@@ -216,6 +216,9 @@ struct Inferred {
     /// CSV and NDJSON: the pieces the file is decoded in (one for a file below
     /// [`CSV_CHUNK_BYTES`]); empty for Parquet.
     pieces: Vec<Piece>,
+    /// Parquet whose columns need no change (no overrides, nothing to normalise): its footer,
+    /// so the file can be stored as it is ([`crate::DataFileWriter::copy_parquet`]).
+    as_is: Option<Arc<parquet::file::metadata::ParquetMetaData>>,
 }
 
 /// A run of whole records: bytes `start..end` of the file. CSV: its first record is record
@@ -235,6 +238,7 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
         return Err(invalid(spec, "the file is empty"));
     }
     let mut pieces = Vec::new();
+    let mut footer = None;
     let inferred = match spec.format {
         FileFormat::Csv => {
             let (schema, found) = csv::scan_file(path, spec)?;
@@ -248,10 +252,15 @@ fn infer_schema(path: &Path, spec: &FileIngest) -> Result<Inferred> {
         FileFormat::Parquet => {
             let builder = ParquetRecordBatchReaderBuilder::try_new(file)
                 .map_err(|e| invalid(spec, format!("not a readable Parquet file: {e}")))?;
+            footer = Some(Arc::clone(builder.metadata()));
             builder.schema().as_ref().clone()
         }
     };
-    with_overrides(&inferred, spec, pieces)
+    let mut result = with_overrides(&inferred, spec, pieces)?;
+    if spec.overrides.is_empty() && inferred.fields() == result.schema.fields() {
+        result.as_is = footer;
+    }
+    Ok(result)
 }
 
 /// The schemas a file with the `inferred` schema is ingested with: `--schema` overrides
@@ -302,6 +311,7 @@ fn with_overrides(inferred: &Schema, spec: &FileIngest, pieces: Vec<Piece>) -> R
         schema,
         decode,
         pieces,
+        as_is: None,
     })
 }
 
@@ -333,31 +343,35 @@ fn read_batches(
     Ok(())
 }
 
-/// Decodes `pieces` of a file with `decode`, a piece per core at once, handing the batches to
-/// `sink` in file order until it returns false: the oldest piece is handed on while later ones
-/// decode (the Parquet writer consuming them shares the cores; on 2 cores one decoding thread
-/// beside it left a core idle half the time). At most that many pieces' batches are held in
-/// memory, plus the one being handed on.
+/// Decodes `pieces` of the file at `path`, each read and passed to `decode` with its bytes, a
+/// piece per core at once, handing the batches to `sink` in file order until it returns false:
+/// the oldest piece is handed on while later ones decode (the Parquet writer consuming them
+/// shares the cores; on 2 cores one decoding thread beside it left a core idle half the time).
+/// At most that many pieces' bytes and batches are held in memory, plus the one being handed on.
 ///
 /// # Errors
-/// The first piece's error, in file order.
-fn decode_in_pieces<P: Sync>(
-    pieces: &[P],
-    decode: impl Fn(&P) -> Result<Vec<RecordBatch>> + Sync,
+/// The first piece's error, in file order; [`Error::InvalidData`] when the file cannot be read.
+fn decode_in_pieces(
+    path: &Path,
+    spec: &FileIngest,
+    pieces: &[Piece],
+    decode: impl Fn(&Piece, Vec<u8>) -> Result<Vec<RecordBatch>> + Sync,
     sink: &mut dyn FnMut(RecordBatch) -> bool,
 ) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let decode = &decode;
+    let read_and_decode = move |piece: &Piece| decode(piece, read_range(path, spec, piece)?);
+    let read_and_decode = &read_and_decode;
     std::thread::scope(|scope| {
         let mut next = pieces.iter();
         let mut pending = std::collections::VecDeque::new();
         for piece in next.by_ref().take(threads) {
-            pending.push_back(scope.spawn(move || decode(piece)));
+            pending.push_back(scope.spawn(move || read_and_decode(piece)));
         }
         while let Some(oldest) = pending.pop_front() {
             let batches = oldest.join().expect("decoding a piece panicked")?;
             if let Some(piece) = next.next() {
-                pending.push_back(scope.spawn(move || decode(piece)));
+                pending.push_back(scope.spawn(move || read_and_decode(piece)));
             }
             for batch in batches {
                 if !sink(batch) {
@@ -369,14 +383,15 @@ fn decode_in_pieces<P: Sync>(
     })
 }
 
-/// Bytes `start..end` of the file at `path`.
-fn read_range(path: &Path, spec: &FileIngest, start: u64, end: u64) -> Result<Vec<u8>> {
+/// The bytes of `piece` in the file at `path`.
+fn read_range(path: &Path, spec: &FileIngest, piece: &Piece) -> Result<Vec<u8>> {
     use std::io::Read;
     let mut file = open(path, &spec.name)?;
-    file.seek(std::io::SeekFrom::Start(start))
+    file.seek(std::io::SeekFrom::Start(piece.start))
         .map_err(|e| invalid(spec, e.to_string()))?;
-    let mut bytes = Vec::with_capacity((end - start) as usize);
-    file.take(end - start)
+    let len = piece.end - piece.start;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(len)
         .read_to_end(&mut bytes)
         .map_err(|e| invalid(spec, e.to_string()))?;
     Ok(bytes)

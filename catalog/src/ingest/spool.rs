@@ -17,7 +17,7 @@ const DIRECT_BYTES: usize = 4 * 1024 * 1024;
 const BLOCK: usize = 4096;
 
 /// A temporary file the upload's bytes are appended to, readable at [`Spool::path`] after
-/// [`Spool::readable`] (or [`Spool::finish`]).
+/// [`Spool::readable`].
 pub(super) struct Spool {
     file: tempfile::NamedTempFile,
     direct: Option<File>,
@@ -51,7 +51,7 @@ impl Spool {
         })
     }
 
-    /// The file's path (complete up to the last [`Spool::readable`] or [`Spool::finish`]).
+    /// The file's path (complete up to the last [`Spool::readable`]).
     pub(super) fn path(&self) -> &Path {
         self.file.path()
     }
@@ -97,11 +97,6 @@ impl Spool {
             self.flushed = self.pending;
         }
         Ok(())
-    }
-
-    /// Ends the spool: every byte readable; the file is removed when the spool is dropped.
-    pub(super) fn finish(&mut self) -> std::io::Result<()> {
-        self.readable()
     }
 }
 
@@ -151,7 +146,7 @@ mod tests {
         for chunk in rest.chunks(1_000_003) {
             spool.write(chunk).unwrap();
         }
-        spool.finish().unwrap();
+        spool.readable().unwrap();
         assert_eq!(std::fs::read(spool.path()).unwrap(), data);
     }
 }

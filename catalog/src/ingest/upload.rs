@@ -1,12 +1,12 @@
 //! [`Catalog::ingest_upload`]: a file arriving as a stream of bytes, spooled, hashed and — for
-//! CSV — parsed and written while it arrives (see the module docs of [`super`]).
+//! CSV and NDJSON — parsed and written while it arrives (see the module docs of [`super`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{Scope, ScopedJoinHandle};
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{Schema, SchemaRef};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
@@ -14,8 +14,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::csv::{CsvScan, Ragged, decode_piece, decoding_threads};
+use super::json::{JsonScan, decode_speculative};
 use super::spool::Spool;
-use super::{FileFormat, FileIngest, IngestOutcome, Piece, invalid, read_batches, with_overrides};
+use super::{
+    FileFormat, FileIngest, Inferred, IngestOutcome, Piece, invalid, read_batches, with_overrides,
+};
 use crate::catalog::{Catalog, WriteMode, WrittenFiles};
 use crate::error::{Error, Result};
 use crate::manifest::SourceFile;
@@ -30,9 +33,9 @@ pub struct IngestReport {
     pub sha256: String,
     /// Bytes received.
     pub bytes: u64,
-    /// CSV: whether the schema taken from the first piece held for the whole file, so the file
-    /// was decoded once, while it arrived (false: decoded again after the upload; always
-    /// false for other formats).
+    /// CSV and NDJSON: whether the schema taken from the first piece held for the whole file,
+    /// so the file was decoded once, while it arrived (false: decoded again after the upload;
+    /// always false for Parquet).
     pub streamed: bool,
 }
 
@@ -41,8 +44,8 @@ const CHUNKS_IN_FLIGHT: usize = 8;
 
 impl Catalog {
     /// Ingests a file arriving as `upload` (its bytes in order; an `Err` item aborts the
-    /// ingest, committing nothing) into `table` as one new version. CSV is parsed and written
-    /// while it arrives; other formats once it has arrived (see the module docs). `check` runs
+    /// ingest, committing nothing) into `table` as one new version. CSV and NDJSON are parsed
+    /// and written while they arrive; Parquet once it has arrived (see the module docs). `check` runs
     /// on the version about to be published (primary keys), and [`WriteMode::Upsert`] replaces
     /// stored rows by key. The upload is spooled to a temporary file, removed afterwards.
     ///
@@ -73,13 +76,12 @@ impl Catalog {
         )));
         let (schema_tx, schema_rx) = oneshot::channel();
         let (batch_tx, batch_rx) = mpsc::channel(2);
-        let speculate = spec.format == FileFormat::Csv;
         let receive_spec = spec.clone();
         let receiving = tokio::task::spawn_blocking(move || {
-            let speculation = speculate.then_some(Speculation {
+            let speculation = Speculation {
                 schema: schema_tx,
                 batches: batch_tx,
-            });
+            };
             receive(chunk_rx, &receive_spec, speculation)
         });
         let source = SourceFile {
@@ -112,16 +114,20 @@ impl Catalog {
             spool,
             sha256,
             bytes,
-            csv,
+            scanned,
         } = received;
+        let held = scanned.as_ref().is_some_and(|s| s.held);
         let report = |outcome| IngestReport {
             outcome,
             sha256: sha256.clone(),
             bytes,
-            streamed: csv.as_ref().is_some_and(|c| c.held),
+            streamed: held,
         };
-        let inferred = match &csv {
-            Some(scanned) => with_overrides(&scanned.schema, &spec, scanned.pieces.clone()),
+        let known = scanned
+            .as_ref()
+            .and_then(|s| Some((s.schema.as_ref()?, s.pieces.clone())));
+        let inferred = match known {
+            Some((schema, pieces)) => with_overrides(schema, &spec, pieces),
             None => {
                 let path = spool.path().to_path_buf();
                 let infer_spec = spec.clone();
@@ -151,9 +157,8 @@ impl Catalog {
                 }
             }
         }
-        let held = csv.as_ref().is_some_and(|c| c.held);
         let (mut written, rows) = match speculative {
-            Some(Ok(written)) if held => (written, csv.as_ref().map_or(0, |c| c.rows)),
+            Some(Ok(written)) if held => (written, scanned.as_ref().map_or(0, |s| s.rows)),
             speculative => {
                 self.discard_speculative(speculative).await;
                 self.write_spooled(table, mode, &spec, inferred, spool.path(), &source)
@@ -184,11 +189,11 @@ impl Catalog {
         table: &TableRef,
         mode: WriteMode,
         spec: &FileIngest,
-        inferred: super::Inferred,
+        inferred: Inferred,
         path: &std::path::Path,
         source: &SourceFile,
     ) -> Result<(WrittenFiles, u64)> {
-        if let Some(footer) = parquet_as_is(path, spec, &inferred) {
+        if let Some(footer) = inferred.as_is.clone() {
             let mut writer = self
                 .writer_for(table, mode, &inferred.schema, Some(source.clone()))
                 .await?;
@@ -242,34 +247,19 @@ impl Catalog {
     }
 }
 
-/// The footer of the Parquet file at `path` when it can be stored as it is: no overrides, and
-/// its columns (names, types, nullability) need no normalising.
-fn parquet_as_is(
-    path: &std::path::Path,
-    spec: &FileIngest,
-    inferred: &super::Inferred,
-) -> Option<Arc<parquet::file::metadata::ParquetMetaData>> {
-    if spec.format != FileFormat::Parquet || !spec.overrides.is_empty() {
-        return None;
-    }
-    let file = std::fs::File::open(path).ok()?;
-    let builder =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
-    (builder.schema().fields() == inferred.schema.fields()).then(|| Arc::clone(builder.metadata()))
-}
-
 /// The upload, received.
 struct Received {
     spool: Spool,
     sha256: String,
     bytes: u64,
-    /// CSV only: what the scan learnt.
-    csv: Option<ScannedCsv>,
+    /// CSV and NDJSON: what the scan learnt.
+    scanned: Option<Scanned>,
 }
 
-struct ScannedCsv {
-    /// The whole file's schema, before overrides.
-    schema: arrow::datatypes::Schema,
+struct Scanned {
+    /// The whole file's schema before overrides, when the scan knows it (CSV always; NDJSON
+    /// when the speculation held).
+    schema: Option<Schema>,
     pieces: Vec<Piece>,
     /// Whether every row was decoded against the first piece's schema, which the whole file
     /// confirmed, and handed to the writer.
@@ -278,19 +268,90 @@ struct ScannedCsv {
     rows: u64,
 }
 
-/// Where a CSV scan sends its speculative decoding: the schema (once, after the first piece
-/// or at the end) and then the batches.
+/// Where a scan sends its speculative decoding: the table's schema (once, after the first
+/// piece) and then the batches.
 struct Speculation {
     schema: oneshot::Sender<SchemaRef>,
     batches: mpsc::Sender<Result<RecordBatch>>,
 }
 
-/// Receives the upload into a spool file, hashing it; a CSV file is scanned on the way and,
-/// with `speculation`, decoded piece by piece on other threads.
+/// The one pass over an upload that cuts it into pieces of whole records while it arrives.
+enum Scan {
+    Csv(Box<CsvScan>),
+    Json(JsonScan),
+}
+
+impl Scan {
+    /// The scan for `spec`'s format; `None` for Parquet (its footer comes last).
+    fn new(spec: &FileIngest) -> Option<Self> {
+        match spec.format {
+            FileFormat::Csv => Some(Self::Csv(Box::new(CsvScan::new(spec, true)))),
+            FileFormat::NdJson => Some(Self::Json(JsonScan::default())),
+            FileFormat::Parquet => None,
+        }
+    }
+
+    fn push(
+        &mut self,
+        chunk: &[u8],
+        ready: &mut Vec<(Piece, Bytes)>,
+    ) -> std::result::Result<(), Ragged> {
+        match self {
+            Self::Csv(scan) => scan.push(chunk, ready),
+            Self::Json(scan) => {
+                scan.push(chunk, ready);
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(&mut self, ready: &mut Vec<(Piece, Bytes)>) -> std::result::Result<(), Ragged> {
+        match self {
+            Self::Csv(scan) => scan.finish(ready),
+            Self::Json(scan) => {
+                scan.finish(ready);
+                Ok(())
+            }
+        }
+    }
+
+    /// The schema (before overrides) to decode with now: CSV, what every value so far
+    /// implies; NDJSON, the first piece's.
+    fn schema(&self) -> Option<Schema> {
+        match self {
+            Self::Csv(scan) => scan.schema(),
+            Self::Json(scan) => scan.schema(),
+        }
+    }
+
+    fn pieces(&self) -> &[Piece] {
+        match self {
+            Self::Csv(scan) => scan.pieces(),
+            Self::Json(scan) => scan.pieces(),
+        }
+    }
+
+    /// What the scan learnt, once it ended; `held` and `rows` from the speculation.
+    fn into_scanned(self, held: bool, rows: u64) -> Result<Scanned> {
+        let schema = match &self {
+            Self::Csv(scan) => Some(scan.final_schema()?),
+            Self::Json(scan) => scan.schema().filter(|_| held),
+        };
+        Ok(Scanned {
+            schema,
+            pieces: self.pieces().to_vec(),
+            held,
+            rows,
+        })
+    }
+}
+
+/// Receives the upload into a spool file, hashing it; a CSV or NDJSON file is scanned on the
+/// way and decoded piece by piece on other threads (`speculation`).
 fn receive(
     mut chunks: mpsc::Receiver<std::io::Result<Bytes>>,
     spec: &FileIngest,
-    speculation: Option<Speculation>,
+    speculation: Speculation,
 ) -> Result<Received> {
     let io = |e: std::io::Error| invalid(spec, format!("spooling the upload: {e}"));
     let mut spool = Spool::new().map_err(io)?;
@@ -303,61 +364,50 @@ fn receive(
         spool.write(&chunk).map_err(io)?;
         Ok::<_, Error>(chunk)
     };
-    let csv = if spec.format == FileFormat::Csv {
-        let mut scan = CsvScan::new(spec, speculation.is_some());
-        let stopped = AtomicBool::new(false);
-        let scanned = std::thread::scope(
-            |scope| -> Result<std::result::Result<(bool, u64), Ragged>> {
-                let mut decoding = speculation.map(|s| Decoding::start(scope, s, spec, &stopped));
-                let mut ready = Vec::new();
-                while let Some(chunk) = chunks.blocking_recv() {
-                    let chunk = take(chunk, &mut spool)?;
-                    if let Err(ragged) = scan.push(&chunk, &mut ready) {
+    let scanned = match Scan::new(spec) {
+        Some(mut scan) => {
+            let stopped = AtomicBool::new(false);
+            let scanned = std::thread::scope(
+                |scope| -> Result<std::result::Result<(bool, u64), Ragged>> {
+                    let mut decoding = Decoding::start(scope, speculation, spec, &stopped);
+                    let mut ready = Vec::new();
+                    while let Some(chunk) = chunks.blocking_recv() {
+                        let chunk = take(chunk, &mut spool)?;
+                        if let Err(ragged) = scan.push(&chunk, &mut ready) {
+                            return Ok(Err(ragged));
+                        }
+                        decoding.offer(&scan, &mut ready);
+                    }
+                    if let Err(ragged) = scan.finish(&mut ready) {
                         return Ok(Err(ragged));
                     }
-                    if let Some(decoding) = &mut decoding {
-                        decoding.offer(&scan, &mut ready);
-                    }
-                    ready.clear();
+                    decoding.offer(&scan, &mut ready);
+                    Ok(Ok(decoding.end(&scan)))
+                },
+            )?;
+            let (held, rows) = match scanned {
+                Ok(done) => done,
+                Err(ragged) => {
+                    // The lines up to the record are read back from the spool.
+                    spool.readable().map_err(io)?;
+                    return Err(ragged.into_error(spool.path(), spec));
                 }
-                if let Err(ragged) = scan.finish(&mut ready) {
-                    return Ok(Err(ragged));
-                }
-                Ok(Ok(match decoding {
-                    Some(mut decoding) => {
-                        decoding.offer(&scan, &mut ready);
-                        decoding.end(&scan)
-                    }
-                    None => (false, 0),
-                }))
-            },
-        )?;
-        let (held, rows) = match scanned {
-            Ok(done) => done,
-            Err(ragged) => {
-                // The lines up to the record are read back from the spool.
-                spool.readable().map_err(io)?;
-                return Err(ragged.into_error(spool.path(), spec));
-            }
-        };
-        Some(ScannedCsv {
-            schema: scan.final_schema()?,
-            pieces: scan.pieces().to_vec(),
-            held,
-            rows,
-        })
-    } else {
-        while let Some(chunk) = chunks.blocking_recv() {
-            take(chunk, &mut spool)?;
+            };
+            Some(scan.into_scanned(held, rows)?)
         }
-        None
+        None => {
+            while let Some(chunk) = chunks.blocking_recv() {
+                take(chunk, &mut spool)?;
+            }
+            None
+        }
     };
-    spool.finish().map_err(io)?;
+    spool.readable().map_err(io)?;
     Ok(Received {
         spool,
         sha256: hex::encode(hasher.finalize()),
         bytes,
-        csv,
+        scanned,
     })
 }
 
@@ -369,8 +419,8 @@ struct Decoding<'scope, 'env> {
     scope: &'scope Scope<'scope, 'env>,
     spec: &'env FileIngest,
     first_schema: Option<oneshot::Sender<SchemaRef>>,
-    /// The speculative schema, once taken.
-    schema: Option<SchemaRef>,
+    /// The speculative schemas, once taken.
+    taken: Option<Arc<Taken>>,
     /// Decoding pieces, oldest first; `None` once the speculation failed (the hand-on thread
     /// then aborts the writer).
     pieces: Option<std::sync::mpsc::SyncSender<InFlight<'scope>>>,
@@ -399,7 +449,7 @@ impl<'scope, 'env> Decoding<'scope, 'env> {
             scope,
             spec,
             first_schema: Some(speculation.schema),
-            schema: None,
+            taken: None,
             pieces: Some(tx),
             stopped,
             hand_on,
@@ -408,7 +458,7 @@ impl<'scope, 'env> Decoding<'scope, 'env> {
 
     /// Starts decoding the `ready` pieces, unless the scan's schema now differs from the
     /// speculative one (then the speculation ends).
-    fn offer(&mut self, scan: &CsvScan, ready: &mut Vec<(Piece, Bytes)>) {
+    fn offer(&mut self, scan: &Scan, ready: &mut Vec<(Piece, Bytes)>) {
         for (_, bytes) in ready.drain(..) {
             if self.stopped.load(Ordering::Relaxed) {
                 self.pieces = None;
@@ -416,48 +466,68 @@ impl<'scope, 'env> Decoding<'scope, 'env> {
             if self.pieces.is_none() {
                 return;
             }
-            let Some(schema) = self.current(scan) else {
+            let Some(taken) = self.current(scan) else {
                 self.pieces = None;
                 return;
             };
             let Some(pieces) = &self.pieces else { return };
             let spec = self.spec;
-            let decoding = self
-                .scope
-                .spawn(move || decode_piece(&bytes, &schema, spec));
+            let decoding = self.scope.spawn(move || taken.decode(&bytes, spec));
             if pieces.send(InFlight::Decoding(decoding)).is_err() {
                 self.pieces = None;
             }
         }
     }
 
-    /// The schema to decode with now: the first one taken, while the scan agrees with it.
-    fn current(&mut self, scan: &CsvScan) -> Option<SchemaRef> {
-        let now = with_overrides(&scan.schema()?, self.spec, Vec::new())
-            .ok()?
-            .decode;
-        match &self.schema {
-            Some(schema) => (*schema == now).then(|| Arc::clone(schema)),
+    /// The schemas to decode with now: the first ones taken, while the scan agrees with them.
+    fn current(&mut self, scan: &Scan) -> Option<Arc<Taken>> {
+        let raw = scan.schema()?;
+        let now = with_overrides(&raw, self.spec, Vec::new()).ok()?;
+        match &self.taken {
+            Some(taken) => (taken.inferred.decode == now.decode).then(|| Arc::clone(taken)),
             None => {
-                self.schema = Some(Arc::clone(&now));
+                let taken = Arc::new(Taken {
+                    raw: Arc::new(raw),
+                    inferred: now,
+                });
                 if let Some(tx) = self.first_schema.take() {
-                    let _ = tx.send(Arc::clone(&now));
+                    let _ = tx.send(Arc::clone(&taken.inferred.schema));
                 }
-                Some(now)
+                self.taken = Some(Arc::clone(&taken));
+                Some(taken)
             }
         }
     }
 
     /// After the scan's end: whether every piece was decoded against the whole file's schema
     /// and handed on, and the rows handed on.
-    fn end(mut self, scan: &CsvScan) -> (bool, u64) {
+    fn end(mut self, scan: &Scan) -> (bool, u64) {
         if self.current(scan).is_some()
             && let Some(pieces) = self.pieces.take()
         {
             let _ = pieces.send(InFlight::End);
         }
-        self.pieces = None;
-        self.hand_on.join().expect("CSV hand-on thread panicked")
+        drop(self.pieces);
+        self.hand_on.join().expect("hand-on thread panicked")
+    }
+}
+
+/// The schemas a speculation decodes with.
+struct Taken {
+    /// The scan's schema, before overrides (NDJSON: nested).
+    raw: SchemaRef,
+    /// With overrides: `decode` to decode with, `schema` the table's.
+    inferred: Inferred,
+}
+
+impl Taken {
+    /// Decodes one piece's bytes. NDJSON: only when the piece's own schema merges into `raw`
+    /// unchanged ([`decode_speculative`]); a CSV contradiction shows in the scan's schema.
+    fn decode(&self, bytes: &[u8], spec: &FileIngest) -> Decoded {
+        match spec.format {
+            FileFormat::NdJson => decode_speculative(bytes, &self.raw, &self.inferred.decode),
+            _ => decode_piece(bytes, &self.inferred.decode, spec),
+        }
     }
 }
 
@@ -473,7 +543,7 @@ fn hand_on(
     let abandon = |rows| {
         stopped.store(true, Ordering::Relaxed);
         let _ = batches.blocking_send(Err(Error::InvalidData {
-            location: "speculative CSV decoding".into(),
+            location: "speculative decoding".into(),
             message: "superseded by the whole file's schema".into(),
         }));
         (false, rows)
@@ -495,4 +565,117 @@ fn hand_on(
         }
     }
     abandon(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::StorageLocation;
+    use arrow::datatypes::DataType;
+
+    /// Uploads `text` in chunks of an odd size to a new table `name`: the report and the
+    /// table's schema.
+    async fn upload(
+        catalog: &Catalog,
+        name: &str,
+        format: FileFormat,
+        text: String,
+    ) -> (IngestReport, SchemaRef) {
+        let chunks: Vec<std::io::Result<Bytes>> = Bytes::from(text)
+            .chunks(1_000_003)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let table = TableRef::new("public", name).unwrap();
+        let report = catalog
+            .ingest_upload(
+                &table,
+                WriteMode::Create,
+                FileIngest::new(name, format),
+                futures::stream::iter(chunks),
+                None,
+            )
+            .await
+            .unwrap();
+        let schema = Arc::clone(&catalog.table(&table).await.unwrap().schema.arrow);
+        (report, schema)
+    }
+
+    fn rows(report: &IngestReport) -> u64 {
+        match &report.outcome {
+            IngestOutcome::Committed { rows, .. } => *rows,
+            IngestOutcome::Unchanged { .. } => panic!("not committed"),
+        }
+    }
+
+    /// NDJSON of `rows` lines over several pieces; line `late` (from 1) adds a nested field.
+    fn ndjson(rows: usize, late: Option<usize>) -> String {
+        let mut text = String::new();
+        for i in 1..=rows {
+            let extra = if Some(i) == late {
+                r#", "user": {"late": "yes"}"#
+            } else {
+                ""
+            };
+            let note = "x".repeat(60);
+            text.push_str(&format!(
+                r#"{{"id": {i}, "ok": {}, "note": "{note}"{extra}}}"#,
+                i % 2 == 0
+            ));
+            text.push('\n');
+        }
+        assert!(text.len() as u64 > 2 * super::super::CSV_CHUNK_BYTES);
+        text
+    }
+
+    /// The speculation holds for a file whose later pieces imply the first piece's schema (one
+    /// decode, while streaming), and is dropped for one whose last piece adds a field — a
+    /// field the speculative decoder would have skipped — which is then decoded again with it.
+    #[tokio::test]
+    async fn ndjson_streams_when_the_first_piece_schema_holds_and_not_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = StorageLocation::open(dir.path().to_str().unwrap()).unwrap();
+        let catalog = Catalog::open(location).await.unwrap();
+        let (report, schema) =
+            upload(&catalog, "same", FileFormat::NdJson, ndjson(400_000, None)).await;
+        assert!(report.streamed);
+        assert_eq!(rows(&report), 400_000);
+        let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["id", "note", "ok"]);
+        assert_eq!(schema.field(2).data_type(), &DataType::Boolean);
+
+        let text = ndjson(400_000, Some(399_990));
+        let (report, schema) = upload(&catalog, "late", FileFormat::NdJson, text).await;
+        assert!(!report.streamed);
+        assert_eq!(rows(&report), 400_000);
+        assert_eq!(schema.field(3).name(), "user.late");
+    }
+
+    /// CSV: the speculation holds unless a later value changes a column's type.
+    #[tokio::test]
+    async fn csv_streams_when_the_first_piece_schema_holds_and_not_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = StorageLocation::open(dir.path().to_str().unwrap()).unwrap();
+        let catalog = Catalog::open(location).await.unwrap();
+        let csv = |late: Option<usize>| {
+            let mut text = String::from("id,score,note\n");
+            for i in 1..=900_000usize {
+                let score = if Some(i) == late {
+                    "2.5".into()
+                } else {
+                    i.to_string()
+                };
+                text.push_str(&format!("{i},{score},note number {i} of the file\n"));
+            }
+            assert!(text.len() as u64 > 2 * super::super::CSV_CHUNK_BYTES);
+            text
+        };
+        let (report, schema) = upload(&catalog, "same", FileFormat::Csv, csv(None)).await;
+        assert!(report.streamed);
+        assert_eq!(rows(&report), 900_000);
+        assert_eq!(schema.field(1).data_type(), &DataType::Int64);
+        let (report, schema) = upload(&catalog, "late", FileFormat::Csv, csv(Some(899_999))).await;
+        assert!(!report.streamed);
+        assert_eq!(rows(&report), 900_000);
+        assert_eq!(schema.field(1).data_type(), &DataType::Float64);
+    }
 }
