@@ -14,36 +14,15 @@ pyarrow.flight and to ADBC: MB/s of Arrow data received (RecordBatch.nbytes), be
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import start_lakehouse  # noqa: E402
 
 ROUNDS = 2
 NDJSON_ROWS = 2_000_000
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_lakehouse(binary, storage, log):
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--storage", str(storage)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    for _ in range(600):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"grpc://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    sys.exit("lakehouse did not start")
 
 
 def peak_rss_mb(pid):

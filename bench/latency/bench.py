@@ -13,7 +13,6 @@ Answers are compared across the three engines.
 import argparse
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 import adbc_driver_flightsql.dbapi as flight_sql
 import datafusion
 import duckdb
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import start_lakehouse as start, stop_lakehouse as stop  # noqa: E402
 
 TABLES = ["people", "candidates", "clients", "job_orders", "placements", "timesheets",
           "call_log", "email_log"]
@@ -50,31 +51,6 @@ REFERENCE = {
         "JOIN job_orders j ON p.job_id = j.id JOIN clients c ON j.client_id = c.id "
         "GROUP BY c.vertical ORDER BY c.vertical",
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(binary, storage, log):
-    port = free_port()
-    proc = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}", "--storage",
-                             storage], stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(600):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"grpc://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    sys.exit("lakehouse did not start")
-
-
-def stop(proc):
-    proc.terminate()
-    proc.wait(timeout=60)
 
 
 def samples(fn, runs):

@@ -8,9 +8,7 @@ query sees the change. The fsync cost per commit comes from `strace -f -c` on a 
 running the one-row updates (fsync count and seconds per commit)."""
 
 import argparse
-import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,36 +17,13 @@ from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flight_sql
 import duckdb
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import start_lakehouse, stop_lakehouse as stop  # noqa: E402
 
 
 def start(binary, storage, log, prefix=()):
-    port = free_port()
-    proc = subprocess.Popen([*prefix, binary, "serve", "--listen", f"127.0.0.1:{port}",
-                             "--storage", str(storage), "--auto-compact", "false"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    for _ in range(600):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"grpc://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    sys.exit("lakehouse did not start")
-
-
-def stop(proc, prefixed=False):
-    if prefixed:
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        os.kill(int(children[0]), 15)
-    else:
-        proc.terminate()
-    proc.wait(timeout=120)
+    """The server with automatic compaction off, so each measured step is alone."""
+    return start_lakehouse(binary, storage, log, ["--auto-compact", "false"], prefix)
 
 
 def ms(fn, repeat=1):

@@ -13,7 +13,6 @@ median in milliseconds and Lakehouse's ratio to each in-process engine (>1 = Lak
 import argparse
 import math
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 import adbc_driver_flightsql.dbapi as flight_sql
 import datafusion
 import duckdb
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import start_lakehouse  # noqa: E402
 
 TABLES = ["region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem"]
 QUERIES = Path(__file__).resolve().parent / "queries"
@@ -37,28 +38,6 @@ def timed(fn):
         fn()
         samples.append((time.perf_counter() - start) * 1000)
     return statistics.median(samples)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_lakehouse(binary, storage, log):
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--storage", storage],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    for _ in range(600):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"grpc://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    sys.exit("lakehouse did not start")
 
 
 def main():

@@ -19,9 +19,10 @@
 //! decoded again against the whole-file schema — the same answer as typing first, at the cost
 //! of a second decode only for such files.
 //!
-//! NDJSON uploads are spooled, then cut at line ends into pieces: each piece inferred by
-//! arrow-json on its own core, the piece schemas merged as arrow-json merges values
-//! ([`json`]), then the pieces decoded on all cores. A Parquet upload
+//! NDJSON uploads are parsed while they stream in too: the scan cuts them at line ends, the
+//! first piece's schema (arrow-json's inference) is the speculation, and each later piece is
+//! decoded against it only when the piece's own schema merges into it unchanged ([`json`]);
+//! otherwise the spooled file is inferred in pieces, merged and decoded again. A Parquet upload
 //! whose columns need no change is stored as it is, without decoding
 //! ([`crate::DataFileWriter::copy_parquet`]); other Parquet files are decoded and rewritten.
 //! The first malformed row aborts the ingest with an [`Error::InvalidData`] naming the file,
