@@ -51,6 +51,11 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the Flight SQL server (connect with ADBC, JDBC/DBeaver or pyarrow.flight).
     Serve(ServeArgs),
+    /// Run a distributed-execution worker: executes the query stages a `lakehouse serve`
+    /// coordinator (started with --workers) sends it, reading the same --storage. Takes
+    /// serve's flags and config file; needs the cluster secret ([distributed] secret or
+    /// LAKEHOUSE_DISTRIBUTED_SECRET); serves no Flight SQL.
+    Worker(ServeArgs),
     /// Ingest CSV, NDJSON or Parquet files into a table through a running server (each file
     /// parsed on the server and committed as one new version), or, with --embed, documents
     /// (text, Markdown, HTML, text columns) chunked and embedded into a Lance document table.
@@ -377,7 +382,8 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 
 async fn execute(command: Command) -> Result<()> {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(args, false).await,
+        Command::Worker(args) => serve(args, true).await,
         Command::Ingest(args) => ingest(args).await,
         Command::Compact(args) => {
             let statement = |table: &str| format!("OPTIMIZE {table}");
@@ -981,7 +987,8 @@ async fn ingest(args: IngestArgs) -> Result<()> {
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> Result<()> {
+/// `lakehouse serve`, or with `worker_only` `lakehouse worker`.
+async fn serve(args: ServeArgs, worker_only: bool) -> Result<()> {
     let config = args.resolve()?;
     // Signals are caught from the start: a stop during start-up (e.g. while the sample data is
     // generated) ends the process cleanly; commits are atomic, so nothing is left half-done.
@@ -990,7 +997,13 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // Storage, catalog and sample data first: once the port accepts connections, the server
     // is ready to answer.
     let server = tokio::select! {
-        server = Server::new(&config) => server?,
+        server = async {
+            if worker_only {
+                Server::new_worker(&config).await
+            } else {
+                Server::new(&config).await
+            }
+        } => server?,
         signal = &mut signal => {
             tracing::info!(signal, "stopped during start-up");
             return Ok(());

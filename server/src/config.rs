@@ -61,6 +61,8 @@ pub struct ServeConfig {
     pub maintenance: crate::query::statement::maintenance::MaintenanceOptions,
     /// The hot cache (`[cache]`, see [`crate::query::cache::CacheOptions`]).
     pub cache: crate::query::cache::CacheOptions,
+    /// Distributed execution (`[distributed]`, see [`crate::distributed`]).
+    pub distributed: crate::distributed::DistributedOptions,
 }
 
 impl Default for ServeConfig {
@@ -81,6 +83,7 @@ impl Default for ServeConfig {
             chat: Default::default(),
             maintenance: Default::default(),
             cache: Default::default(),
+            distributed: Default::default(),
         }
     }
 }
@@ -143,6 +146,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub maintenance: MaintenanceArgs,
 
+    /// Distributed-execution flags.
+    #[command(flatten)]
+    pub distributed: DistributedArgs,
+
     /// Remove data files left by failed commits when starting [default: false].
     #[arg(long, env = "LAKEHOUSE_CLEANUP_ON_START", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,6 +211,33 @@ pub struct QueryArgs {
     #[arg(long, env = "LAKEHOUSE_MEMORY_LIMIT_BYTES", value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_limit_bytes: Option<u64>,
+}
+
+/// Flags of the `[distributed]` section.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct DistributedArgs {
+    /// Workers to distribute queries to, comma-separated `grpc://HOST:PORT` URLs (each a
+    /// `lakehouse worker`, or a `lakehouse serve`); none: every query runs here [default: none].
+    #[arg(
+        long,
+        env = "LAKEHOUSE_WORKERS",
+        value_name = "URL,...",
+        value_delimiter = ','
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<Vec<String>>,
+
+    /// The secret every call to a worker must carry; the same on the coordinator and its
+    /// workers. Prefer the environment variable or the config file over the flag (a flag shows
+    /// in the process list) [default: none: no worker service, no workers].
+    #[arg(
+        long = "distributed-secret",
+        env = "LAKEHOUSE_DISTRIBUTED_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 /// Flags of the `[maintenance]` section.

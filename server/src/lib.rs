@@ -4,6 +4,7 @@
 //! - [`config`]: `serve` configuration (flags > `LAKEHOUSE_*` env > TOML file > defaults);
 //! - [`server`]: [`Server`], which serves on an already-bound listener;
 //! - [`query`]: the DataFusion session over the catalog;
+//! - [`distributed`]: the coordinator and worker sides of distributed execution;
 //! - [`flight`]: the Flight SQL commands, one module each;
 //! - [`auth`]: users, roles, Basic logins and bearer tokens;
 //! - [`error`]: the one mapping from errors to gRPC statuses.
@@ -11,6 +12,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod distributed;
 pub mod error;
 pub mod flight;
 pub mod query;

@@ -25,6 +25,10 @@ pub struct Server {
     auth: Arc<Authenticator>,
     insecure_no_auth: bool,
     tls: Option<ServerTlsConfig>,
+    /// The distributed worker service, mounted when `[distributed] secret` is set.
+    worker: Option<(datafusion_distributed::Worker, String)>,
+    /// `lakehouse worker`: the worker service only, no Flight SQL.
+    worker_only: bool,
 }
 
 /// The TLS configuration of `config`, with the PEM files read now; `None` without TLS.
@@ -93,7 +97,15 @@ impl Server {
             &config.maintenance,
             &config.cache,
         )
-        .await?;
+        .await?
+        .with_distribution(&config.distributed)?;
+        let worker = match &config.distributed.secret {
+            Some(secret) => Some((
+                crate::distributed::worker(engine.runtime_env(), secret)?,
+                secret.clone(),
+            )),
+            None => None,
+        };
         let service = Arc::new(LakehouseFlightSql::new(engine)?);
         Ok(Self {
             catalog,
@@ -101,7 +113,36 @@ impl Server {
             auth,
             insecure_no_auth: config.auth.insecure_no_auth,
             tls,
+            worker,
+            worker_only: false,
         })
+    }
+
+    /// A `lakehouse worker`: storage opened and the catalog rebuilt as for [`Server::new`]
+    /// (no sample data, no clean-up), serving only the distributed worker service.
+    ///
+    /// # Errors
+    /// As [`Server::new`]; [`Error::Config`] when `[distributed] secret` is not set.
+    pub async fn new_worker(config: &ServeConfig) -> Result<Self> {
+        if config.distributed.secret.is_none() {
+            return Err(Error::Config(
+                "a worker needs the cluster secret: set [distributed] secret in the config \
+                 file or LAKEHOUSE_DISTRIBUTED_SECRET (the same as the coordinator's)"
+                    .into(),
+            ));
+        }
+        let config = ServeConfig {
+            sample: None,
+            cleanup_on_start: false,
+            distributed: crate::distributed::DistributedOptions {
+                workers: Vec::new(),
+                ..config.distributed.clone()
+            },
+            ..config.clone()
+        };
+        let mut server = Self::new(&config).await?;
+        server.worker_only = true;
+        Ok(server)
     }
 
     /// Admission control and limits of the server's queries (running count, cancellation).
@@ -129,7 +170,7 @@ impl Server {
             context: "listener address".into(),
             source,
         })?;
-        if self.auth.mode() == AuthMode::None && !addr.ip().is_loopback() {
+        if self.auth.mode() == AuthMode::None && !addr.ip().is_loopback() && !self.worker_only {
             if !self.insecure_no_auth {
                 return Err(Error::Config(format!(
                     "refusing to serve without authentication on {addr}, which is not a \
@@ -143,7 +184,8 @@ impl Server {
         let service =
             FlightServiceServer::new(LakehouseFlightService::new(self.service, self.auth))
                 .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
-        tracing::info!(%addr, tls = self.tls.is_some(), "serving Flight SQL");
+        tracing::info!(%addr, tls = self.tls.is_some(), worker = self.worker.is_some(),
+            flight_sql = !self.worker_only, "serving");
         // TCP_NODELAY: without it each small response waits for the client's delayed ACK
         // (~40 ms per RPC, and a query takes two). tonic sets it only on listeners it binds.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -154,8 +196,16 @@ impl Server {
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls)?;
         }
+        let flight_sql = (!self.worker_only).then_some(service);
+        let worker = self.worker.map(|(worker, secret)| {
+            tonic::service::interceptor::InterceptedService::new(
+                worker.into_worker_server(),
+                crate::distributed::check_secret(&secret),
+            )
+        });
         builder
-            .add_service(service)
+            .add_optional_service(flight_sql)
+            .add_optional_service(worker)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await?;
         // The disk tier writes in the background: finish what is queued, so a restart finds it.

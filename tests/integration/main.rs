@@ -5,6 +5,7 @@ mod auth;
 mod cache;
 mod catalog;
 mod chat;
+mod distributed;
 mod documents;
 mod embedding;
 mod ingest;

@@ -30,11 +30,12 @@ class LakehouseServer:
     `tls_pem`: the server speaks TLS with that (self-signed) certificate, given in `args`;
     clients trust it. `login`: (user, password) clients log in with (the server runs with
     `--auth basic`, given in `args`). `prefix`: a command the server runs under (e.g. strace);
-    the server itself is then its child, and stop() signals the server.
+    the server itself is then its child, and stop() signals the server. `command`: `serve`,
+    or `worker` for a distributed-execution worker.
     """
 
     def __init__(self, storage, *args, log_path, env=None, tls_pem=None, login=None,
-                 prefix=()):
+                 prefix=(), command="serve"):
         if not BIN or not os.path.exists(BIN):
             raise RuntimeError("set LAKEHOUSE_BIN to the lakehouse binary (scripts/test.sh does)")
         self.port = free_port()
@@ -47,7 +48,7 @@ class LakehouseServer:
         self.prefixed = bool(prefix)
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
-            [*prefix, BIN, "serve", "--listen", f"127.0.0.1:{self.port}", "--storage", str(storage), *args],
+            [*prefix, BIN, command, "--listen", f"127.0.0.1:{self.port}", "--storage", str(storage), *args],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},

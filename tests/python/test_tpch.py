@@ -34,24 +34,31 @@ def load_query(n):
     return text, [int(k) for k in keys.split(",") if k.strip()]
 
 
-@pytest.fixture(scope="module")
-def tpch(tmp_path_factory):
-    base = tmp_path_factory.mktemp("tpch")
+def load_tpch(base, server):
+    """TPC-H at SCALE written by tpchgen-cli under `base`/parquet and ingested into `server`
+    with `lakehouse ingest`; returns a DuckDB connection with a view per table over the same
+    files."""
     data = base / "parquet"
     tpchgen = Path(sys.executable).parent / "tpchgen-cli"
     subprocess.run([tpchgen, "parquet", "-s", SCALE, "--output-dir", data], check=True)
+    for table in TABLES:
+        out = subprocess.run(
+            [BIN, "ingest", "--server", server.url, "--table", table, data / f"{table}.parquet"],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert out.returncode == 0, out.stderr
+    duck = duckdb.connect()
+    for table in TABLES:
+        duck.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{data / (table + '.parquet')}')")
+    return duck
+
+
+@pytest.fixture(scope="module")
+def tpch(tmp_path_factory):
+    base = tmp_path_factory.mktemp("tpch")
     server = LakehouseServer(base / "lakehouse", log_path=base / "server.log")
     try:
-        for table in TABLES:
-            out = subprocess.run(
-                [BIN, "ingest", "--server", server.url, "--table", table, data / f"{table}.parquet"],
-                capture_output=True, text=True, timeout=600,
-            )
-            assert out.returncode == 0, out.stderr
-        duck = duckdb.connect()
-        for table in TABLES:
-            duck.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{data / (table + '.parquet')}')")
-        yield server, duck
+        yield server, load_tpch(base, server)
     finally:
         server.stop()
 

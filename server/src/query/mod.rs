@@ -154,6 +154,8 @@ pub struct QueryEngine {
     maintenance: Arc<statement::maintenance::MaintenanceOptions>,
     compactions: Arc<statement::maintenance::Compactions>,
     data_cache: lakehouse_catalog::cache::RangeCache,
+    /// Workers eligible queries are distributed to; `None`: every query runs here.
+    distribution: Option<crate::distributed::Distribution>,
 }
 
 impl QueryEngine {
@@ -264,7 +266,27 @@ impl QueryEngine {
             maintenance: Arc::new(maintenance.clone()),
             compactions: Arc::default(),
             data_cache: range_cache,
+            distribution: None,
         })
+    }
+
+    /// This engine distributing eligible queries as `options` say
+    /// ([`crate::distributed::Distribution`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad worker URL, or workers without a secret.
+    pub fn with_distribution(
+        mut self,
+        options: &crate::distributed::DistributedOptions,
+    ) -> Result<Self> {
+        self.distribution = crate::distributed::Distribution::new(options, &self.template)?;
+        Ok(self)
+    }
+
+    /// The runtime every session uses: the object store under [`STORE_URL`], the memory pool,
+    /// the spill directory (a worker executes its tasks with it).
+    pub fn runtime_env(&self) -> Arc<RuntimeEnv> {
+        Arc::clone(self.template.runtime_env())
     }
 
     /// Compaction and vacuum settings (`[maintenance]`).
@@ -460,12 +482,14 @@ impl QueryEngine {
         parameters: Option<&RecordBatch>,
     ) -> Result<PlannedQuery> {
         let (ctx, logical, _) = self.logical(statement, default_schema, &pins).await?;
-        Self::physical(ctx, logical, parameters, &pins).await
+        self.physical(ctx, logical, parameters, &pins).await
     }
 
     /// Binds `parameters` into `logical` (or refuses unbound placeholders) and creates the
-    /// physical plan.
+    /// physical plan: distributed over the workers when there are any and the plan is
+    /// eligible ([`crate::distributed::Distribution::eligible`]).
     async fn physical(
+        &self,
         ctx: SessionContext,
         mut logical: LogicalPlan,
         parameters: Option<&RecordBatch>,
@@ -487,7 +511,21 @@ impl QueryEngine {
                 }
             }
         }
+        let ctx = match &self.distribution {
+            Some(distribution) => {
+                if let Some(explained) = distribution.explain(&ctx.state(), &logical).await? {
+                    logical = explained;
+                    ctx
+                } else if distribution.eligible(&logical) {
+                    SessionContext::new_with_state(distribution.apply(ctx.state())?)
+                } else {
+                    ctx
+                }
+            }
+            None => ctx,
+        };
         let plan = ctx.state().create_physical_plan(&logical).await?;
+        tracing::debug!(distributed = plan.name() == "DistributedExec", "planned");
         let wire_schema = wire_schema(&plan.schema());
         Ok(PlannedQuery {
             ctx,
@@ -520,7 +558,7 @@ impl QueryEngine {
         let parameter_schema = params::parameter_schema(&logical)?;
         if parameter_schema.fields().is_empty() {
             let reusable = !listing && !calls_changing_functions(&logical)?;
-            let planned = Self::physical(ctx, logical, None, &pins).await?;
+            let planned = self.physical(ctx, logical, None, &pins).await?;
             return Ok(Described {
                 dataset_schema: planned.schema(),
                 parameter_schema,

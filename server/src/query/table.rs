@@ -80,6 +80,17 @@ impl VersionTable {
         }
     }
 
+    /// Whether its scan can run on a distributed worker: plain Parquet files in our storage,
+    /// none with a deletion vector (whose access plans do not survive plan serialization).
+    pub fn distributable(&self) -> bool {
+        self.manifest.external.is_none()
+            && self
+                .manifest
+                .files
+                .iter()
+                .all(|f| f.deletion_vector.is_none())
+    }
+
     /// The manifest's statistics per column (see [`ColumnBounds`]), cast once per provider.
     fn bounds(&self) -> &[ColumnBounds] {
         use datafusion::common::pruning::PruningStatistics;

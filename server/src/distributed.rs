@@ -1,0 +1,324 @@
+//! Distributed execution on [datafusion-distributed] 3.0: the Flight SQL server as the
+//! coordinator, `lakehouse worker` processes as workers, all reading the same storage.
+//!
+//! - **Coordinator** ([`Distribution`]): a query whose plan is eligible ([`Distribution::eligible`])
+//!   is planned by datafusion-distributed's planner, which cuts the physical plan into stages at
+//!   shuffles and merges and sends each stage's tasks to the workers listed in `[distributed]
+//!   workers` / `--workers` (a plan streams back Arrow over gRPC). Other queries — and every
+//!   query when no worker is listed — run on the server alone, exactly as before.
+//! - **Worker** ([`worker_service`]): datafusion-distributed's `WorkerService` on our tonic
+//!   server, executing stages against our object store (registered under the same
+//!   `lakehouse://root` URL the plans name, over the worker's own `--storage`) with its own
+//!   `[query] memory_limit_bytes` pool. `lakehouse serve` mounts it too, so a coordinator may
+//!   list itself.
+//! - **Security**: every call to a worker must carry `[distributed] secret` in the
+//!   [`SECRET_HEADER`] metadata ([`check_secret`]); the coordinator sends it with each task and
+//!   workers pass it on to the workers they read shuffles from. Without a secret no worker
+//!   service is mounted and no worker is used.
+//!
+//! What distributes (stage 1): plans whose every table is a Lakehouse Parquet table without
+//! deletion vectors or external files, calling none of our own functions (`embed`, `ai`, the
+//! search and AI table functions, Lance tables): their scans are plain DataFusion Parquet scans
+//! (`DataSourceExec` with `FileScanConfig`), which datafusion-distributed serializes with
+//! datafusion-proto. Everything else runs on the coordinator.
+//!
+//! [datafusion-distributed]: https://github.com/datafusion-contrib/datafusion-distributed
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::source_as_provider;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion_distributed::{
+    DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext, WorkerResolver,
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::query::table::VersionTable;
+
+/// gRPC metadata key carrying the shared secret on every call to a worker.
+pub const SECRET_HEADER: &str = "x-lakehouse-worker-secret";
+
+/// The `[distributed]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistributedOptions {
+    /// Worker URLs, `grpc://HOST:PORT` (also `http://`); empty: every query runs on this
+    /// server alone.
+    pub workers: Vec<String>,
+    /// Whether eligible queries are distributed when workers are listed (default true).
+    pub enabled: bool,
+    /// The secret workers require on every call ([`SECRET_HEADER`]); needed to list workers
+    /// and to run a worker.
+    pub secret: Option<String>,
+    /// Parquet bytes one task of a scan stage reads (default 16 MiB, datafusion-distributed's
+    /// `file_scan_config_bytes_per_partition`): a scan of N bytes runs as about N / this many
+    /// tasks, at most one per worker. Lower it to spread small tables.
+    pub bytes_per_task: usize,
+}
+
+impl Default for DistributedOptions {
+    fn default() -> Self {
+        Self {
+            workers: Vec::new(),
+            enabled: true,
+            secret: None,
+            bytes_per_task: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// A fixed list of worker URLs.
+#[derive(Debug, Clone)]
+struct ListedWorkers(Vec<Url>);
+
+impl WorkerResolver for ListedWorkers {
+    fn get_urls(&self) -> std::result::Result<Vec<Url>, DataFusionError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// How the coordinator distributes queries: its workers and the secret it sends them.
+#[derive(Debug, Clone)]
+pub struct Distribution {
+    workers: ListedWorkers,
+    secret: http::HeaderMap,
+    bytes_per_task: usize,
+    /// Names of the scalar, aggregate and table functions the server registers beyond
+    /// DataFusion's own: plans calling them stay on the coordinator.
+    own_functions: Arc<HashSet<String>>,
+}
+
+impl Distribution {
+    /// The distribution `options` describe for sessions built from `template`; `None` when no
+    /// worker is listed or distribution is off.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a worker URL that does not parse or is not `grpc://`/`http://`,
+    /// or workers listed without a secret.
+    pub fn new(options: &DistributedOptions, template: &SessionState) -> Result<Option<Self>> {
+        if options.workers.is_empty() || !options.enabled {
+            return Ok(None);
+        }
+        let Some(secret) = &options.secret else {
+            return Err(Error::Config(
+                "[distributed] workers are listed but no [distributed] secret is set: workers \
+                 accept only calls that carry it"
+                    .into(),
+            ));
+        };
+        let workers = options
+            .workers
+            .iter()
+            .map(|w| worker_url(w))
+            .collect::<Result<Vec<_>>>()?;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(SECRET_HEADER, secret_value(secret)?);
+        let builtin = SessionStateBuilder::new().with_default_features().build();
+        let own_functions = own_function_names(template, &builtin);
+        Ok(Some(Self {
+            workers: ListedWorkers(workers),
+            secret: headers,
+            bytes_per_task: options.bytes_per_task.max(1),
+            own_functions: Arc::new(own_functions),
+        }))
+    }
+
+    /// `state` with datafusion-distributed's planner over the listed workers.
+    ///
+    /// # Errors
+    /// DataFusion's error when the secret cannot be set as a header.
+    pub fn apply(&self, state: SessionState) -> Result<SessionState> {
+        let state = SessionStateBuilder::new_from_existing(state)
+            .with_distributed_worker_resolver(self.workers.clone())
+            .with_distributed_passthrough_headers(self.secret.clone())?
+            .with_distributed_file_scan_config_bytes_per_partition(self.bytes_per_task)?
+            .with_distributed_planner()
+            .build();
+        Ok(state)
+    }
+
+    /// The plan of `EXPLAIN` (without ANALYZE or VERBOSE) of an eligible query, distributed:
+    /// one row, `plan_type` = `distributed_plan`, `plan` = the stages and the tasks of each
+    /// (datafusion-distributed's `display_plan_ascii`). `None` for other plans.
+    ///
+    /// # Errors
+    /// Planning errors of the explained query.
+    pub async fn explain(
+        &self,
+        state: &SessionState,
+        plan: &LogicalPlan,
+    ) -> Result<Option<LogicalPlan>> {
+        let LogicalPlan::Explain(explain) = plan else {
+            return Ok(None);
+        };
+        if explain.verbose || !self.eligible(&explain.plan) {
+            return Ok(None);
+        }
+        let distributed = self.apply(state.clone())?;
+        let physical = distributed.create_physical_plan(&explain.plan).await?;
+        let text = datafusion_distributed::display_plan_ascii(physical.as_ref(), false);
+        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
+            datafusion::arrow::datatypes::Field::new(
+                "plan_type",
+                datafusion::arrow::datatypes::DataType::Utf8,
+                false,
+            ),
+            datafusion::arrow::datatypes::Field::new(
+                "plan",
+                datafusion::arrow::datatypes::DataType::Utf8,
+                false,
+            ),
+        ]));
+        let batch = datafusion::arrow::array::RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                    "distributed_plan",
+                ])),
+                Arc::new(datafusion::arrow::array::StringArray::from(vec![text])),
+            ],
+        )?;
+        let ctx = datafusion::prelude::SessionContext::new_with_state(state.clone());
+        Ok(Some(ctx.read_batch(batch)?.into_unoptimized_plan()))
+    }
+
+    /// Whether `plan` may run on workers: every table it scans is a Lakehouse Parquet table
+    /// without deletion vectors or external files, and it calls none of the server's own
+    /// functions (see the module docs).
+    pub fn eligible(&self, plan: &LogicalPlan) -> bool {
+        let mut eligible = true;
+        let _ = plan.apply_with_subqueries(|node| {
+            let node_ok = match node {
+                LogicalPlan::TableScan(scan) => source_as_provider(&scan.source)
+                    .ok()
+                    .and_then(|p| p.downcast_ref::<VersionTable>().map(|t| t.distributable()))
+                    .unwrap_or(false),
+                LogicalPlan::Extension(_) => false,
+                _ => true,
+            };
+            let exprs_ok = node_ok
+                && node
+                    .expressions()
+                    .iter()
+                    .all(|e| !calls_any(e, &self.own_functions));
+            eligible = exprs_ok;
+            Ok(if eligible {
+                TreeNodeRecursion::Continue
+            } else {
+                TreeNodeRecursion::Stop
+            })
+        });
+        eligible
+    }
+}
+
+/// Whether `expr` calls a function named in `names`.
+fn calls_any(expr: &Expr, names: &HashSet<String>) -> bool {
+    expr.exists(|e| {
+        Ok(match e {
+            Expr::ScalarFunction(f) => names.contains(f.name()),
+            Expr::AggregateFunction(f) => names.contains(f.func.name()),
+            Expr::WindowFunction(f) => names.contains(f.fun.name()),
+            _ => false,
+        })
+    })
+    .unwrap_or(true)
+}
+
+/// The function names `template` knows that a plain DataFusion session does not.
+fn own_function_names(template: &SessionState, builtin: &SessionState) -> HashSet<String> {
+    let mut own = HashSet::new();
+    for name in template.scalar_functions().keys() {
+        if !builtin.scalar_functions().contains_key(name) {
+            own.insert(name.clone());
+        }
+    }
+    for name in template.aggregate_functions().keys() {
+        if !builtin.aggregate_functions().contains_key(name) {
+            own.insert(name.clone());
+        }
+    }
+    for name in template.window_functions().keys() {
+        if !builtin.window_functions().contains_key(name) {
+            own.insert(name.clone());
+        }
+    }
+    // Per-session functions (`ai`) are registered after the template.
+    own.insert("ai".into());
+    own
+}
+
+/// A worker URL as datafusion-distributed dials it (`grpc://` becomes `http://`).
+///
+/// # Errors
+/// [`Error::Config`] naming the URL.
+fn worker_url(text: &str) -> Result<Url> {
+    let url = Url::parse(text)
+        .map_err(|e| Error::Config(format!("[distributed] worker `{text}`: {e}")))?;
+    match url.scheme() {
+        "http" => Ok(url),
+        "grpc" => {
+            let rest = &text["grpc".len()..];
+            Url::parse(&format!("http{rest}"))
+                .map_err(|e| Error::Config(format!("[distributed] worker `{text}`: {e}")))
+        }
+        other => Err(Error::Config(format!(
+            "[distributed] worker `{text}`: scheme {other}:// is not supported; use grpc://HOST:PORT"
+        ))),
+    }
+}
+
+fn secret_value(secret: &str) -> Result<http::HeaderValue> {
+    let mut value = http::HeaderValue::from_str(secret)
+        .map_err(|_| Error::Config("[distributed] secret must be printable ASCII".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// The worker side: datafusion-distributed's `Worker` executing stages with `runtime` (our
+/// object store under the plans' URL, the memory pool), passing the secret on to the workers
+/// it calls. Mount it behind [`check_secret`].
+pub fn worker(runtime: Arc<RuntimeEnv>, secret: &str) -> Result<Worker> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(SECRET_HEADER, secret_value(secret)?);
+    let worker = Worker::from_session_builder(move |ctx: WorkerQueryContext| {
+        let headers = headers.clone();
+        async move {
+            Ok(ctx
+                .builder
+                .with_distributed_passthrough_headers(headers)?
+                .build())
+        }
+    })
+    .with_runtime_env(runtime)
+    .with_version(env!("CARGO_PKG_VERSION"));
+    Ok(worker)
+}
+
+/// A tonic interceptor refusing (`Unauthenticated`) every call whose [`SECRET_HEADER`] is
+/// not `secret`.
+pub fn check_secret(
+    secret: &str,
+) -> impl FnMut(tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status>
++ Clone
++ use<> {
+    let expected = secret.as_bytes().to_vec();
+    move |request: tonic::Request<()>| {
+        let given = request.metadata().get(SECRET_HEADER).map(|v| v.as_bytes());
+        if given.is_some_and(|g| bool::from(subtle::ConstantTimeEq::ct_eq(g, &expected[..]))) {
+            Ok(request)
+        } else {
+            Err(tonic::Status::unauthenticated(
+                "worker calls must carry the cluster secret ([distributed] secret)",
+            ))
+        }
+    }
+}
