@@ -16,26 +16,40 @@
 //!   workers pass it on to the workers they read shuffles from. Without a secret no worker
 //!   service is mounted and no worker is used.
 //!
-//! What distributes (stage 1): plans whose every table is a Lakehouse Parquet table without
-//! deletion vectors or external files, calling none of our own functions (`embed`, `ai`, the
-//! search and AI table functions, Lance tables): their scans are plain DataFusion Parquet scans
+//! What distributes: plans whose every table is a Lakehouse Parquet table in our storage
+//! (no external files), calling none of our own functions (`embed`, `ai`, the search and AI
+//! table functions, Lance tables): their scans are plain DataFusion Parquet scans
 //! (`DataSourceExec` with `FileScanConfig`), which datafusion-distributed serializes with
 //! datafusion-proto. Everything else runs on the coordinator.
 //!
+//! **Deleted rows**: a scan skips deleted rows through a `ParquetAccessPlan` attached to each
+//! `PartitionedFile`, which datafusion-proto does not serialize. So the coordinator sends the
+//! deletion-vector references of the plan's files along with every task, as the
+//! [`ScanDeletes`] config extension (datafusion-distributed carries it in gRPC metadata); the
+//! worker reads those deletion vectors (immutable objects, through its cache) when it builds
+//! the task's session and re-attaches the access plans to the decoded scans before they run
+//! ([`Distribution::apply`], [`worker`]).
+//!
 //! [datafusion-distributed]: https://github.com/datafusion-contrib/datafusion-distributed
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::config::ConfigExtension;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::source_as_provider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion_distributed::{
-    DistributedExt, SessionStateBuilderExt, Worker, WorkerQueryContext, WorkerResolver,
+    DistributedExt, SessionStateBuilderExt, Worker, WorkerPlanRewriteEvent,
+    WorkerPlanRewriteEventResponse, WorkerQueryContext, WorkerResolver,
 };
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -45,6 +59,20 @@ use crate::query::table::VersionTable;
 
 /// gRPC metadata key carrying the shared secret on every call to a worker.
 pub const SECRET_HEADER: &str = "x-lakehouse-worker-secret";
+
+datafusion::common::extensions_options! {
+    /// The deletion vectors of the files a distributed plan scans, sent with every task (see
+    /// the module docs).
+    pub struct ScanDeletes {
+        /// JSON array of `lakehouse_catalog::DataFile` (path, rows, row-group sizes, deletion
+        /// vector; no statistics); empty when no scanned file has deletes.
+        pub files: String, default = String::new()
+    }
+}
+
+impl ConfigExtension for ScanDeletes {
+    const PREFIX: &'static str = "lakehouse_deletes";
+}
 
 /// The `[distributed]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,12 +159,18 @@ impl Distribution {
         }))
     }
 
-    /// `state` with datafusion-distributed's planner over the listed workers.
+    /// `state` with datafusion-distributed's planner over the listed workers, for `plan`: the
+    /// deletion vectors of the files it scans go with every task ([`ScanDeletes`]).
     ///
     /// # Errors
     /// DataFusion's error when the secret cannot be set as a header.
-    pub fn apply(&self, state: SessionState) -> Result<SessionState> {
+    pub fn apply(&self, state: SessionState, plan: &LogicalPlan) -> Result<SessionState> {
+        let deletes = ScanDeletes {
+            files: serde_json::to_string(&files_with_deletes(plan))
+                .map_err(|e| Error::Internal(format!("deletion vectors: {e}")))?,
+        };
         let state = SessionStateBuilder::new_from_existing(state)
+            .with_distributed_option_extension(deletes)
             .with_distributed_worker_resolver(self.workers.clone())
             .with_distributed_passthrough_headers(self.secret.clone())?
             .with_distributed_file_scan_config_bytes_per_partition(self.bytes_per_task)?
@@ -162,7 +196,7 @@ impl Distribution {
         if explain.verbose || !self.eligible(&explain.plan) {
             return Ok(None);
         }
-        let distributed = self.apply(state.clone())?;
+        let distributed = self.apply(state.clone(), &explain.plan)?;
         let physical = distributed.create_physical_plan(&explain.plan).await?;
         let text = datafusion_distributed::display_plan_ascii(physical.as_ref(), false);
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
@@ -218,6 +252,103 @@ impl Distribution {
         });
         eligible
     }
+}
+
+/// The files with deletion vectors of every Lakehouse table `plan` scans.
+fn files_with_deletes(plan: &LogicalPlan) -> Vec<lakehouse_catalog::DataFile> {
+    let mut files = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(table) = provider.downcast_ref::<VersionTable>()
+        {
+            files.extend(table.files_with_deletes());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    files
+}
+
+/// The access plans (by data-file path) of the files `deletes` names, their deletion vectors
+/// read from the store under [`crate::query::STORE_URL`] in `runtime`.
+///
+/// # Errors
+/// DataFusion's error when a deletion vector cannot be read or does not match its file.
+async fn access_plans(
+    deletes: &ScanDeletes,
+    runtime: &RuntimeEnv,
+) -> std::result::Result<HashMap<String, ParquetAccessPlan>, DataFusionError> {
+    if deletes.files.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let files: Vec<lakehouse_catalog::DataFile> = serde_json::from_str(&deletes.files)
+        .map_err(|e| DataFusionError::Internal(format!("lakehouse_deletes.files: {e}")))?;
+    let url = datafusion::execution::object_store::ObjectStoreUrl::parse(crate::query::STORE_URL)?;
+    let store = runtime.object_store(url)?;
+    let plans = files.iter().map(|file| {
+        let store = Arc::clone(&store);
+        async move {
+            let deleted = lakehouse_catalog::read_deletion_vector(&store, file)
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            Ok::<_, DataFusionError>((
+                file.path.clone(),
+                crate::query::table::access_plan(file, &deleted)?,
+            ))
+        }
+    });
+    Ok(futures::future::try_join_all(plans)
+        .await?
+        .into_iter()
+        .collect())
+}
+
+/// `plan` with `plans` attached to the files of its Parquet scans over our store.
+fn attach_access_plans(
+    plan: Arc<dyn ExecutionPlan>,
+    plans: &HashMap<String, ParquetAccessPlan>,
+) -> std::result::Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+    if plans.is_empty() {
+        return Ok(plan);
+    }
+    let store_url =
+        &datafusion::execution::object_store::ObjectStoreUrl::parse(crate::query::STORE_URL)?;
+    plan.transform_up(|node| {
+        let Some(scan) = node.downcast_ref::<DataSourceExec>() else {
+            return Ok(Transformed::no(node));
+        };
+        let Some(config) = scan.data_source().downcast_ref::<FileScanConfig>() else {
+            return Ok(Transformed::no(node));
+        };
+        if config.object_store_url != *store_url {
+            return Ok(Transformed::no(node));
+        }
+        let mut config = config.clone();
+        let mut changed = false;
+        for group in &mut config.file_groups {
+            let files = std::mem::replace(
+                group,
+                datafusion::datasource::physical_plan::FileGroup::new(Vec::new()),
+            )
+            .into_inner()
+            .into_iter()
+            .map(|file| match plans.get(file.object_meta.location.as_ref()) {
+                Some(access) => {
+                    changed = true;
+                    file.with_extension(access.clone())
+                }
+                None => file,
+            })
+            .collect();
+            *group = datafusion::datasource::physical_plan::FileGroup::new(files);
+        }
+        if !changed {
+            return Ok(Transformed::no(node));
+        }
+        let scan = scan.clone().with_data_source(Arc::new(config));
+        Ok(Transformed::yes(Arc::new(scan) as Arc<dyn ExecutionPlan>))
+    })
+    .map(|t| t.data)
 }
 
 /// Whether `expr` calls a function named in `names`.
@@ -292,9 +423,27 @@ pub fn worker(runtime: Arc<RuntimeEnv>, secret: &str) -> Result<Worker> {
     let worker = Worker::from_session_builder(move |ctx: WorkerQueryContext| {
         let headers = headers.clone();
         async move {
-            Ok(ctx
+            let state = ctx
                 .builder
                 .with_distributed_passthrough_headers(headers)?
+                .with_distributed_option_extension_from_headers::<ScanDeletes>(&ctx.headers)?
+                .build();
+            let plans = match state.config().options().extensions.get::<ScanDeletes>() {
+                Some(deletes) => access_plans(deletes, state.runtime_env()).await?,
+                None => HashMap::new(),
+            };
+            if plans.is_empty() {
+                return Ok(state);
+            }
+            let plans = Arc::new(plans);
+            Ok(SessionStateBuilder::new_from_existing(state)
+                .with_distributed_worker_plan_rewrite_handler(
+                    move |event: WorkerPlanRewriteEvent<'_>| {
+                        Ok(WorkerPlanRewriteEventResponse::new(attach_access_plans(
+                            event.plan, &plans,
+                        )?))
+                    },
+                )
                 .build())
         }
     })

@@ -18,6 +18,9 @@ use crate::flight::{LakehouseFlightService, LakehouseFlightSql, MAX_DECODING_MES
 use crate::query::QueryEngine;
 use crate::sample;
 
+/// Largest request metadata (HTTP/2 header list) the server accepts, in bytes.
+pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024 * 1024;
+
 /// A ready-to-serve Lakehouse: storage opened, catalog rebuilt, sample data loaded.
 pub struct Server {
     catalog: Arc<Catalog>,
@@ -192,7 +195,12 @@ impl Server {
         // HTTP/2 flow-control windows sized by measuring the bandwidth-delay product (as gRPC's
         // own implementations do), not hyper's fixed 64 KiB, so large uploads (`lakehouse
         // ingest`) are not held back by window updates.
-        let mut builder = tonic::transport::Server::builder().http2_adaptive_window(Some(true));
+        let mut builder = tonic::transport::Server::builder()
+            .http2_adaptive_window(Some(true))
+            // A distributed task's metadata carries the deletion vectors of its files
+            // (`distributed::ScanDeletes`, ~200 bytes per file with deletes): room for tens of
+            // thousands of them, where hyper's default stops at 16 KiB.
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES);
         if let Some(tls) = self.tls {
             builder = builder.tls_config(tls)?;
         }

@@ -96,28 +96,49 @@ def test_workers_need_the_secret(tmp_path):
     assert "secret" in out.stderr, out.stderr
 
 
-def test_tables_with_deleted_rows_run_on_the_coordinator(cluster):
-    """Deletion vectors do not survive plan serialization yet: such a table's queries stay on
-    the coordinator, with the deleted rows gone; the table distributes again once compacted."""
+@pytest.fixture(scope="module")
+def changed_lineitem(cluster):
+    """`lineitem_dv`: lineitem after a DELETE and an UPDATE through the coordinator, so its
+    files carry deletion vectors (and the UPDATE's new rows a file of their own)."""
     _, coordinator, _, duck = cluster
+    duck.execute(
+        "CREATE VIEW lineitem_dv AS SELECT * REPLACE (CASE WHEN l_returnflag = 'R' AND "
+        "l_linenumber = 1 THEN 0.01 ELSE l_discount END AS l_discount) FROM lineitem "
+        "WHERE NOT (l_shipmode = 'AIR' OR l_quantity > 45)")
     with coordinator.connect() as conn, conn.cursor() as cur:
-        cur.execute("CREATE TABLE orders_dv AS SELECT * FROM orders")
-        cur.execute("DELETE FROM orders_dv WHERE o_orderpriority = '1-URGENT'")
-    sql = ("SELECT o_orderpriority, count(*) AS n, sum(o_totalprice) AS total FROM orders_dv "
-           "GROUP BY o_orderpriority ORDER BY o_orderpriority")
-    expected = rows(duck.sql(
-        "SELECT o_orderpriority, count(*) AS n, sum(o_totalprice) AS total FROM orders "
-        "WHERE o_orderpriority <> '1-URGENT' GROUP BY o_orderpriority ORDER BY o_orderpriority"
-    ).to_arrow_table())
-    assert len(expected) == 4
+        cur.execute("CREATE TABLE lineitem_dv AS SELECT * FROM lineitem")
+        cur.execute("DELETE FROM lineitem_dv WHERE l_shipmode = 'AIR' OR l_quantity > 45")
+        cur.execute("UPDATE lineitem_dv SET l_discount = 0.01 WHERE l_returnflag = 'R' AND l_linenumber = 1")
+    return "lineitem_dv"
+
+
+@pytest.mark.parametrize("n", range(1, 23), ids=lambda n: f"q{n:02d}")
+def test_distributed_answers_equal_single_node_after_deletes_and_updates(cluster, changed_lineitem, n):
+    """Deletion vectors reach the workers: the 22 queries over the changed lineitem, distributed,
+    equal the single node's answers (which skip deleted rows as every other test shows)."""
+    single, coordinator, _, duck = cluster
+    sql = load_query(n)[0].replace("lineitem", changed_lineitem)
     explained = "\n".join(fetch(coordinator, "EXPLAIN " + sql).column("plan").to_pylist())
-    assert "DistributedExec" not in explained, explained
-    assert rows_equal(rows(fetch(coordinator, sql)), expected)
-    with coordinator.connect() as conn, conn.cursor() as cur:
-        cur.execute("OPTIMIZE orders_dv")
-    explained = "\n".join(fetch(coordinator, "EXPLAIN " + sql).column("plan").to_pylist())
-    assert "DistributedExec" in explained, explained
-    assert rows_equal(rows(fetch(coordinator, sql)), expected)
+    distributed, alone = rows(fetch(coordinator, sql)), rows(fetch(single, sql))
+    theirs = rows(duck.sql(sql).to_arrow_table())
+    for other, name in ((alone, "single node"), (theirs, "DuckDB")):
+        assert rows_equal(sorted(distributed, key=sort_key), sorted(other, key=sort_key)), (
+            f"q{n:02d}: rows differ from {name}\ndistributed: {distributed[:5]}\n{name}: {other[:5]}")
+    # q19's lineitem_dv scan is pruned to no file by the manifest statistics (its AIR rows are
+    # deleted): nothing is left to distribute. Every other query runs in stages.
+    if "file_groups={1 group: [[]]}" not in explained:
+        assert "DistributedExec" in explained, f"q{n:02d} was not distributed:\n{explained}"
+
+
+def test_deleted_rows_stay_deleted_on_workers(cluster, changed_lineitem):
+    single, coordinator, _, duck = cluster
+    sql = f"SELECT count(*) AS n, sum(l_discount) AS d FROM {changed_lineitem}"
+    expected = duck.sql(
+        "SELECT count(*) AS n, sum(CASE WHEN l_returnflag = 'R' AND l_linenumber = 1 THEN 0.01 "
+        "ELSE l_discount END) AS d FROM lineitem WHERE NOT (l_shipmode = 'AIR' OR l_quantity > 45)"
+    ).to_arrow_table()
+    for server in (coordinator, single):
+        assert rows_equal(rows(fetch(server, sql)), rows(expected))
 
 
 def test_our_functions_run_on_the_coordinator(cluster):

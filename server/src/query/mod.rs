@@ -517,7 +517,7 @@ impl QueryEngine {
                     logical = explained;
                     ctx
                 } else if distribution.eligible(&logical) {
-                    SessionContext::new_with_state(distribution.apply(ctx.state())?)
+                    SessionContext::new_with_state(distribution.apply(ctx.state(), &logical)?)
                 } else {
                     ctx
                 }

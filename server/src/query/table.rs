@@ -80,15 +80,24 @@ impl VersionTable {
         }
     }
 
-    /// Whether its scan can run on a distributed worker: plain Parquet files in our storage,
-    /// none with a deletion vector (whose access plans do not survive plan serialization).
+    /// Whether its scan can run on a distributed worker: Parquet files in our own storage (an
+    /// external table's files are absolute URLs a worker may not reach the same way).
     pub fn distributable(&self) -> bool {
         self.manifest.external.is_none()
-            && self
-                .manifest
-                .files
-                .iter()
-                .all(|f| f.deletion_vector.is_none())
+    }
+
+    /// The version's files that have a deletion vector, without their column statistics: what
+    /// a worker needs to skip the deleted rows ([`access_plan`]).
+    pub fn files_with_deletes(&self) -> impl Iterator<Item = lakehouse_catalog::DataFile> + '_ {
+        self.manifest
+            .files
+            .iter()
+            .filter(|f| f.deletion_vector.is_some())
+            .map(|f| lakehouse_catalog::DataFile {
+                statistics: Default::default(),
+                source: None,
+                ..f.clone()
+            })
     }
 
     /// The manifest's statistics per column (see [`ColumnBounds`]), cast once per provider.
