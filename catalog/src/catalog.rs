@@ -218,6 +218,29 @@ pub struct Catalog {
     location: StorageLocation,
     /// Newest manifest seen per table (including drop versions).
     heads: RwLock<HashMap<TableRef, Arc<Manifest>>>,
+    /// The catalog's id ([`Catalog::id`]).
+    id: String,
+}
+
+/// The id stored at the root, written now (a new UUID, with a conditional create so that
+/// servers opening a new root at once agree) when there is none.
+async fn open_id(store: &Arc<dyn ObjectStore>) -> Result<String> {
+    let fresh = uuid::Uuid::new_v4().to_string();
+    let put = store
+        .put_opts(
+            &layout::catalog_id(),
+            PutPayload::from(fresh.clone().into_bytes()),
+            PutOptions::from(PutMode::Create),
+        )
+        .await;
+    match put {
+        Ok(_) => Ok(fresh),
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            let bytes = store.get(&layout::catalog_id()).await?.bytes().await?;
+            Ok(String::from_utf8_lossy(&bytes).trim().to_string())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Catalog {
@@ -231,9 +254,11 @@ impl Catalog {
     /// [`Error::Storage`] when storage is unreachable; [`Error::InvalidManifest`] for an
     /// unreadable manifest.
     pub async fn open(location: StorageLocation) -> Result<Self> {
+        let id = open_id(&location.store).await?;
         let catalog = Self {
             location,
             heads: RwLock::new(HashMap::new()),
+            id,
         };
         let marker = serde_json::json!({"format_version": FORMAT_VERSION, "name": CATALOG_NAME});
         let put = catalog
@@ -251,6 +276,12 @@ impl Catalog {
         let tables: usize = catalog.list().await?.iter().map(|(_, t)| t.len()).sum();
         tracing::info!(root = %catalog.location.url, tables, "catalog opened");
         Ok(catalog)
+    }
+
+    /// The catalog's id: a UUID created with the storage root (`_lakehouse/id`), the same for
+    /// every server opening that root. Distributed workers refuse plans from another catalog.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The storage root.

@@ -19,6 +19,11 @@ pub fn catalog_marker() -> Path {
     Path::from("_lakehouse/catalog.json")
 }
 
+/// The catalog's id: a UUID written once, when the root is first opened (`_lakehouse/id`).
+pub fn catalog_id() -> Path {
+    Path::from("_lakehouse/id")
+}
+
 /// Prefix of all schema markers.
 pub fn schemas_prefix() -> Path {
     Path::from("schemas")

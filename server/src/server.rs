@@ -104,7 +104,12 @@ impl Server {
         .with_distribution(&config.distributed)?;
         let worker = match &config.distributed.secret {
             Some(secret) => Some((
-                crate::distributed::worker(engine.runtime_env(), secret)?,
+                crate::distributed::worker(
+                    engine.runtime_env(),
+                    secret,
+                    catalog.id(),
+                    crate::distributed::WorkerChannels::new(config.distributed.worker_timeout()),
+                )?,
                 secret.clone(),
             )),
             None => None,

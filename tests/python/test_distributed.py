@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, LakehouseServer
+from conftest import BIN, LakehouseServer, free_port
 from test_tpch import load_query, load_tpch, rows, rows_equal, sort_key
 
 SECRET = "test-cluster-secret"
@@ -148,3 +148,54 @@ def test_our_functions_run_on_the_coordinator(cluster):
     explained = "\n".join(fetch(coordinator, "EXPLAIN " + sql).column("plan").to_pylist())
     assert "DistributedExec" not in explained, explained
     assert fetch(coordinator, sql).column("n")[0].as_py() >= 1
+
+
+def test_workers_over_another_storage_refuse_the_tasks(cluster, tmp_path):
+    """Workers started with another --storage than the coordinator's read another catalog:
+    they refuse the tasks (catalog ids differ), and the query fails naming the cause."""
+    single, _, _, _ = cluster
+    strangers = [LakehouseServer(tmp_path / f"other{i}", log_path=tmp_path / f"stranger{i}.log",
+                                 env=SECRET_ENV, command="worker") for i in range(2)]
+    config = tmp_path / "coordinator.toml"
+    config.write_text("[distributed]\nbytes_per_task = 1048576\n")
+    try:
+        coordinator = LakehouseServer(single.storage, "--workers",
+                                      ",".join(s.url for s in strangers), "--config",
+                                      str(config), log_path=tmp_path / "coordinator.log",
+                                      env=SECRET_ENV)
+        try:
+            sql = load_query(3)[0]
+            assert "DistributedExec" in "\n".join(
+                fetch(coordinator, "EXPLAIN " + sql).column("plan").to_pylist())
+            with pytest.raises(Exception) as refused:
+                fetch(coordinator, sql)
+            assert "catalog" in str(refused.value), refused.value
+            # Queries that stay on the coordinator still answer.
+            assert fetch(coordinator, "SELECT count(*) AS n FROM region").column("n")[0].as_py() == 5
+        finally:
+            coordinator.stop()
+    finally:
+        for stranger in strangers:
+            stranger.stop()
+
+
+def test_workers_lists_each_worker_up_or_down(cluster, tmp_path):
+    single, coordinator, workers, _ = cluster
+    version = subprocess.run([BIN, "--version"], capture_output=True, text=True).stdout.split()[-1]
+    listed = fetch(coordinator, "SELECT * FROM workers()").to_pylist()
+    assert [r["url"] for r in listed] == [w.url for w in workers]
+    for row in listed:
+        assert row["state"] == "up" and row["version"] == version and row["error"] is None, row
+        assert row["latency_ms"] >= 0
+    dead = f"grpc://127.0.0.1:{free_port()}"
+    other = LakehouseServer(single.storage, "--workers", f"{workers[0].url},{dead}",
+                            log_path=tmp_path / "coordinator.log", env=SECRET_ENV)
+    try:
+        listed = fetch(other, "SELECT url, state, version, error FROM workers()").to_pylist()
+        assert listed[0]["state"] == "up", listed
+        assert listed[1]["url"] == dead and listed[1]["state"] == "down", listed
+        assert listed[1]["version"] is None and "connect" in listed[1]["error"], listed
+    finally:
+        other.stop()
+    # A server without workers lists none.
+    assert fetch(single, "SELECT * FROM workers()").num_rows == 0

@@ -279,7 +279,12 @@ impl QueryEngine {
         mut self,
         options: &crate::distributed::DistributedOptions,
     ) -> Result<Self> {
-        self.distribution = crate::distributed::Distribution::new(options, &self.template)?;
+        self.distribution =
+            crate::distributed::Distribution::new(options, &self.template, self.catalog.id())?;
+        self.template.register_udtf(
+            crate::distributed::workers_table::NAME,
+            Arc::new(crate::distributed::workers_function(options)?),
+        );
         Ok(self)
     }
 

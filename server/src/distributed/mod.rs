@@ -32,25 +32,25 @@
 //!
 //! [datafusion-distributed]: https://github.com/datafusion-contrib/datafusion-distributed
 
-use std::collections::{HashMap, HashSet};
+mod channels;
+mod worker;
+pub mod workers_table;
+
+pub use channels::WorkerChannels;
+
+pub use worker::{check_secret, worker};
+
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigExtension;
-use datafusion::datasource::physical_plan::FileScanConfig;
-use datafusion::datasource::physical_plan::parquet::ParquetAccessPlan;
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::source_as_provider;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion_distributed::{
-    DistributedExt, SessionStateBuilderExt, Worker, WorkerPlanRewriteEvent,
-    WorkerPlanRewriteEventResponse, WorkerQueryContext, WorkerResolver,
-};
+use datafusion_distributed::{DistributedExt, SessionStateBuilderExt, WorkerResolver};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -59,6 +59,10 @@ use crate::query::table::VersionTable;
 
 /// gRPC metadata key carrying the shared secret on every call to a worker.
 pub const SECRET_HEADER: &str = "x-lakehouse-worker-secret";
+
+/// gRPC metadata key carrying the coordinator's catalog id ([`lakehouse_catalog::Catalog::id`])
+/// with every task: a worker over another storage root refuses the task.
+pub const CATALOG_HEADER: &str = "x-lakehouse-catalog-id";
 
 datafusion::common::extensions_options! {
     /// The deletion vectors of the files a distributed plan scans, sent with every task (see
@@ -86,10 +90,20 @@ pub struct DistributedOptions {
     /// The secret workers require on every call ([`SECRET_HEADER`]); needed to list workers
     /// and to run a worker.
     pub secret: Option<String>,
+    /// Seconds a worker may take to connect, to answer a keep-alive ping during a query, or to
+    /// answer a probe (`workers()`), before it counts as down and the query fails (default 10).
+    pub worker_timeout_secs: u64,
     /// Parquet bytes one task of a scan stage reads (default 16 MiB, datafusion-distributed's
     /// `file_scan_config_bytes_per_partition`): a scan of N bytes runs as about N / this many
     /// tasks, at most one per worker. Lower it to spread small tables.
     pub bytes_per_task: usize,
+}
+
+impl DistributedOptions {
+    /// `worker_timeout_secs` (at least one second).
+    pub fn worker_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.worker_timeout_secs.max(1))
+    }
 }
 
 impl Default for DistributedOptions {
@@ -99,6 +113,7 @@ impl Default for DistributedOptions {
             enabled: true,
             secret: None,
             bytes_per_task: 16 * 1024 * 1024,
+            worker_timeout_secs: 10,
         }
     }
 }
@@ -119,6 +134,7 @@ pub struct Distribution {
     workers: ListedWorkers,
     secret: http::HeaderMap,
     bytes_per_task: usize,
+    channels: WorkerChannels,
     /// Names of the scalar, aggregate and table functions the server registers beyond
     /// DataFusion's own: plans calling them stay on the coordinator.
     own_functions: Arc<HashSet<String>>,
@@ -131,7 +147,11 @@ impl Distribution {
     /// # Errors
     /// [`Error::Config`] for a worker URL that does not parse or is not `grpc://`/`http://`,
     /// or workers listed without a secret.
-    pub fn new(options: &DistributedOptions, template: &SessionState) -> Result<Option<Self>> {
+    pub fn new(
+        options: &DistributedOptions,
+        template: &SessionState,
+        catalog_id: &str,
+    ) -> Result<Option<Self>> {
         if options.workers.is_empty() || !options.enabled {
             return Ok(None);
         }
@@ -147,14 +167,14 @@ impl Distribution {
             .iter()
             .map(|w| worker_url(w))
             .collect::<Result<Vec<_>>>()?;
-        let mut headers = http::HeaderMap::new();
-        headers.insert(SECRET_HEADER, secret_value(secret)?);
+        let headers = task_headers(secret, catalog_id)?;
         let builtin = SessionStateBuilder::new().with_default_features().build();
         let own_functions = own_function_names(template, &builtin);
         Ok(Some(Self {
             workers: ListedWorkers(workers),
             secret: headers,
             bytes_per_task: options.bytes_per_task.max(1),
+            channels: WorkerChannels::new(options.worker_timeout()),
             own_functions: Arc::new(own_functions),
         }))
     }
@@ -172,6 +192,7 @@ impl Distribution {
         let state = SessionStateBuilder::new_from_existing(state)
             .with_distributed_option_extension(deletes)
             .with_distributed_worker_resolver(self.workers.clone())
+            .with_distributed_channel_resolver(self.channels.clone())
             .with_distributed_passthrough_headers(self.secret.clone())?
             .with_distributed_file_scan_config_bytes_per_partition(self.bytes_per_task)?
             .with_distributed_planner()
@@ -269,88 +290,6 @@ fn files_with_deletes(plan: &LogicalPlan) -> Vec<lakehouse_catalog::DataFile> {
     files
 }
 
-/// The access plans (by data-file path) of the files `deletes` names, their deletion vectors
-/// read from the store under [`crate::query::STORE_URL`] in `runtime`.
-///
-/// # Errors
-/// DataFusion's error when a deletion vector cannot be read or does not match its file.
-async fn access_plans(
-    deletes: &ScanDeletes,
-    runtime: &RuntimeEnv,
-) -> std::result::Result<HashMap<String, ParquetAccessPlan>, DataFusionError> {
-    if deletes.files.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let files: Vec<lakehouse_catalog::DataFile> = serde_json::from_str(&deletes.files)
-        .map_err(|e| DataFusionError::Internal(format!("lakehouse_deletes.files: {e}")))?;
-    let url = datafusion::execution::object_store::ObjectStoreUrl::parse(crate::query::STORE_URL)?;
-    let store = runtime.object_store(url)?;
-    let plans = files.iter().map(|file| {
-        let store = Arc::clone(&store);
-        async move {
-            let deleted = lakehouse_catalog::read_deletion_vector(&store, file)
-                .await
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
-            Ok::<_, DataFusionError>((
-                file.path.clone(),
-                crate::query::table::access_plan(file, &deleted)?,
-            ))
-        }
-    });
-    Ok(futures::future::try_join_all(plans)
-        .await?
-        .into_iter()
-        .collect())
-}
-
-/// `plan` with `plans` attached to the files of its Parquet scans over our store.
-fn attach_access_plans(
-    plan: Arc<dyn ExecutionPlan>,
-    plans: &HashMap<String, ParquetAccessPlan>,
-) -> std::result::Result<Arc<dyn ExecutionPlan>, DataFusionError> {
-    if plans.is_empty() {
-        return Ok(plan);
-    }
-    let store_url =
-        &datafusion::execution::object_store::ObjectStoreUrl::parse(crate::query::STORE_URL)?;
-    plan.transform_up(|node| {
-        let Some(scan) = node.downcast_ref::<DataSourceExec>() else {
-            return Ok(Transformed::no(node));
-        };
-        let Some(config) = scan.data_source().downcast_ref::<FileScanConfig>() else {
-            return Ok(Transformed::no(node));
-        };
-        if config.object_store_url != *store_url {
-            return Ok(Transformed::no(node));
-        }
-        let mut config = config.clone();
-        let mut changed = false;
-        for group in &mut config.file_groups {
-            let files = std::mem::replace(
-                group,
-                datafusion::datasource::physical_plan::FileGroup::new(Vec::new()),
-            )
-            .into_inner()
-            .into_iter()
-            .map(|file| match plans.get(file.object_meta.location.as_ref()) {
-                Some(access) => {
-                    changed = true;
-                    file.with_extension(access.clone())
-                }
-                None => file,
-            })
-            .collect();
-            *group = datafusion::datasource::physical_plan::FileGroup::new(files);
-        }
-        if !changed {
-            return Ok(Transformed::no(node));
-        }
-        let scan = scan.clone().with_data_source(Arc::new(config));
-        Ok(Transformed::yes(Arc::new(scan) as Arc<dyn ExecutionPlan>))
-    })
-    .map(|t| t.data)
-}
-
 /// Whether `expr` calls a function named in `names`.
 fn calls_any(expr: &Expr, names: &HashSet<String>) -> bool {
     expr.exists(|e| {
@@ -387,6 +326,23 @@ fn own_function_names(template: &SessionState, builtin: &SessionState) -> HashSe
     own
 }
 
+/// The `workers()` table function over the workers `options` list (see [`workers_table`]).
+///
+/// # Errors
+/// [`Error::Config`] for a worker URL that does not parse.
+pub fn workers_function(options: &DistributedOptions) -> Result<workers_table::WorkersFunction> {
+    let workers = options
+        .workers
+        .iter()
+        .map(|w| Ok((w.clone(), worker_url(w)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(workers_table::WorkersFunction::new(
+        workers,
+        options.secret.clone(),
+        options.worker_timeout(),
+    ))
+}
+
 /// A worker URL as datafusion-distributed dials it (`grpc://` becomes `http://`).
 ///
 /// # Errors
@@ -407,67 +363,21 @@ fn worker_url(text: &str) -> Result<Url> {
     }
 }
 
+/// The metadata every task carries: the secret and the catalog id.
+fn task_headers(secret: &str, catalog_id: &str) -> Result<http::HeaderMap> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(SECRET_HEADER, secret_value(secret)?);
+    headers.insert(
+        CATALOG_HEADER,
+        http::HeaderValue::from_str(catalog_id)
+            .map_err(|_| Error::Internal(format!("catalog id {catalog_id:?} is not ASCII")))?,
+    );
+    Ok(headers)
+}
+
 fn secret_value(secret: &str) -> Result<http::HeaderValue> {
     let mut value = http::HeaderValue::from_str(secret)
         .map_err(|_| Error::Config("[distributed] secret must be printable ASCII".into()))?;
     value.set_sensitive(true);
     Ok(value)
-}
-
-/// The worker side: datafusion-distributed's `Worker` executing stages with `runtime` (our
-/// object store under the plans' URL, the memory pool), passing the secret on to the workers
-/// it calls. Mount it behind [`check_secret`].
-pub fn worker(runtime: Arc<RuntimeEnv>, secret: &str) -> Result<Worker> {
-    let mut headers = http::HeaderMap::new();
-    headers.insert(SECRET_HEADER, secret_value(secret)?);
-    let worker = Worker::from_session_builder(move |ctx: WorkerQueryContext| {
-        let headers = headers.clone();
-        async move {
-            let state = ctx
-                .builder
-                .with_distributed_passthrough_headers(headers)?
-                .with_distributed_option_extension_from_headers::<ScanDeletes>(&ctx.headers)?
-                .build();
-            let plans = match state.config().options().extensions.get::<ScanDeletes>() {
-                Some(deletes) => access_plans(deletes, state.runtime_env()).await?,
-                None => HashMap::new(),
-            };
-            if plans.is_empty() {
-                return Ok(state);
-            }
-            let plans = Arc::new(plans);
-            Ok(SessionStateBuilder::new_from_existing(state)
-                .with_distributed_worker_plan_rewrite_handler(
-                    move |event: WorkerPlanRewriteEvent<'_>| {
-                        Ok(WorkerPlanRewriteEventResponse::new(attach_access_plans(
-                            event.plan, &plans,
-                        )?))
-                    },
-                )
-                .build())
-        }
-    })
-    .with_runtime_env(runtime)
-    .with_version(env!("CARGO_PKG_VERSION"));
-    Ok(worker)
-}
-
-/// A tonic interceptor refusing (`Unauthenticated`) every call whose [`SECRET_HEADER`] is
-/// not `secret`.
-pub fn check_secret(
-    secret: &str,
-) -> impl FnMut(tonic::Request<()>) -> std::result::Result<tonic::Request<()>, tonic::Status>
-+ Clone
-+ use<> {
-    let expected = secret.as_bytes().to_vec();
-    move |request: tonic::Request<()>| {
-        let given = request.metadata().get(SECRET_HEADER).map(|v| v.as_bytes());
-        if given.is_some_and(|g| bool::from(subtle::ConstantTimeEq::ct_eq(g, &expected[..]))) {
-            Ok(request)
-        } else {
-            Err(tonic::Status::unauthenticated(
-                "worker calls must carry the cluster secret ([distributed] secret)",
-            ))
-        }
-    }
 }

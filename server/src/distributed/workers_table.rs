@@ -1,0 +1,140 @@
+//! `workers()`: the coordinator's view of its workers, probed when the query runs.
+//!
+//! Schema: `url` Utf8 (as configured), `state` Utf8 (`up` when the worker answered
+//! `GetWorkerInfo` within `[distributed] worker_timeout_secs`, else `down`), `version` Utf8
+//! (the worker's Lakehouse version; null when down), `latency_ms` Float64 (the probe's round
+//! trip; null when down), `error` Utf8 (why it is down; null when up). One row per listed
+//! worker, in configuration order; no rows without workers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::error::DataFusionError;
+use datafusion::execution::TaskContext;
+use url::Url;
+
+use super::SECRET_HEADER;
+
+/// The function's name.
+pub const NAME: &str = "workers";
+
+/// `GetWorkerInfoResponse` of datafusion-distributed's `worker.proto` (field 1, the version).
+#[derive(Clone, PartialEq, prost::Message)]
+struct WorkerInfo {
+    #[prost(string, tag = "1")]
+    version: String,
+}
+
+/// The `workers()` table function (see the module docs).
+#[derive(Debug, Clone)]
+pub struct WorkersFunction {
+    /// (as configured, as dialled).
+    workers: Arc<Vec<(String, Url)>>,
+    secret: Option<String>,
+    timeout: Duration,
+}
+
+impl WorkersFunction {
+    /// Probes `workers` (configured URL, dialled URL) with `secret`, each within `timeout`.
+    pub fn new(workers: Vec<(String, Url)>, secret: Option<String>, timeout: Duration) -> Self {
+        Self {
+            workers: Arc::new(workers),
+            secret,
+            timeout,
+        }
+    }
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("url", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("version", DataType::Utf8, true),
+        Field::new("latency_ms", DataType::Float64, true),
+        Field::new("error", DataType::Utf8, true),
+    ]))
+}
+
+impl TableFunctionImpl for WorkersFunction {
+    fn call_with_args(
+        &self,
+        args: TableFunctionArgs,
+    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        if !args.exprs().is_empty() {
+            return Err(DataFusionError::Plan(format!(
+                "{NAME}() takes no arguments"
+            )));
+        }
+        lakehouse_vector::deferred_table(schema(), self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl lakehouse_vector::Deferred for WorkersFunction {
+    async fn run(self, _ctx: Arc<TaskContext>) -> datafusion::error::Result<RecordBatch> {
+        let probes = self
+            .workers
+            .iter()
+            .map(|(_, url)| probe(url, self.secret.as_deref(), self.timeout));
+        let results = futures::future::join_all(probes).await;
+        let column = |f: &dyn Fn(&std::result::Result<(String, f64), String>) -> Option<String>| {
+            Arc::new(results.iter().map(f).collect::<StringArray>()) as ArrayRef
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(
+                self.workers
+                    .iter()
+                    .map(|(shown, _)| Some(shown.as_str()))
+                    .collect::<StringArray>(),
+            ),
+            column(&|r| Some(if r.is_ok() { "up" } else { "down" }.to_string())),
+            column(&|r| r.as_ref().ok().map(|(v, _)| v.clone())),
+            Arc::new(
+                results
+                    .iter()
+                    .map(|r| r.as_ref().ok().map(|(_, ms)| *ms))
+                    .collect::<Float64Array>(),
+            ),
+            column(&|r| r.as_ref().err().cloned()),
+        ];
+        Ok(RecordBatch::try_new(schema(), columns)?)
+    }
+}
+
+/// One `GetWorkerInfo` call: the version and the round trip in ms, or why it failed.
+async fn probe(
+    url: &Url,
+    secret: Option<&str>,
+    timeout: Duration,
+) -> std::result::Result<(String, f64), String> {
+    let started = Instant::now();
+    let call = async {
+        let channel = tonic::transport::Endpoint::from_shared(url.to_string())
+            .map_err(|e| e.to_string())?
+            .connect_timeout(timeout)
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.map_err(|e| e.to_string())?;
+        let mut request = tonic::Request::new(());
+        if let Some(secret) = secret {
+            let value = secret.parse().map_err(|_| "bad secret".to_string())?;
+            request.metadata_mut().insert(SECRET_HEADER, value);
+        }
+        let path = http::uri::PathAndQuery::from_static("/worker.WorkerService/GetWorkerInfo");
+        let codec = tonic_prost::ProstCodec::<(), WorkerInfo>::default();
+        grpc.unary(request, path, codec)
+            .await
+            .map(|r| r.into_inner().version)
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+    };
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(version)) => Ok((version, started.elapsed().as_secs_f64() * 1000.0)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
