@@ -63,6 +63,16 @@ pub enum Error {
     #[error("internal error: {0}")]
     Internal(String),
 
+    /// A distributed-execution worker could not be reached or broke off mid-query (connection
+    /// refused or reset, keep-alive timeout): `worker` as configured.
+    #[error("worker {worker} is unavailable: {message}")]
+    WorkerUnavailable {
+        /// The worker's URL as configured (`grpc://HOST:PORT`).
+        worker: String,
+        /// What failed.
+        message: String,
+    },
+
     /// The configuration (flags, environment, file) is unusable.
     #[error("configuration error: {0}")]
     Config(String),
@@ -111,6 +121,7 @@ impl Error {
             Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
             Error::Internal(_) => Code::Internal,
+            Error::WorkerUnavailable { .. } => Code::Unavailable,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Cancelled(_) => Code::Cancelled,
             Error::Config(_) => Code::FailedPrecondition,

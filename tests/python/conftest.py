@@ -31,14 +31,15 @@ class LakehouseServer:
     clients trust it. `login`: (user, password) clients log in with (the server runs with
     `--auth basic`, given in `args`). `prefix`: a command the server runs under (e.g. strace);
     the server itself is then its child, and stop() signals the server. `command`: `serve`,
-    or `worker` for a distributed-execution worker.
+    or `worker` for a distributed-execution worker. `port`: listen there (a restart on the
+    same address) instead of on a free port.
     """
 
     def __init__(self, storage, *args, log_path, env=None, tls_pem=None, login=None,
-                 prefix=(), command="serve"):
+                 prefix=(), command="serve", port=None):
         if not BIN or not os.path.exists(BIN):
             raise RuntimeError("set LAKEHOUSE_BIN to the lakehouse binary (scripts/test.sh does)")
-        self.port = free_port()
+        self.port = port or free_port()
         self.tls_pem = tls_pem
         self.login = login
         scheme = "grpc+tls://localhost" if tls_pem else "grpc://127.0.0.1"

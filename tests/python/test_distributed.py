@@ -199,3 +199,86 @@ def test_workers_lists_each_worker_up_or_down(cluster, tmp_path):
         other.stop()
     # A server without workers lists none.
     assert fetch(single, "SELECT * FROM workers()").num_rows == 0
+
+
+def test_a_worker_that_dies_or_hangs_fails_the_query_unavailable_and_is_skipped(cluster, tmp_path):
+    """Three workers, worker_timeout_secs = 3. A worker killed while a query waits on it fails
+    that query at once with Unavailable naming it; the next query runs on the others. A worker
+    that hangs (SIGSTOP) fails its query within the keep-alive timeout, not later. A worker that
+    comes back on its address is used again. The coordinator stays healthy throughout."""
+    import os
+    import signal
+    import threading
+    import time
+
+    single, _, _, _ = cluster
+    workers = [LakehouseServer(single.storage, log_path=tmp_path / f"w{i}.log", env=SECRET_ENV,
+                               command="worker") for i in range(3)]
+    config = tmp_path / "coordinator.toml"
+    config.write_text("[distributed]\nbytes_per_task = 1048576\nworker_timeout_secs = 3\n")
+    coordinator = LakehouseServer(single.storage, "--workers", ",".join(w.url for w in workers),
+                                  "--config", str(config), log_path=tmp_path / "c.log",
+                                  env=SECRET_ENV)
+    running = list(workers)
+    try:
+        sql, _ = load_query(9)
+        expected = rows(fetch(single, sql))
+        assert rows_equal(rows(fetch(coordinator, sql)), expected)
+
+        # Killed mid-query: stopped first, so the query is certainly waiting on it.
+        victim = workers[1]
+        os.kill(victim.proc.pid, signal.SIGSTOP)
+        failure = {}
+
+        def run():
+            started = time.monotonic()
+            try:
+                fetch(coordinator, sql)
+            except Exception as e:  # noqa: BLE001
+                failure["error"], failure["secs"] = str(e), time.monotonic() - started
+
+        query = threading.Thread(target=run)
+        query.start()
+        time.sleep(0.5)
+        os.kill(victim.proc.pid, signal.SIGKILL)
+        victim.proc.wait()
+        running.remove(victim)
+        query.join(timeout=30)
+        assert not query.is_alive(), "the query hung after its worker died"
+        assert "Unavailable" in failure["error"], failure
+        assert f"worker {victim.url} is unavailable" in failure["error"], failure
+        assert failure["secs"] < 3 + 0.5 + 2, failure
+
+        # The next query runs on the two others.
+        assert rows_equal(rows(fetch(coordinator, sql)), expected)
+        states = {r["url"]: r["state"] for r in fetch(coordinator, "SELECT * FROM workers()").to_pylist()}
+        assert states == {workers[0].url: "up", victim.url: "down", workers[2].url: "up"}, states
+
+        # Hung: fails within the keep-alive timeout.
+        hung = workers[2]
+        os.kill(hung.proc.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        with pytest.raises(Exception) as timed_out:
+            fetch(coordinator, sql)
+        elapsed = time.monotonic() - started
+        os.kill(hung.proc.pid, signal.SIGCONT)
+        assert f"worker {hung.url} is unavailable" in str(timed_out.value), timed_out.value
+        assert elapsed < 3 * 3, elapsed
+
+        # Back on its address: used again once a probe finds it.
+        back = LakehouseServer(single.storage, log_path=tmp_path / "back.log", env=SECRET_ENV,
+                               command="worker", port=victim.port)
+        running.append(back)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            states = [r["state"] for r in fetch(coordinator, "SELECT * FROM workers()").to_pylist()]
+            if states == ["up", "up", "up"]:
+                break
+            time.sleep(0.5)
+        assert states == ["up", "up", "up"], states
+        assert "tasks=3" in "\n".join(fetch(coordinator, "EXPLAIN " + sql).column("plan").to_pylist())
+        assert rows_equal(rows(fetch(coordinator, sql)), expected)
+    finally:
+        coordinator.stop()
+        for worker in running:
+            worker.stop()

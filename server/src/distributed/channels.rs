@@ -4,19 +4,33 @@
 //! Built on datafusion-distributed's `ChannelResolver` hook (its default resolver has no
 //! timeouts).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use datafusion::error::DataFusionError;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion_distributed::grpc::{BoxCloneSyncChannel, create_worker_client};
-use datafusion_distributed::{ChannelResolver, WorkerChannel};
+use datafusion_distributed::{
+    ChannelResolver, CoordinatorToWorkerMsg, ExecuteTaskRequest, GetWorkerInfoRequest,
+    GetWorkerInfoResponse, WorkerChannel, WorkerToCoordinatorMsg,
+};
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use http::HeaderMap;
 use url::Url;
+
+use super::LiveWorkers;
 
 /// Channels to workers, cached by URL (see the module docs).
 #[derive(Clone)]
 pub struct WorkerChannels {
     timeout: Duration,
     channels: moka::future::Cache<Url, BoxCloneSyncChannel>,
+    /// The coordinator's worker list: a worker whose connection fails leaves it at once.
+    live: Option<LiveWorkers>,
 }
 
 impl std::fmt::Debug for WorkerChannels {
@@ -36,6 +50,49 @@ impl WorkerChannels {
                 .max_capacity(4096)
                 .time_to_idle(Duration::from_secs(300))
                 .build(),
+            live: None,
+        }
+    }
+
+    /// These channels, marking a worker down in `live` when its connection fails.
+    pub fn with_live_workers(mut self, live: LiveWorkers) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    /// `e` as [`crate::Error::WorkerUnavailable`] naming `url` when it is a connection failure
+    /// (the worker then leaves the live list until a probe finds it again); otherwise `e`.
+    ///
+    /// A failure another worker relayed (it could not reach a third one, whose name its message
+    /// carries) becomes [`crate::Error::WorkerUnavailable`] naming that third worker, which
+    /// leaves the live list; the relaying worker stays.
+    fn name_failure(&self, url: &Url, e: DataFusionError) -> DataFusionError {
+        let shown = |url: &Url| match &self.live {
+            Some(live) => live.configured(url),
+            None => grpc_form(url),
+        };
+        if connection_failure(&e) {
+            // The channel is broken: the next call reconnects.
+            self.channels.invalidate(url).now_or_never();
+            if let Some(live) = &self.live {
+                live.mark_down(url);
+            }
+            return DataFusionError::External(Box::new(crate::Error::WorkerUnavailable {
+                worker: shown(url),
+                message: e.to_string(),
+            }));
+        }
+        match relayed_worker(&e) {
+            Some(worker) => {
+                if let Some(live) = &self.live {
+                    live.mark_down_configured(&worker);
+                }
+                DataFusionError::External(Box::new(crate::Error::WorkerUnavailable {
+                    worker,
+                    message: format!("reported by worker {}", shown(url)),
+                }))
+            }
+            None => e,
         }
     }
 
@@ -51,13 +108,117 @@ impl WorkerChannels {
                     .keep_alive_while_idle(true)
                     .tcp_nodelay(true)
                     .http2_adaptive_window(true);
-                let channel = endpoint.connect().await.map_err(|e| {
-                    DataFusionError::Execution(format!("worker {url} is unavailable: {e}"))
-                })?;
+                let channel = endpoint
+                    .connect()
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
                 Ok::<_, DataFusionError>(BoxCloneSyncChannel::new(channel))
             })
             .await
-            .map_err(DataFusionError::Shared)
+            .map_err(|e| self.name_failure(url, DataFusionError::Shared(e)))
+    }
+}
+
+/// `url` as users configure workers: `grpc://HOST:PORT`.
+fn grpc_form(url: &Url) -> String {
+    format!(
+        "grpc://{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or_default()
+    )
+}
+
+/// The worker a relayed failure names: `worker grpc://HOST:PORT is unavailable` in the text
+/// of an error another worker sent back ([`crate::Error::WorkerUnavailable`]'s message).
+fn relayed_worker(e: &DataFusionError) -> Option<String> {
+    let text = e.to_string();
+    let start = text.find("worker grpc://")? + "worker ".len();
+    let rest = &text[start..];
+    let end = rest.find(" is unavailable")?;
+    Some(rest[..end].to_string())
+}
+
+/// Whether `e` (or an error it wraps) is a failed or broken connection to the worker called:
+/// a tonic transport error, or a gRPC status `Unavailable`. (Errors relayed from further
+/// workers arrive as text and are not this worker's failure.)
+fn connection_failure(e: &DataFusionError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if err.is::<tonic::transport::Error>() {
+            return true;
+        }
+        if let Some(status) = err.downcast_ref::<tonic::Status>()
+            && status.code() == tonic::Code::Unavailable
+        {
+            return true;
+        }
+        if let Some(DataFusionError::Shared(shared)) = err.downcast_ref::<DataFusionError>() {
+            cause = Some(shared.as_ref());
+            continue;
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// A worker's client whose connection failures name the worker ([`WorkerChannels`]).
+struct NamedChannel {
+    inner: Box<dyn WorkerChannel>,
+    url: Url,
+    channels: WorkerChannels,
+}
+
+impl NamedChannel {
+    fn name<T: Send + 'static>(
+        &self,
+        stream: BoxStream<'static, Result<T>>,
+    ) -> BoxStream<'static, Result<T>> {
+        let url = self.url.clone();
+        let channels = self.channels.clone();
+        stream
+            .map(move |item| item.map_err(|e| channels.name_failure(&url, e)))
+            .boxed()
+    }
+}
+
+#[async_trait]
+impl WorkerChannel for NamedChannel {
+    async fn coordinator_channel(
+        &mut self,
+        headers: HeaderMap,
+        c2w_stream: BoxStream<'static, CoordinatorToWorkerMsg>,
+    ) -> Result<BoxStream<'static, Result<WorkerToCoordinatorMsg>>> {
+        match self.inner.coordinator_channel(headers, c2w_stream).await {
+            Ok(stream) => Ok(self.name(stream)),
+            Err(e) => Err(self.channels.name_failure(&self.url, e)),
+        }
+    }
+
+    async fn execute_task(
+        &mut self,
+        headers: HeaderMap,
+        request: ExecuteTaskRequest,
+        metrics: ExecutionPlanMetricsSet,
+        task_ctx: &Arc<TaskContext>,
+    ) -> Result<Vec<BoxStream<'static, Result<RecordBatch>>>> {
+        match self
+            .inner
+            .execute_task(headers, request, metrics, task_ctx)
+            .await
+        {
+            Ok(streams) => Ok(streams.into_iter().map(|s| self.name(s)).collect()),
+            Err(e) => Err(self.channels.name_failure(&self.url, e)),
+        }
+    }
+
+    async fn get_worker_info(
+        &mut self,
+        request: GetWorkerInfoRequest,
+    ) -> Result<GetWorkerInfoResponse> {
+        self.inner
+            .get_worker_info(request)
+            .await
+            .map_err(|e| self.channels.name_failure(&self.url, e))
     }
 }
 
@@ -67,6 +228,10 @@ impl ChannelResolver for WorkerChannels {
         &self,
         url: &Url,
     ) -> Result<Box<dyn WorkerChannel>, DataFusionError> {
-        Ok(create_worker_client(self.channel(url).await?))
+        Ok(Box::new(NamedChannel {
+            inner: create_worker_client(self.channel(url).await?),
+            url: url.clone(),
+            channels: self.clone(),
+        }))
     }
 }

@@ -118,20 +118,106 @@ impl Default for DistributedOptions {
     }
 }
 
-/// A fixed list of worker URLs.
+/// The listed workers that answered their last probe: what the planner distributes over. A
+/// background task probes every worker each [`LiveWorkers::PROBE_INTERVAL`] (and `workers()`
+/// after each of its probes), so a worker that dies leaves the list within that time and one
+/// that comes back rejoins it.
 #[derive(Debug, Clone)]
-struct ListedWorkers(Vec<Url>);
+pub struct LiveWorkers {
+    /// (as configured, as dialled), in configuration order.
+    listed: Arc<Vec<(String, Url)>>,
+    up: Arc<std::sync::RwLock<Vec<Url>>>,
+}
 
-impl WorkerResolver for ListedWorkers {
+impl LiveWorkers {
+    /// How often the background task probes the workers.
+    pub const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn new(listed: Vec<(String, Url)>) -> Self {
+        let up = listed.iter().map(|(_, url)| url.clone()).collect();
+        Self {
+            listed: Arc::new(listed),
+            up: Arc::new(std::sync::RwLock::new(up)),
+        }
+    }
+
+    /// The listed workers, (as configured, as dialled).
+    pub fn listed(&self) -> &[(String, Url)] {
+        &self.listed
+    }
+
+    /// Records which listed workers answered (`up[i]` for the i-th listed worker).
+    pub fn update(&self, up: &[bool]) {
+        let live = self
+            .listed
+            .iter()
+            .zip(up)
+            .filter(|(_, up)| **up)
+            .map(|((_, url), _)| url.clone())
+            .collect();
+        *self.up.write().expect("worker list lock") = live;
+    }
+
+    /// Takes `url` off the live list until a probe finds it again.
+    pub fn mark_down(&self, url: &Url) {
+        self.up
+            .write()
+            .expect("worker list lock")
+            .retain(|u| u != url);
+    }
+
+    /// Takes the worker configured as `shown` off the live list until a probe finds it again.
+    pub fn mark_down_configured(&self, shown: &str) {
+        if let Some((_, url)) = self.listed.iter().find(|(s, _)| s == shown) {
+            self.mark_down(url);
+        }
+    }
+
+    /// `url` (as dialled) as configured, for messages.
+    pub fn configured(&self, url: &Url) -> String {
+        self.listed
+            .iter()
+            .find(|(_, dialled)| dialled == url)
+            .map_or_else(|| url.to_string(), |(shown, _)| shown.clone())
+    }
+
+    /// The workers that answered their last probe.
+    pub fn up(&self) -> Vec<Url> {
+        self.up.read().expect("worker list lock").clone()
+    }
+
+    /// Probes every listed worker each [`LiveWorkers::PROBE_INTERVAL`] until the last clone
+    /// of this list is dropped.
+    fn watch(&self, secret: Option<String>, timeout: std::time::Duration) {
+        let weak = Arc::downgrade(&self.up);
+        let listed = Arc::clone(&self.listed);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Self::PROBE_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let Some(up) = weak.upgrade() else { return };
+                let live = Self {
+                    listed: Arc::clone(&listed),
+                    up,
+                };
+                let answers = workers_table::probe_all(&listed, secret.as_deref(), timeout).await;
+                live.update(&answers.iter().map(|a| a.is_ok()).collect::<Vec<_>>());
+            }
+        });
+    }
+}
+
+impl WorkerResolver for LiveWorkers {
     fn get_urls(&self) -> std::result::Result<Vec<Url>, DataFusionError> {
-        Ok(self.0.clone())
+        Ok(self.up())
     }
 }
 
 /// How the coordinator distributes queries: its workers and the secret it sends them.
 #[derive(Debug, Clone)]
 pub struct Distribution {
-    workers: ListedWorkers,
+    workers: LiveWorkers,
     secret: http::HeaderMap,
     bytes_per_task: usize,
     channels: WorkerChannels,
@@ -162,19 +248,18 @@ impl Distribution {
                     .into(),
             ));
         };
-        let workers = options
-            .workers
-            .iter()
-            .map(|w| worker_url(w))
-            .collect::<Result<Vec<_>>>()?;
+        let workers = LiveWorkers::new(listed_workers(options)?);
+        workers.watch(Some(secret.clone()), options.worker_timeout());
+        let channels =
+            WorkerChannels::new(options.worker_timeout()).with_live_workers(workers.clone());
         let headers = task_headers(secret, catalog_id)?;
         let builtin = SessionStateBuilder::new().with_default_features().build();
         let own_functions = own_function_names(template, &builtin);
         Ok(Some(Self {
-            workers: ListedWorkers(workers),
+            workers,
             secret: headers,
             bytes_per_task: options.bytes_per_task.max(1),
-            channels: WorkerChannels::new(options.worker_timeout()),
+            channels,
             own_functions: Arc::new(own_functions),
         }))
     }
@@ -245,10 +330,18 @@ impl Distribution {
         Ok(Some(ctx.read_batch(batch)?.into_unoptimized_plan()))
     }
 
-    /// Whether `plan` may run on workers: every table it scans is a Lakehouse Parquet table
-    /// without deletion vectors or external files, and it calls none of the server's own
-    /// functions (see the module docs).
+    /// The workers, with their last-known state.
+    pub fn workers(&self) -> &LiveWorkers {
+        &self.workers
+    }
+
+    /// Whether `plan` may run on workers: at least one worker is up, every table it scans is a
+    /// Lakehouse Parquet table in our storage, and it calls none of the server's own functions
+    /// (see the module docs). With every worker down, queries run on the coordinator.
     pub fn eligible(&self, plan: &LogicalPlan) -> bool {
+        if self.workers.up().is_empty() {
+            return false;
+        }
         let mut eligible = true;
         let _ = plan.apply_with_subqueries(|node| {
             let node_ok = match node {
@@ -326,21 +419,36 @@ fn own_function_names(template: &SessionState, builtin: &SessionState) -> HashSe
     own
 }
 
-/// The `workers()` table function over the workers `options` list (see [`workers_table`]).
+/// The `workers()` table function over the workers `options` list (see [`workers_table`]),
+/// recording what it finds in `live` when the coordinator distributes.
 ///
 /// # Errors
 /// [`Error::Config`] for a worker URL that does not parse.
-pub fn workers_function(options: &DistributedOptions) -> Result<workers_table::WorkersFunction> {
-    let workers = options
-        .workers
-        .iter()
-        .map(|w| Ok((w.clone(), worker_url(w)?)))
-        .collect::<Result<Vec<_>>>()?;
+pub fn workers_function(
+    options: &DistributedOptions,
+    live: Option<&LiveWorkers>,
+) -> Result<workers_table::WorkersFunction> {
+    let live = match live {
+        Some(live) => live.clone(),
+        None => LiveWorkers::new(listed_workers(options)?),
+    };
     Ok(workers_table::WorkersFunction::new(
-        workers,
+        live,
         options.secret.clone(),
         options.worker_timeout(),
     ))
+}
+
+/// The workers `options` list, (as configured, as dialled).
+///
+/// # Errors
+/// [`Error::Config`] for a worker URL that does not parse.
+fn listed_workers(options: &DistributedOptions) -> Result<Vec<(String, Url)>> {
+    options
+        .workers
+        .iter()
+        .map(|w| Ok((w.clone(), worker_url(w)?)))
+        .collect()
 }
 
 /// A worker URL as datafusion-distributed dials it (`grpc://` becomes `http://`).

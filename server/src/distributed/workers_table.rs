@@ -16,7 +16,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use url::Url;
 
-use super::SECRET_HEADER;
+use super::{LiveWorkers, SECRET_HEADER};
 
 /// The function's name.
 pub const NAME: &str = "workers";
@@ -31,17 +31,17 @@ struct WorkerInfo {
 /// The `workers()` table function (see the module docs).
 #[derive(Debug, Clone)]
 pub struct WorkersFunction {
-    /// (as configured, as dialled).
-    workers: Arc<Vec<(String, Url)>>,
+    workers: LiveWorkers,
     secret: Option<String>,
     timeout: Duration,
 }
 
 impl WorkersFunction {
-    /// Probes `workers` (configured URL, dialled URL) with `secret`, each within `timeout`.
-    pub fn new(workers: Vec<(String, Url)>, secret: Option<String>, timeout: Duration) -> Self {
+    /// Probes the listed `workers` with `secret`, each within `timeout`, and records the
+    /// answers in `workers` (the planner then skips the ones down).
+    pub fn new(workers: LiveWorkers, secret: Option<String>, timeout: Duration) -> Self {
         Self {
-            workers: Arc::new(workers),
+            workers,
             secret,
             timeout,
         }
@@ -75,17 +75,16 @@ impl TableFunctionImpl for WorkersFunction {
 #[async_trait::async_trait]
 impl lakehouse_vector::Deferred for WorkersFunction {
     async fn run(self, _ctx: Arc<TaskContext>) -> datafusion::error::Result<RecordBatch> {
-        let probes = self
-            .workers
-            .iter()
-            .map(|(_, url)| probe(url, self.secret.as_deref(), self.timeout));
-        let results = futures::future::join_all(probes).await;
+        let listed = self.workers.listed();
+        let results = probe_all(listed, self.secret.as_deref(), self.timeout).await;
+        self.workers
+            .update(&results.iter().map(|r| r.is_ok()).collect::<Vec<_>>());
         let column = |f: &dyn Fn(&std::result::Result<(String, f64), String>) -> Option<String>| {
             Arc::new(results.iter().map(f).collect::<StringArray>()) as ArrayRef
         };
         let columns: Vec<ArrayRef> = vec![
             Arc::new(
-                self.workers
+                listed
                     .iter()
                     .map(|(shown, _)| Some(shown.as_str()))
                     .collect::<StringArray>(),
@@ -102,6 +101,15 @@ impl lakehouse_vector::Deferred for WorkersFunction {
         ];
         Ok(RecordBatch::try_new(schema(), columns)?)
     }
+}
+
+/// Probes every listed worker at once ([`probe`]), in list order.
+pub(super) async fn probe_all(
+    listed: &[(String, Url)],
+    secret: Option<&str>,
+    timeout: Duration,
+) -> Vec<std::result::Result<(String, f64), String>> {
+    futures::future::join_all(listed.iter().map(|(_, url)| probe(url, secret, timeout))).await
 }
 
 /// One `GetWorkerInfo` call: the version and the round trip in ms, or why it failed.

@@ -283,7 +283,10 @@ impl QueryEngine {
             crate::distributed::Distribution::new(options, &self.template, self.catalog.id())?;
         self.template.register_udtf(
             crate::distributed::workers_table::NAME,
-            Arc::new(crate::distributed::workers_function(options)?),
+            Arc::new(crate::distributed::workers_function(
+                options,
+                self.distribution.as_ref().map(|d| d.workers()),
+            )?),
         );
         Ok(self)
     }
