@@ -282,3 +282,32 @@ def test_a_worker_that_dies_or_hangs_fails_the_query_unavailable_and_is_skipped(
         coordinator.stop()
         for worker in running:
             worker.stop()
+
+
+def test_each_worker_applies_its_own_memory_limit(cluster, tmp_path):
+    """Workers started with a tiny `[query] memory_limit_bytes` refuse the distributed join's
+    hash table (ResourceExhausted), though the coordinator has no limit; the same query on the
+    single node, unlimited, answers."""
+    single, _, _, _ = cluster
+    workers = [LakehouseServer(single.storage, "--memory-limit-bytes", "200000",
+                               log_path=tmp_path / f"w{i}.log", env=SECRET_ENV, command="worker")
+               for i in range(2)]
+    config = tmp_path / "coordinator.toml"
+    config.write_text("[distributed]\nbytes_per_task = 1048576\n")
+    try:
+        coordinator = LakehouseServer(single.storage, "--workers", ",".join(w.url for w in workers),
+                                      "--config", str(config), log_path=tmp_path / "c.log",
+                                      env=SECRET_ENV)
+        try:
+            sql, _ = load_query(9)
+            with pytest.raises(Exception) as refused:
+                fetch(coordinator, sql)
+            message = str(refused.value)
+            assert "Resources exhausted" in message, message
+            assert "(ResourceExhausted;" in message, message  # the gRPC code
+            assert fetch(single, sql).num_rows > 0
+        finally:
+            coordinator.stop()
+    finally:
+        for worker in workers:
+            worker.stop()

@@ -82,6 +82,10 @@ impl WorkerChannels {
                 message: e.to_string(),
             }));
         }
+        if let Some(message) = resources_exhausted(&e) {
+            // A worker's own memory limit: the query's resource error, not the worker's failure.
+            return DataFusionError::ResourcesExhausted(message);
+        }
         match relayed_worker(&e) {
             Some(worker) => {
                 if let Some(live) = &self.live {
@@ -136,6 +140,26 @@ fn relayed_worker(e: &DataFusionError) -> Option<String> {
     let rest = &text[start..];
     let end = rest.find(" is unavailable")?;
     Some(rest[..end].to_string())
+}
+
+/// The message of a `ResourcesExhausted` error (a worker's memory pool refused an allocation)
+/// that `e` wraps, however it crossed the wire.
+fn resources_exhausted(e: &DataFusionError) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        match err.downcast_ref::<DataFusionError>() {
+            Some(DataFusionError::ResourcesExhausted(message)) => return Some(message.clone()),
+            Some(DataFusionError::Shared(shared)) => {
+                cause = Some(shared.as_ref());
+                continue;
+            }
+            _ => {}
+        }
+        cause = err.source();
+    }
+    let text = e.to_string();
+    let at = text.find("Resources exhausted: ")?;
+    Some(text[at + "Resources exhausted: ".len()..].to_string())
 }
 
 /// Whether `e` (or an error it wraps) is a failed or broken connection to the worker called:
