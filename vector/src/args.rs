@@ -162,3 +162,22 @@ pub fn deferred_table<R: Deferred>(
         vec![Arc::new(stream)],
     )?))
 }
+
+/// [`deferred_table`] for a table function called with no arguments, `name()`.
+///
+/// # Errors
+/// DataFusion's `Plan` error "`name`() takes no arguments" when `args` holds any; otherwise as
+/// [`deferred_table`].
+pub fn deferred_table_without_arguments<R: Deferred>(
+    name: &str,
+    args: &datafusion::catalog::TableFunctionArgs,
+    schema: SchemaRef,
+    run: R,
+) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+    if !args.exprs().is_empty() {
+        return Err(datafusion::error::DataFusionError::Plan(format!(
+            "{name}() takes no arguments"
+        )));
+    }
+    deferred_table(schema, run)
+}

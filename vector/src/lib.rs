@@ -35,7 +35,7 @@ pub mod search;
 pub mod session;
 pub mod table;
 
-pub use args::{Deferred, deferred_table};
+pub use args::{Deferred, deferred_table, deferred_table_without_arguments};
 pub use error::{Error, Result};
 
 use std::sync::Arc;

@@ -295,32 +295,6 @@ pub(super) fn decode_piece(
     }
 }
 
-/// Decodes the pieces of the CSV file at `path` against `schema` on all cores,
-/// handing the batches to `sink` in file order until it returns false
-/// ([`super::decode_in_pieces`]).
-///
-/// # Errors
-/// [`Error::InvalidData`] naming the file line and column of the first value that does not
-/// fit `schema`.
-pub(super) fn read_pieces(
-    path: &Path,
-    spec: &FileIngest,
-    schema: &SchemaRef,
-    pieces: &[Piece],
-    sink: &mut dyn FnMut(RecordBatch) -> bool,
-) -> Result<()> {
-    super::decode_in_pieces(
-        path,
-        spec,
-        pieces,
-        |piece, bytes| {
-            decode_piece(&bytes, schema, spec)
-                .map_err(|e| csv_error(path, spec, Some(schema), e, piece.first_record))
-        },
-        sink,
-    )
-}
-
 /// Pieces decoded at once while the upload streams: all cores but one, which the scan needs.
 pub(super) fn decoding_threads() -> usize {
     std::thread::available_parallelism()

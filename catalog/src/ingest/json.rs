@@ -152,7 +152,7 @@ pub(super) fn decode_speculative(
 }
 
 /// Decodes one piece's lines against `decode` (nested), flattened to `parent.child` columns.
-fn decode_piece(
+pub(super) fn decode_piece(
     bytes: &[u8],
     decode: &SchemaRef,
 ) -> std::result::Result<Vec<RecordBatch>, ArrowError> {
@@ -220,28 +220,6 @@ fn witness(data_type: &DataType) -> Value {
         // arrow-json infers nothing else; strings are Utf8.
         _ => Value::from("s"),
     }
-}
-
-/// Decodes the pieces of the NDJSON file at `path` against `schema` (nested) on all cores,
-/// flattened to `parent.child` columns, handing the batches to `sink` in file order.
-///
-/// # Errors
-/// [`crate::Error::InvalidData`] naming the file (and line where found) of a value that does
-/// not fit.
-pub(super) fn read_pieces(
-    path: &Path,
-    spec: &FileIngest,
-    schema: &SchemaRef,
-    pieces: &[Piece],
-    sink: &mut dyn FnMut(RecordBatch) -> bool,
-) -> Result<()> {
-    decode_in_pieces(
-        path,
-        spec,
-        pieces,
-        |_, bytes| decode_piece(&bytes, schema).map_err(|e| json_error(path, spec, e)),
-        sink,
-    )
 }
 
 #[cfg(test)]

@@ -326,8 +326,24 @@ fn read_batches(
 ) -> Result<()> {
     let schema = &inferred.decode;
     match spec.format {
-        FileFormat::Csv => csv::read_pieces(path, spec, schema, &inferred.pieces, sink)?,
-        FileFormat::NdJson => json::read_pieces(path, spec, schema, &inferred.pieces, sink)?,
+        // Pieces on all cores; errors name the file line (and column) of the bad value.
+        FileFormat::Csv => decode_in_pieces(
+            path,
+            spec,
+            &inferred.pieces,
+            |piece, bytes| {
+                csv::decode_piece(&bytes, schema, spec)
+                    .map_err(|e| csv::csv_error(path, spec, Some(schema), e, piece.first_record))
+            },
+            sink,
+        )?,
+        FileFormat::NdJson => decode_in_pieces(
+            path,
+            spec,
+            &inferred.pieces,
+            |_, bytes| json::decode_piece(&bytes, schema).map_err(|e| json_error(path, spec, e)),
+            sink,
+        )?,
         FileFormat::Parquet => {
             let file = open(path, &spec.name)?;
             let reader = ParquetRecordBatchReaderBuilder::try_new(file)

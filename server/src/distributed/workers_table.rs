@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
 use url::Url;
 
@@ -63,12 +62,7 @@ impl TableFunctionImpl for WorkersFunction {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        if !args.exprs().is_empty() {
-            return Err(DataFusionError::Plan(format!(
-                "{NAME}() takes no arguments"
-            )));
-        }
-        lakehouse_vector::deferred_table(schema(), self.clone())
+        lakehouse_vector::deferred_table_without_arguments(NAME, &args, schema(), self.clone())
     }
 }
 

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
-use datafusion::common::DataFusionError;
 use datafusion::execution::TaskContext;
 use lakehouse_catalog::cache::RangeCache;
 use serde::{Deserialize, Serialize};
@@ -141,12 +140,9 @@ impl TableFunctionImpl for CacheStatsFunction {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        if !args.exprs().is_empty() {
-            return Err(DataFusionError::Plan(format!(
-                "{STATS_NAME}() takes no arguments"
-            )));
-        }
-        lakehouse_vector::deferred_table(
+        lakehouse_vector::deferred_table_without_arguments(
+            STATS_NAME,
+            &args,
             stats_schema(),
             Stats {
                 cache: self.cache.clone(),
