@@ -17,7 +17,7 @@ use arrow::array::AsArray;
 use arrow::datatypes::Int64Type;
 use futures::TryStreamExt;
 use lakehouse_catalog::{Catalog, SchemaName, StorageLocation};
-use lakehouse_server::query::{Pins, QueryEngine, QueryOptions};
+use lakehouse_server::query::{Pins, QueryEngine, QueryOptions, RequestScope};
 
 fn usage() -> ! {
     eprintln!(
@@ -54,10 +54,11 @@ async fn main() {
     )
     .await
     .expect("engine");
-    let schema = SchemaName::new(lakehouse_catalog::DEFAULT_SCHEMA).expect("schema");
+    let scope =
+        RequestScope::new(SchemaName::new(lakehouse_catalog::DEFAULT_SCHEMA).expect("schema"));
     let run = async |sql: &String| -> Vec<i64> {
         let planned = engine
-            .plan(sql, &schema, Pins::default(), None)
+            .plan(sql, &scope, Pins::default(), None)
             .await
             .expect("plan");
         let batches: Vec<_> = planned

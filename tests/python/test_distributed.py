@@ -10,9 +10,12 @@ tests/integration/distributed.rs.)
 
 import subprocess
 
+import pyarrow as pa
 import pytest
+from pyarrow import flight
 
 from conftest import BIN, LakehouseServer, free_port
+from test_queries import _command_statement_query
 from test_tpch import load_query, load_tpch, rows, rows_equal, sort_key
 
 SECRET = "test-cluster-secret"
@@ -148,6 +151,49 @@ def test_our_functions_run_on_the_coordinator(cluster):
     explained = "\n".join(fetch(coordinator, "EXPLAIN " + sql).column("plan").to_pylist())
     assert "DistributedExec" not in explained, explained
     assert fetch(coordinator, sql).column("n")[0].as_py() >= 1
+
+
+DISTRIBUTED_HEADER = "x-lakehouse-distributed"
+
+
+def test_a_connection_can_turn_distribution_off(cluster):
+    """`x-lakehouse-distributed: false` plans on the coordinator alone: through ADBC (prepared
+    statements) and through a plain CommandStatementQuery (GetFlightInfo, DoGet); the answers
+    stay the same. Any other value than true/false is refused naming the header."""
+    single, coordinator, _, _ = cluster
+    sql = load_query(3)[0]
+    expected = sorted(rows(fetch(single, sql)), key=sort_key)
+    for value, distributed in (("false", False), ("FALSE", False), ("true", True)):
+        option = {f"adbc.flight.sql.rpc.call_header.{DISTRIBUTED_HEADER}": value}
+        with coordinator.connect(**option) as conn, conn.cursor() as cur:
+            cur.execute("EXPLAIN " + sql)
+            explained = "\n".join(cur.fetch_arrow_table().column("plan").to_pylist())
+            assert ("DistributedExec" in explained) == distributed, (value, explained)
+            cur.execute(sql)
+            assert rows_equal(sorted(rows(cur.fetch_arrow_table()), key=sort_key), expected)
+            # A prepared query with a parameter is planned at execution under the same header.
+            cur.execute("EXPLAIN SELECT count(*) FROM lineitem WHERE l_quantity > ?", parameters=(10,))
+            explained = "\n".join(cur.fetch_arrow_table().column("plan").to_pylist())
+            assert ("DistributedExec" in explained) == distributed, (value, explained)
+
+    client = flight.FlightClient(coordinator.url)
+    try:
+        off = flight.FlightCallOptions(headers=[(DISTRIBUTED_HEADER.encode(), b"false")])
+        descriptor = flight.FlightDescriptor.for_command(_command_statement_query("EXPLAIN " + sql))
+        info = client.get_flight_info(descriptor, off)
+        explained = "\n".join(client.do_get(info.endpoints[0].ticket, off).read_all()
+                              .column("plan").to_pylist())
+        assert "DistributedExec" not in explained, explained
+        descriptor = flight.FlightDescriptor.for_command(_command_statement_query(sql))
+        info = client.get_flight_info(descriptor, off)
+        table = client.do_get(info.endpoints[0].ticket, off).read_all()
+        assert rows_equal(sorted(rows(table), key=sort_key), expected)
+        bad = flight.FlightCallOptions(headers=[(DISTRIBUTED_HEADER.encode(), b"maybe")])
+        with pytest.raises(pa.ArrowInvalid) as refused:  # gRPC InvalidArgument
+            client.get_flight_info(descriptor, bad)
+        assert DISTRIBUTED_HEADER in str(refused.value) and "maybe" in str(refused.value)
+    finally:
+        client.close()
 
 
 def test_workers_over_another_storage_refuse_the_tasks(cluster, tmp_path):

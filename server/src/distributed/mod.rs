@@ -419,6 +419,11 @@ fn own_function_names(template: &SessionState, builtin: &SessionState) -> HashSe
     own
 }
 
+/// Whether `plan` runs over workers: its root is datafusion-distributed's `DistributedExec`.
+pub fn is_distributed(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> bool {
+    plan.is::<datafusion_distributed::DistributedExec>()
+}
+
 /// The `workers()` table function over the workers `options` list (see [`workers_table`]),
 /// recording what it finds in `live` when the coordinator distributes.
 ///

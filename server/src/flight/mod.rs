@@ -53,7 +53,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::{AuthMode, Authenticator, Principal};
 use crate::error::Error;
 use crate::query::limits::{self, Admission, QueryGuard};
-use crate::query::{PlannedQuery, QueryEngine};
+use crate::query::{PlannedQuery, QueryEngine, RequestScope};
 
 /// Request header choosing the default schema of a call (connection default): unqualified
 /// table names resolve there. JDBC: `...?x-lakehouse-schema=NAME` (the driver sends extra URL
@@ -68,6 +68,14 @@ pub const SCHEMA_HEADER: &str = "x-lakehouse-schema";
 /// `adbc.flight.sql.rpc.call_header.x-lakehouse-ipc-compression`; pyarrow:
 /// `FlightCallOptions(headers=[(b"x-lakehouse-ipc-compression", b"zstd")])`.
 pub const COMPRESSION_HEADER: &str = "x-lakehouse-ipc-compression";
+
+/// Request header turning distributed execution off (`false`) or on (`true`, the default) for
+/// a call, on a server with workers (docs/distributed.md): `false` plans the query on this
+/// server alone. JDBC: `...?x-lakehouse-distributed=false`; ADBC: db option
+/// `adbc.flight.sql.rpc.call_header.x-lakehouse-distributed`; pyarrow:
+/// `FlightCallOptions(headers=[(b"x-lakehouse-distributed", b"false")])`. Any other value
+/// than `true`/`false` (any case) is `InvalidArgument`.
+pub const DISTRIBUTED_HEADER: &str = "x-lakehouse-distributed";
 
 /// Largest FlightData message the server sends, in bytes. gRPC clients reject messages over
 /// 4 MiB by default; the encoder splits batches to stay under this (a single huge value can
@@ -166,6 +174,15 @@ impl LakehouseFlightSql {
         Ok(limit_stream(encoded, guard, admission.max_result_bytes()))
     }
 
+    /// What this request asks of planning: its default schema ([`Self::default_schema`]) and
+    /// whether it may run distributed ([`DISTRIBUTED_HEADER`]).
+    fn scope<T>(&self, request: &Request<T>) -> Result<RequestScope, Status> {
+        Ok(RequestScope {
+            default_schema: self.default_schema(request)?,
+            distributed: distributed(request)?,
+        })
+    }
+
     /// The schema unqualified names resolve in for this request: the [`SCHEMA_HEADER`] header
     /// when the client sends one, else `public`.
     fn default_schema<T>(&self, request: &Request<T>) -> Result<SchemaName, Status> {
@@ -217,6 +234,27 @@ fn command_flight_info<C: ProstMessageExt>(
 ///
 /// # Errors
 /// `InvalidArgument` naming the accepted values for any other value.
+/// Whether `request` allows distributed execution: [`DISTRIBUTED_HEADER`], default `true`.
+///
+/// # Errors
+/// `InvalidArgument` naming the header for a value other than `true` or `false`.
+fn distributed<T>(request: &Request<T>) -> Result<bool, Status> {
+    let Some(value) = request.metadata().get(DISTRIBUTED_HEADER) else {
+        return Ok(true);
+    };
+    let value = value.to_str().unwrap_or("").trim();
+    if value.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if value.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err(Error::invalid(format!(
+            "header {DISTRIBUTED_HEADER} is {value:?}; send true or false"
+        ))
+        .into_status())
+    }
+}
+
 fn ipc_options<T>(request: &Request<T>) -> Result<IpcWriteOptions, Status> {
     let Some(value) = request.metadata().get(COMPRESSION_HEADER) else {
         return Ok(IpcWriteOptions::default());
@@ -353,7 +391,7 @@ impl FlightSqlService for LakehouseFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<BoxStream<FlightData>>, Status> {
-        statement_query::do_get(self, ticket, ipc_options(&request)?).await
+        statement_query::do_get(self, ticket, &request).await
     }
 
     async fn do_action_create_prepared_statement(

@@ -34,7 +34,7 @@ use tonic::{Request, Response, Status};
 
 use super::{BoxStream, LakehouseFlightSql, statement_query};
 use crate::error::Error;
-use crate::query::{Pins, params};
+use crate::query::{Pins, RequestScope, params};
 
 /// A decoded handle: SQL, default schema, bound parameters.
 struct Handle {
@@ -68,14 +68,11 @@ pub(super) async fn create(
     query: ActionCreatePreparedStatementRequest,
     request: Request<Action>,
 ) -> Result<ActionCreatePreparedStatementResult, Status> {
-    let default_schema = service.default_schema(&request)?;
-    let described = service
-        .engine
-        .describe(&query.query, &default_schema)
-        .await?;
+    let scope = service.scope(&request)?;
+    let described = service.engine.describe(&query.query, &scope).await?;
     let handle = PreparedStatementHandle {
         sql: query.query,
-        default_schema: default_schema.to_string(),
+        default_schema: scope.default_schema.to_string(),
         parameters: Vec::new(),
     };
     let handle: bytes::Bytes = handle.encode_to_vec().into();
@@ -177,11 +174,14 @@ pub(super) async fn get_flight_info(
     let keep_plan = super::keeps_plan(&request);
     // The plan CreatePreparedStatement made runs if every table it read is unchanged (ADBC's
     // DB-API prepares each new query text and executes it at once).
+    // A call that turns distribution off does not run a plan made distributed.
+    let distributed = super::distributed(&request)?;
     let described = match &handle.parameters {
         Some(_) => None,
         None => service.prepared.remove(&query.prepared_statement_handle),
     };
     if let Some(planned) = described
+        && (distributed || !planned.is_distributed())
         && service.engine.is_current(&planned).await?
     {
         let info = statement_query::planned_flight_info(
@@ -195,12 +195,16 @@ pub(super) async fn get_flight_info(
         )?;
         return Ok(Response::new(info));
     }
+    let scope = RequestScope {
+        default_schema: handle.schema,
+        distributed,
+    };
     let info = statement_query::plan_flight_info(
         service,
         &principal,
         keep_plan,
         handle.sql,
-        handle.schema,
+        scope,
         handle.parameters,
         request.into_inner(),
     )
@@ -217,11 +221,15 @@ pub(super) async fn do_get(
 ) -> Result<Response<BoxStream<FlightData>>, Status> {
     let ipc = super::ipc_options(&request)?;
     let handle = decode_handle(&query.prepared_statement_handle)?;
+    let scope = RequestScope {
+        default_schema: handle.schema,
+        distributed: super::distributed(&request)?,
+    };
     let planned = service
         .engine
         .plan(
             &handle.sql,
-            &handle.schema,
+            &scope,
             Pins::default(),
             handle.parameters.as_ref(),
         )

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
 use arrow_flight::{FlightData, FlightDescriptor, FlightInfo};
 use lakehouse_catalog::{AsOf, SchemaName, TableRef, Version};
@@ -21,14 +20,14 @@ use tonic::{Request, Response, Status};
 use super::{BoxStream, LakehouseFlightSql, flight_info};
 use crate::auth::Principal;
 use crate::error::Error;
-use crate::query::{Pins, PlannedQuery, TablePin, params};
+use crate::query::{Pins, PlannedQuery, RequestScope, TablePin, params};
 
 pub(super) async fn get_flight_info(
     service: &LakehouseFlightSql,
     query: CommandStatementQuery,
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
-    let schema = service.default_schema(&request)?;
+    let scope = service.scope(&request)?;
     let principal = super::principal(&request)?.clone();
     let keep_plan = super::keeps_plan(&request);
     let info = plan_flight_info(
@@ -36,7 +35,7 @@ pub(super) async fn get_flight_info(
         &principal,
         keep_plan,
         query.query,
-        schema,
+        scope,
         None,
         request.into_inner(),
     )
@@ -56,7 +55,7 @@ pub(super) async fn plan_flight_info(
     principal: &Principal,
     keep_plan: bool,
     sql: String,
-    default_schema: SchemaName,
+    scope: RequestScope,
     parameters: Option<RecordBatch>,
     descriptor: FlightDescriptor,
 ) -> Result<FlightInfo, Status> {
@@ -69,7 +68,7 @@ pub(super) async fn plan_flight_info(
             .map_err(Error::into_status)?;
         let rows = service
             .engine
-            .execute_update(&statement, &default_schema, parameters.as_ref())
+            .execute_update(&statement, &scope.default_schema, parameters.as_ref())
             .await?;
         let count = crate::query::update_count_query(rows);
         let statement = service.engine.statement(&count)?;
@@ -77,19 +76,14 @@ pub(super) async fn plan_flight_info(
     };
     let planned = service
         .engine
-        .plan_statement(
-            &statement,
-            &default_schema,
-            Pins::default(),
-            parameters.as_ref(),
-        )
+        .plan_statement(&statement, &scope, Pins::default(), parameters.as_ref())
         .await?;
     planned_flight_info(
         service,
         Arc::new(planned),
         keep_plan,
         sql,
-        default_schema,
+        scope.default_schema,
         parameters,
         descriptor,
     )
@@ -143,11 +137,15 @@ pub(super) fn planned_flight_info(
     flight_info(&schema, ticket.as_any().encode_to_vec(), descriptor)
 }
 
-pub(super) async fn do_get(
+/// Streams the ticket's plan: the one GetFlightInfo made when this server still holds it,
+/// else planned again with the ticket's pins, the ticket's default schema and `request`'s
+/// [`super::DISTRIBUTED_HEADER`].
+pub(super) async fn do_get<T>(
     service: &LakehouseFlightSql,
     ticket: TicketStatementQuery,
-    ipc: IpcWriteOptions,
+    request: &Request<T>,
 ) -> Result<Response<BoxStream<FlightData>>, Status> {
+    let ipc = super::ipc_options(request)?;
     let cached = service.plans.remove(&ticket.statement_handle);
     let handle = ticket.statement_handle;
     let ticket = StatementTicket::decode(handle.as_ref())
@@ -157,7 +155,10 @@ pub(super) async fn do_get(
         let stream = service.stream_query(planned, query_id, ipc).await?;
         return Ok(Response::new(stream));
     }
-    let default_schema = SchemaName::new(ticket.default_schema).map_err(Error::from)?;
+    let scope = RequestScope {
+        default_schema: SchemaName::new(ticket.default_schema).map_err(Error::from)?,
+        distributed: super::distributed(request)?,
+    };
     let pins = ticket
         .pins
         .into_iter()
@@ -181,12 +182,7 @@ pub(super) async fn do_get(
     let parameters = params::decode_parameters(&ticket.parameters)?;
     let planned = service
         .engine
-        .plan(
-            &ticket.sql,
-            &default_schema,
-            Pins::fixed(pins),
-            parameters.as_ref(),
-        )
+        .plan(&ticket.sql, &scope, Pins::fixed(pins), parameters.as_ref())
         .await?;
     let stream = service
         .stream_query(Arc::new(planned), query_id, ipc)

@@ -80,6 +80,27 @@ pub struct QueryOptions {
     pub datafusion: BTreeMap<String, String>,
 }
 
+/// What one request asks of planning, from the client's headers (see
+/// `crate::flight::SCHEMA_HEADER` and `crate::flight::DISTRIBUTED_HEADER`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestScope {
+    /// The schema unqualified table names resolve in.
+    pub default_schema: SchemaName,
+    /// Whether the query may run over the workers when the server has some (default `true`;
+    /// `false` plans it on this server alone, as a server without workers does).
+    pub distributed: bool,
+}
+
+impl RequestScope {
+    /// Unqualified names in `default_schema`; distribution allowed.
+    pub fn new(default_schema: SchemaName) -> Self {
+        Self {
+            default_schema,
+            distributed: true,
+        }
+    }
+}
+
 /// A planned query, ready to stream.
 pub struct PlannedQuery {
     ctx: SessionContext,
@@ -100,6 +121,12 @@ impl PlannedQuery {
         self.wire_schema
             .clone()
             .unwrap_or_else(|| self.plan.schema())
+    }
+
+    /// Whether the plan runs over workers (its root is datafusion-distributed's
+    /// `DistributedExec`).
+    pub fn is_distributed(&self) -> bool {
+        crate::distributed::is_distributed(&self.plan)
     }
 
     /// The physical plan that [`PlannedQuery::execute`] runs.
@@ -469,12 +496,12 @@ impl QueryEngine {
     pub async fn plan(
         &self,
         sql: &str,
-        default_schema: &SchemaName,
+        scope: &RequestScope,
         pins: Pins,
         parameters: Option<&RecordBatch>,
     ) -> Result<PlannedQuery> {
         let statement = self.statement(sql)?;
-        self.plan_statement(&statement, default_schema, pins, parameters)
+        self.plan_statement(&statement, scope, pins, parameters)
             .await
     }
 
@@ -485,16 +512,19 @@ impl QueryEngine {
     pub async fn plan_statement(
         &self,
         statement: &Statement,
-        default_schema: &SchemaName,
+        scope: &RequestScope,
         pins: Pins,
         parameters: Option<&RecordBatch>,
     ) -> Result<PlannedQuery> {
-        let (ctx, logical, _) = self.logical(statement, default_schema, &pins).await?;
-        self.physical(ctx, logical, parameters, &pins).await
+        let (ctx, logical, _) = self
+            .logical(statement, &scope.default_schema, &pins)
+            .await?;
+        self.physical(ctx, logical, parameters, &pins, scope.distributed)
+            .await
     }
 
     /// Binds `parameters` into `logical` (or refuses unbound placeholders) and creates the
-    /// physical plan: distributed over the workers when there are any and the plan is
+    /// physical plan: with `distributed`, over the workers when there are any and the plan is
     /// eligible ([`crate::distributed::Distribution::eligible`]).
     async fn physical(
         &self,
@@ -502,6 +532,7 @@ impl QueryEngine {
         mut logical: LogicalPlan,
         parameters: Option<&RecordBatch>,
         pins: &Pins,
+        distributed: bool,
     ) -> Result<PlannedQuery> {
         match parameters {
             Some(batch) => {
@@ -519,7 +550,7 @@ impl QueryEngine {
                 }
             }
         }
-        let ctx = match &self.distribution {
+        let ctx = match self.distribution.as_ref().filter(|_| distributed) {
             Some(distribution) => {
                 if let Some(explained) = distribution.explain(&ctx.state(), &logical).await? {
                     logical = explained;
@@ -533,7 +564,10 @@ impl QueryEngine {
             None => ctx,
         };
         let plan = ctx.state().create_physical_plan(&logical).await?;
-        tracing::debug!(distributed = plan.name() == "DistributedExec", "planned");
+        tracing::debug!(
+            distributed = crate::distributed::is_distributed(&plan),
+            "planned"
+        );
         let wire_schema = wire_schema(&plan.schema());
         Ok(PlannedQuery {
             ctx,
@@ -550,7 +584,8 @@ impl QueryEngine {
     ///
     /// # Errors
     /// As [`QueryEngine::plan`].
-    pub async fn describe(&self, sql: &str, default_schema: &SchemaName) -> Result<Described> {
+    pub async fn describe(&self, sql: &str, scope: &RequestScope) -> Result<Described> {
+        let default_schema = &scope.default_schema;
         let statement = self.statement(sql)?;
         if !statement.is_query() {
             return Ok(Described {
@@ -566,7 +601,9 @@ impl QueryEngine {
         let parameter_schema = params::parameter_schema(&logical)?;
         if parameter_schema.fields().is_empty() {
             let reusable = !listing && !calls_changing_functions(&logical)?;
-            let planned = self.physical(ctx, logical, None, &pins).await?;
+            let planned = self
+                .physical(ctx, logical, None, &pins, scope.distributed)
+                .await?;
             return Ok(Described {
                 dataset_schema: planned.schema(),
                 parameter_schema,
