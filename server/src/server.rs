@@ -211,9 +211,11 @@ impl Server {
         }
         let flight_sql = (!self.worker_only).then_some(service);
         let worker = self.worker.map(|(worker, secret)| {
-            tonic::service::interceptor::InterceptedService::new(
-                worker.into_worker_server(),
-                crate::distributed::check_secret(&secret),
+            crate::distributed::RunningTasks::new(
+                tonic::service::interceptor::InterceptedService::new(
+                    worker.into_worker_server(),
+                    crate::distributed::check_secret(&secret),
+                ),
             )
         });
         builder

@@ -357,3 +357,134 @@ def test_each_worker_applies_its_own_memory_limit(cluster, tmp_path):
     finally:
         for worker in workers:
             worker.stop()
+
+
+# A distributed join far longer than any test: lineitem with itself on the supplier
+# (600,000 x ~600 rows at SF 0.1), counted.
+ENDLESS_JOIN = ("SELECT count(*) AS n FROM lineitem a JOIN lineitem b ON a.l_suppkey = b.l_suppkey "
+                "WHERE a.l_comment <> b.l_comment")
+
+
+def _cancel_flight_info_action(info):
+    """A Flight `CancelFlightInfo` action: its body is Flight.proto's `CancelFlightInfoRequest
+    { FlightInfo info = 1; }`, encoded by the protobuf library (the FlightInfo as its serialized
+    bytes, which is the same on the wire)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    file = descriptor_pb2.FileDescriptorProto(name="flight_cancel_subset.proto",
+                                              package="arrow.flight.protocol", syntax="proto3")
+    msg = file.message_type.add(name="CancelFlightInfoRequest")
+    msg.field.add(name="info", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+                  label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    cls = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("arrow.flight.protocol.CancelFlightInfoRequest"))
+    return flight.Action("CancelFlightInfo", cls(info=info.serialize()).SerializeToString())
+
+
+def _running_tasks(coordinator):
+    listed = fetch(coordinator, "SELECT url, state, running_tasks FROM workers()").to_pylist()
+    assert all(r["state"] == "up" for r in listed), listed
+    return sum(r["running_tasks"] for r in listed)
+
+
+def _wait_for_tasks(coordinator, done, timeout=30):
+    """Polls `workers()` until `done(total running tasks)`; returns the last total."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        total = _running_tasks(coordinator)
+        if done(total) or time.monotonic() > deadline:
+            return total
+        time.sleep(0.2)
+
+
+def _start_endless_join(coordinator):
+    """Starts ENDLESS_JOIN through a plain CommandStatementQuery on a thread; answers its
+    FlightInfo, the thread and a dict where the thread leaves the error it ended with."""
+    import threading
+
+    client = flight.FlightClient(coordinator.url)
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(
+        _command_statement_query(ENDLESS_JOIN)))
+    ended = {}
+
+    def run():
+        # Chunk by chunk: pyarrow's read_all() turns a Cancelled end into a simulated SIGINT
+        # in the main thread (its signal handling takes ArrowCancelled for an interrupt).
+        try:
+            reader = client.do_get(info.endpoints[0].ticket)
+            while True:
+                try:
+                    reader.read_chunk()
+                except StopIteration:
+                    break
+            ended["error"] = None
+        except Exception as e:  # noqa: BLE001
+            ended["error"] = e
+        finally:
+            client.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return info, thread, ended
+
+
+def test_cancel_stops_the_workers_tasks(cluster):
+    """`workers()` counts the tasks each worker runs: none when idle, some while a distributed
+    query runs; CancelFlightInfo on the query ends it with Cancelled and its tasks on every
+    worker end too (the count drops to 0)."""
+    _, coordinator, _, _ = cluster
+    assert "DistributedExec" in "\n".join(
+        fetch(coordinator, "EXPLAIN " + ENDLESS_JOIN).column("plan").to_pylist())
+    assert _wait_for_tasks(coordinator, lambda n: n == 0) == 0
+    info, thread, ended = _start_endless_join(coordinator)
+    try:
+        assert _wait_for_tasks(coordinator, lambda n: n > 0) > 0
+        assert "error" not in ended, ended  # still running
+        client = flight.FlightClient(coordinator.url)
+        try:
+            list(client.do_action(_cancel_flight_info_action(info)))
+        finally:
+            client.close()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the cancelled query kept running"
+        assert isinstance(ended["error"], flight.FlightCancelledError), ended
+        assert _wait_for_tasks(coordinator, lambda n: n == 0) == 0
+    finally:
+        thread.join(timeout=60)
+    # The workers answer the next query.
+    assert fetch(coordinator, "SELECT count(*) AS n FROM region").column("n")[0].as_py() == 5
+
+
+def test_timeout_and_result_limit_stop_the_workers_tasks(cluster, tmp_path):
+    """A coordinator with `[query] timeout_secs = 2` stops a long distributed query with
+    DeadlineExceeded, and one with `max_result_bytes` stops a distributed query whose result is
+    larger with ResourceExhausted; either way the workers' tasks end."""
+    single, _, workers, _ = cluster
+    config = tmp_path / "limits.toml"
+    config.write_text("[distributed]\nbytes_per_task = 1048576\n"
+                      "[query]\ntimeout_secs = 2.0\nmax_result_bytes = 1000000\n")
+    coordinator = LakehouseServer(single.storage, "--workers", ",".join(w.url for w in workers),
+                                  "--config", str(config), log_path=tmp_path / "c.log",
+                                  env=SECRET_ENV)
+    try:
+        _, thread, ended = _start_endless_join(coordinator)
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the query outlived its timeout"
+        assert isinstance(ended["error"], flight.FlightTimedOutError), ended
+        assert "timeout_secs" in str(ended["error"]), ended
+        assert _wait_for_tasks(coordinator, lambda n: n == 0) == 0
+
+        sql = "SELECT l_orderkey, l_comment FROM lineitem WHERE l_quantity > 1"
+        assert "DistributedExec" in "\n".join(
+            fetch(coordinator, "EXPLAIN " + sql).column("plan").to_pylist())
+        with pytest.raises(Exception) as limited:
+            fetch(coordinator, sql)
+        assert "max_result_bytes" in str(limited.value) or "ResourceExhausted" in str(limited.value), \
+            limited.value
+        assert _wait_for_tasks(coordinator, lambda n: n == 0) == 0
+    finally:
+        coordinator.stop()

@@ -33,10 +33,12 @@
 //! [datafusion-distributed]: https://github.com/datafusion-contrib/datafusion-distributed
 
 mod channels;
+pub mod tasks;
 mod worker;
 pub mod workers_table;
 
 pub use channels::WorkerChannels;
+pub use tasks::RunningTasks;
 
 pub use worker::{check_secret, worker};
 
@@ -202,7 +204,7 @@ impl LiveWorkers {
                     up,
                 };
                 let answers = workers_table::probe_all(&listed, secret.as_deref(), timeout).await;
-                live.update(&answers.iter().map(|a| a.is_ok()).collect::<Vec<_>>());
+                live.update(&answers.iter().map(Result::is_ok).collect::<Vec<_>>());
             }
         });
     }

@@ -3,18 +3,20 @@
 //! Schema: `url` Utf8 (as configured), `state` Utf8 (`up` when the worker answered
 //! `GetWorkerInfo` within `[distributed] worker_timeout_secs`, else `down`), `version` Utf8
 //! (the worker's Lakehouse version; null when down), `latency_ms` Float64 (the probe's round
-//! trip; null when down), `error` Utf8 (why it is down; null when up). One row per listed
-//! worker, in configuration order; no rows without workers.
+//! trip; null when down), `running_tasks` UInt64 (the tasks of distributed queries the worker
+//! is running, [`super::tasks`]; null when down), `error` Utf8 (why it is down; null when up).
+//! One row per listed worker, in configuration order; no rows without workers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::execution::TaskContext;
 use url::Url;
 
+use super::tasks::RUNNING_TASKS_HEADER;
 use super::{LiveWorkers, SECRET_HEADER};
 
 /// The function's name.
@@ -26,6 +28,20 @@ struct WorkerInfo {
     #[prost(string, tag = "1")]
     version: String,
 }
+
+/// What a worker answered to a probe.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Probe {
+    /// Its Lakehouse version.
+    version: String,
+    /// The call's round trip, in ms.
+    latency_ms: f64,
+    /// The tasks it is running; `None` when it did not say (another build).
+    running_tasks: Option<u64>,
+}
+
+/// A probe's answer, or why the worker is down.
+pub(super) type ProbeResult = std::result::Result<Probe, String>;
 
 /// The `workers()` table function (see the module docs).
 #[derive(Debug, Clone)]
@@ -53,6 +69,7 @@ fn schema() -> SchemaRef {
         Field::new("state", DataType::Utf8, false),
         Field::new("version", DataType::Utf8, true),
         Field::new("latency_ms", DataType::Float64, true),
+        Field::new("running_tasks", DataType::UInt64, true),
         Field::new("error", DataType::Utf8, true),
     ]))
 }
@@ -72,10 +89,8 @@ impl lakehouse_vector::Deferred for WorkersFunction {
         let listed = self.workers.listed();
         let results = probe_all(listed, self.secret.as_deref(), self.timeout).await;
         self.workers
-            .update(&results.iter().map(|r| r.is_ok()).collect::<Vec<_>>());
-        let column = |f: &dyn Fn(&std::result::Result<(String, f64), String>) -> Option<String>| {
-            Arc::new(results.iter().map(f).collect::<StringArray>()) as ArrayRef
-        };
+            .update(&results.iter().map(Result::is_ok).collect::<Vec<_>>());
+        let up = |r: &ProbeResult| r.as_ref().ok().cloned();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(
                 listed
@@ -83,15 +98,36 @@ impl lakehouse_vector::Deferred for WorkersFunction {
                     .map(|(shown, _)| Some(shown.as_str()))
                     .collect::<StringArray>(),
             ),
-            column(&|r| Some(if r.is_ok() { "up" } else { "down" }.to_string())),
-            column(&|r| r.as_ref().ok().map(|(v, _)| v.clone())),
             Arc::new(
                 results
                     .iter()
-                    .map(|r| r.as_ref().ok().map(|(_, ms)| *ms))
+                    .map(|r| Some(if r.is_ok() { "up" } else { "down" }))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(
+                results
+                    .iter()
+                    .map(|r| up(r).map(|p| p.version))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(
+                results
+                    .iter()
+                    .map(|r| up(r).map(|p| p.latency_ms))
                     .collect::<Float64Array>(),
             ),
-            column(&|r| r.as_ref().err().cloned()),
+            Arc::new(
+                results
+                    .iter()
+                    .map(|r| up(r).and_then(|p| p.running_tasks))
+                    .collect::<UInt64Array>(),
+            ),
+            Arc::new(
+                results
+                    .iter()
+                    .map(|r| r.as_ref().err().cloned())
+                    .collect::<StringArray>(),
+            ),
         ];
         Ok(RecordBatch::try_new(schema(), columns)?)
     }
@@ -102,16 +138,12 @@ pub(super) async fn probe_all(
     listed: &[(String, Url)],
     secret: Option<&str>,
     timeout: Duration,
-) -> Vec<std::result::Result<(String, f64), String>> {
+) -> Vec<ProbeResult> {
     futures::future::join_all(listed.iter().map(|(_, url)| probe(url, secret, timeout))).await
 }
 
-/// One `GetWorkerInfo` call: the version and the round trip in ms, or why it failed.
-async fn probe(
-    url: &Url,
-    secret: Option<&str>,
-    timeout: Duration,
-) -> std::result::Result<(String, f64), String> {
+/// One `GetWorkerInfo` call: what the worker answered, or why it failed.
+async fn probe(url: &Url, secret: Option<&str>, timeout: Duration) -> ProbeResult {
     let started = Instant::now();
     let call = async {
         let channel = tonic::transport::Endpoint::from_shared(url.to_string())
@@ -129,13 +161,22 @@ async fn probe(
         }
         let path = http::uri::PathAndQuery::from_static("/worker.WorkerService/GetWorkerInfo");
         let codec = tonic_prost::ProstCodec::<(), WorkerInfo>::default();
-        grpc.unary(request, path, codec)
+        let response = grpc
+            .unary(request, path, codec)
             .await
-            .map(|r| r.into_inner().version)
-            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))?;
+        let running_tasks = response
+            .metadata()
+            .get(RUNNING_TASKS_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        Ok(Probe {
+            version: response.into_inner().version,
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            running_tasks,
+        })
     };
     match tokio::time::timeout(timeout, call).await {
-        Ok(Ok(version)) => Ok((version, started.elapsed().as_secs_f64() * 1000.0)),
+        Ok(Ok(probe)) => Ok(probe),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
     }
