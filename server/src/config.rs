@@ -227,6 +227,13 @@ pub struct DistributedArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<Vec<String>>,
 
+    /// A file of more worker URLs (one per line or comma-separated; `#` starts a comment),
+    /// re-read every 2 s when it changes, for orchestrators that add and remove workers
+    /// [default: none].
+    #[arg(long, env = "LAKEHOUSE_WORKERS_FILE", value_name = "PATH")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers_file: Option<std::path::PathBuf>,
+
     /// The secret every call to a worker must carry; the same on the coordinator and its
     /// workers. Prefer the environment variable or the config file over the flag (a flag shows
     /// in the process list) [default: none: no worker service, no workers].

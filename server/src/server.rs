@@ -108,7 +108,7 @@ impl Server {
                     engine.runtime_env(),
                     secret,
                     catalog.id(),
-                    crate::distributed::WorkerChannels::new(config.distributed.worker_timeout()),
+                    crate::distributed::WorkerChannels::new(&config.distributed)?,
                 )?,
                 secret.clone(),
             )),

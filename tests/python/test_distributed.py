@@ -488,3 +488,55 @@ def test_timeout_and_result_limit_stop_the_workers_tasks(cluster, tmp_path):
         assert _wait_for_tasks(coordinator, lambda n: n == 0) == 0
     finally:
         coordinator.stop()
+
+
+def test_a_workers_file_is_reread_when_it_changes(cluster, tmp_path):
+    """`--workers-file`: the coordinator lists the file's workers and follows its changes
+    within seconds (added, emptied); a file that becomes unreadable or holds a bad URL
+    keeps the last list; a missing file stops the start naming it."""
+    import time
+
+    single, _, workers, _ = cluster
+    listing = tmp_path / "workers"
+    listing.write_text(f"# two to begin with\n{workers[0].url}\n{workers[1].url}\n")
+    config = tmp_path / "coordinator.toml"
+    config.write_text("[distributed]\nbytes_per_task = 1048576\n")
+    coordinator = LakehouseServer(single.storage, "--workers-file", str(listing), "--config",
+                                  str(config), log_path=tmp_path / "c.log", env=SECRET_ENV)
+    sql = load_query(3)[0]
+
+    def listed_after_change(expected):
+        deadline = time.monotonic() + 15
+        while True:
+            urls = [r["url"] for r in fetch(coordinator, "SELECT url, state FROM workers()").to_pylist()
+                    if r["state"] == "up"]
+            if urls == expected or time.monotonic() > deadline:
+                return urls
+            time.sleep(0.3)
+
+    def explained():
+        return "\n".join(fetch(coordinator, "EXPLAIN " + sql).column("plan").to_pylist())
+
+    try:
+        assert listed_after_change([workers[0].url, workers[1].url]) == [workers[0].url, workers[1].url]
+        assert "tasks=2" in explained()
+        listing.write_text(", ".join(w.url for w in workers) + "\n")
+        assert listed_after_change([w.url for w in workers]) == [w.url for w in workers]
+        assert "tasks=3" in explained()
+        # A bad line keeps the last good list.
+        listing.write_text(f"{workers[0].url}\nftp://nowhere:1\n")
+        time.sleep(3 * 2)
+        assert listed_after_change([w.url for w in workers]) == [w.url for w in workers]
+        assert "ftp://nowhere:1" in (tmp_path / "c.log").read_text()
+        # Emptied: no workers, the query runs here.
+        listing.write_text("# none\n")
+        assert listed_after_change([]) == []
+        assert "DistributedExec" not in explained()
+        assert rows_equal(sorted(rows(fetch(coordinator, sql)), key=sort_key),
+                          sorted(rows(fetch(single, sql)), key=sort_key))
+    finally:
+        coordinator.stop()
+    out = subprocess.run([BIN, "serve", "--listen", "127.0.0.1:0", "--storage", str(single.storage),
+                          "--workers-file", str(tmp_path / "missing")], capture_output=True,
+                         text=True, timeout=60, env={**__import__("os").environ, **SECRET_ENV})
+    assert out.returncode != 0 and "missing" in out.stderr and "workers file" in out.stderr, out.stderr

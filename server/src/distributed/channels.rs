@@ -1,8 +1,10 @@
 //! How the coordinator and workers dial workers: one cached tonic channel per worker URL with
 //! connect and HTTP/2 keep-alive timeouts of `[distributed] worker_timeout_secs`, so a worker
 //! that dies or stops answering mid-query fails the query within that time instead of hanging.
-//! Built on datafusion-distributed's `ChannelResolver` hook (its default resolver has no
-//! timeouts).
+//! Workers listed as `grpc+tls://` are dialled over TLS, trusting `[distributed] ca` and
+//! presenting `client_cert` / `client_key` when given (mutual TLS). Built on
+//! datafusion-distributed's `ChannelResolver` hook (its default resolver has no timeouts and
+//! no TLS).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,8 @@ use super::LiveWorkers;
 #[derive(Clone)]
 pub struct WorkerChannels {
     timeout: Duration,
+    /// For `https://` workers; `None` without `[distributed] ca`.
+    tls: Option<tonic::transport::ClientTlsConfig>,
     channels: moka::future::Cache<Url, BoxCloneSyncChannel>,
     /// The coordinator's worker list: a worker whose connection fails leaves it at once.
     live: Option<LiveWorkers>,
@@ -42,16 +46,56 @@ impl std::fmt::Debug for WorkerChannels {
 }
 
 impl WorkerChannels {
-    /// Channels whose connects and keep-alive pings time out after `timeout`.
-    pub fn new(timeout: Duration) -> Self {
-        Self {
-            timeout,
+    /// Channels as `options` describe: connects and keep-alive pings time out after
+    /// `worker_timeout_secs`; TLS as its `ca`, `client_cert` and `client_key` say.
+    ///
+    /// # Errors
+    /// [`crate::Error::Config`] naming a file that cannot be read, a client certificate
+    /// without its key (or the reverse), or one without `ca`.
+    pub fn new(options: &super::DistributedOptions) -> crate::Result<Self> {
+        Ok(Self {
+            timeout: options.worker_timeout(),
+            tls: client_tls(options)?,
             channels: moka::future::Cache::builder()
                 .max_capacity(4096)
                 .time_to_idle(Duration::from_secs(300))
                 .build(),
             live: None,
+        })
+    }
+
+    /// The endpoint of the worker at `url` (`http://` or `https://`), with the timeouts and,
+    /// for `https://`, TLS.
+    ///
+    /// # Errors
+    /// Why the URL cannot be dialled: not a URI, or TLS without `[distributed] ca`.
+    pub(super) fn endpoint(
+        &self,
+        url: &Url,
+    ) -> std::result::Result<tonic::transport::Endpoint, String> {
+        let timeout = self.timeout;
+        let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+            .map_err(|e| e.to_string())?
+            .connect_timeout(timeout)
+            .http2_keep_alive_interval((timeout / 2).max(Duration::from_secs(1)))
+            .keep_alive_timeout(timeout)
+            .keep_alive_while_idle(true)
+            .tcp_nodelay(true)
+            .http2_adaptive_window(true);
+        if url.scheme() == "https" {
+            let tls = self.tls.clone().ok_or_else(|| {
+                "the worker speaks TLS (grpc+tls://): set [distributed] ca to the certificate \
+                 that signed its --tls-cert"
+                    .to_string()
+            })?;
+            endpoint = endpoint.tls_config(tls).map_err(|e| e.to_string())?;
         }
+        Ok(endpoint)
+    }
+
+    /// How long connects, keep-alive pings and probes may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// These channels, marking a worker down in `live` when its connection fails.
@@ -101,17 +145,11 @@ impl WorkerChannels {
     }
 
     async fn channel(&self, url: &Url) -> Result<BoxCloneSyncChannel, DataFusionError> {
-        let timeout = self.timeout;
         self.channels
             .try_get_with(url.clone(), async move {
-                let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
-                    .map_err(|e| DataFusionError::Configuration(format!("worker {url}: {e}")))?
-                    .connect_timeout(timeout)
-                    .http2_keep_alive_interval((timeout / 2).max(Duration::from_secs(1)))
-                    .keep_alive_timeout(timeout)
-                    .keep_alive_while_idle(true)
-                    .tcp_nodelay(true)
-                    .http2_adaptive_window(true);
+                let endpoint = self
+                    .endpoint(url)
+                    .map_err(|e| DataFusionError::Configuration(format!("worker {url}: {e}")))?;
                 let channel = endpoint
                     .connect()
                     .await
@@ -121,6 +159,47 @@ impl WorkerChannels {
             .await
             .map_err(|e| self.name_failure(url, DataFusionError::Shared(e)))
     }
+}
+
+/// The TLS settings for `https://` workers `options` give; `None` without `ca`.
+///
+/// # Errors
+/// [`crate::Error::Config`] naming a file that cannot be read, a client certificate without
+/// its key (or the reverse), or one without `ca`.
+fn client_tls(
+    options: &super::DistributedOptions,
+) -> crate::Result<Option<tonic::transport::ClientTlsConfig>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            crate::Error::Config(format!("[distributed] cannot read {}: {e}", path.display()))
+        })
+    };
+    let identity = match (&options.client_cert, &options.client_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(Identity::from_pem(read(cert)?, read(key)?)),
+        _ => {
+            return Err(crate::Error::Config(
+                "[distributed] client_cert and client_key must be given together".into(),
+            ));
+        }
+    };
+    let Some(ca) = &options.ca else {
+        if identity.is_some() {
+            return Err(crate::Error::Config(
+                "[distributed] client_cert needs [distributed] ca (the certificate that signed \
+                 the workers' --tls-cert)"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    lakehouse_client::install_crypto_provider();
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)?));
+    if let Some(identity) = identity {
+        tls = tls.identity(identity);
+    }
+    Ok(Some(tls))
 }
 
 /// `url` as users configure workers: `grpc://HOST:PORT`.

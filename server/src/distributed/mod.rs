@@ -33,11 +33,13 @@
 //! [datafusion-distributed]: https://github.com/datafusion-contrib/datafusion-distributed
 
 mod channels;
+pub mod live;
 pub mod tasks;
 mod worker;
 pub mod workers_table;
 
 pub use channels::WorkerChannels;
+pub use live::LiveWorkers;
 pub use tasks::RunningTasks;
 
 pub use worker::{check_secret, worker};
@@ -48,11 +50,10 @@ use std::sync::Arc;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigExtension;
 use datafusion::datasource::source_as_provider;
-use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan};
-use datafusion_distributed::{DistributedExt, SessionStateBuilderExt, WorkerResolver};
+use datafusion_distributed::{DistributedExt, SessionStateBuilderExt};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -99,6 +100,16 @@ pub struct DistributedOptions {
     /// `file_scan_config_bytes_per_partition`): a scan of N bytes runs as about N / this many
     /// tasks, at most one per worker. Lower it to spread small tables.
     pub bytes_per_task: usize,
+    /// A file of more worker URLs, re-read when it changes ([`live`]).
+    pub workers_file: Option<std::path::PathBuf>,
+    /// PEM certificate(s) this server trusts for workers listed as `grpc+tls://` (the workers'
+    /// `--tls-cert`, or the CA that signed them). Needed to list TLS workers.
+    pub ca: Option<std::path::PathBuf>,
+    /// PEM certificate this server presents to workers that require client certificates
+    /// (their `--tls-client-ca`); with `client_key`.
+    pub client_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `client_cert`.
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 impl DistributedOptions {
@@ -116,103 +127,11 @@ impl Default for DistributedOptions {
             secret: None,
             bytes_per_task: 16 * 1024 * 1024,
             worker_timeout_secs: 10,
+            workers_file: None,
+            ca: None,
+            client_cert: None,
+            client_key: None,
         }
-    }
-}
-
-/// The listed workers that answered their last probe: what the planner distributes over. A
-/// background task probes every worker each [`LiveWorkers::PROBE_INTERVAL`] (and `workers()`
-/// after each of its probes), so a worker that dies leaves the list within that time and one
-/// that comes back rejoins it.
-#[derive(Debug, Clone)]
-pub struct LiveWorkers {
-    /// (as configured, as dialled), in configuration order.
-    listed: Arc<Vec<(String, Url)>>,
-    up: Arc<std::sync::RwLock<Vec<Url>>>,
-}
-
-impl LiveWorkers {
-    /// How often the background task probes the workers.
-    pub const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
-
-    fn new(listed: Vec<(String, Url)>) -> Self {
-        let up = listed.iter().map(|(_, url)| url.clone()).collect();
-        Self {
-            listed: Arc::new(listed),
-            up: Arc::new(std::sync::RwLock::new(up)),
-        }
-    }
-
-    /// The listed workers, (as configured, as dialled).
-    pub fn listed(&self) -> &[(String, Url)] {
-        &self.listed
-    }
-
-    /// Records which listed workers answered (`up[i]` for the i-th listed worker).
-    pub fn update(&self, up: &[bool]) {
-        let live = self
-            .listed
-            .iter()
-            .zip(up)
-            .filter(|(_, up)| **up)
-            .map(|((_, url), _)| url.clone())
-            .collect();
-        *self.up.write().expect("worker list lock") = live;
-    }
-
-    /// Takes `url` off the live list until a probe finds it again.
-    pub fn mark_down(&self, url: &Url) {
-        self.up
-            .write()
-            .expect("worker list lock")
-            .retain(|u| u != url);
-    }
-
-    /// Takes the worker configured as `shown` off the live list until a probe finds it again.
-    pub fn mark_down_configured(&self, shown: &str) {
-        if let Some((_, url)) = self.listed.iter().find(|(s, _)| s == shown) {
-            self.mark_down(url);
-        }
-    }
-
-    /// `url` (as dialled) as configured, for messages.
-    pub fn configured(&self, url: &Url) -> String {
-        self.listed
-            .iter()
-            .find(|(_, dialled)| dialled == url)
-            .map_or_else(|| url.to_string(), |(shown, _)| shown.clone())
-    }
-
-    /// The workers that answered their last probe.
-    pub fn up(&self) -> Vec<Url> {
-        self.up.read().expect("worker list lock").clone()
-    }
-
-    /// Probes every listed worker each [`LiveWorkers::PROBE_INTERVAL`] until the last clone
-    /// of this list is dropped.
-    fn watch(&self, secret: Option<String>, timeout: std::time::Duration) {
-        let weak = Arc::downgrade(&self.up);
-        let listed = Arc::clone(&self.listed);
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Self::PROBE_INTERVAL);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                interval.tick().await;
-                let Some(up) = weak.upgrade() else { return };
-                let live = Self {
-                    listed: Arc::clone(&listed),
-                    up,
-                };
-                let answers = workers_table::probe_all(&listed, secret.as_deref(), timeout).await;
-                live.update(&answers.iter().map(Result::is_ok).collect::<Vec<_>>());
-            }
-        });
-    }
-}
-
-impl WorkerResolver for LiveWorkers {
-    fn get_urls(&self) -> std::result::Result<Vec<Url>, DataFusionError> {
-        Ok(self.up())
     }
 }
 
@@ -240,7 +159,8 @@ impl Distribution {
         template: &SessionState,
         catalog_id: &str,
     ) -> Result<Option<Self>> {
-        if options.workers.is_empty() || !options.enabled {
+        let source = live::WorkerList::new(options);
+        if source.is_empty() || !options.enabled {
             return Ok(None);
         }
         let Some(secret) = &options.secret else {
@@ -250,10 +170,19 @@ impl Distribution {
                     .into(),
             ));
         };
-        let workers = LiveWorkers::new(listed_workers(options)?);
-        workers.watch(Some(secret.clone()), options.worker_timeout());
-        let channels =
-            WorkerChannels::new(options.worker_timeout()).with_live_workers(workers.clone());
+        let listed = source.read()?;
+        if options.ca.is_none()
+            && let Some((shown, _)) = listed.iter().find(|(_, url)| url.scheme() == "https")
+        {
+            return Err(Error::Config(format!(
+                "[distributed] worker {shown} speaks TLS: set [distributed] ca to the \
+                 certificate that signed its --tls-cert"
+            )));
+        }
+        let workers = LiveWorkers::new(listed);
+        let channels = WorkerChannels::new(options)?;
+        workers.watch(source, Some(secret.clone()), channels.clone());
+        let channels = channels.with_live_workers(workers.clone());
         let headers = task_headers(secret, catalog_id)?;
         let builtin = SessionStateBuilder::new().with_default_features().build();
         let own_functions = own_function_names(template, &builtin);
@@ -437,45 +366,42 @@ pub fn workers_function(
 ) -> Result<workers_table::WorkersFunction> {
     let live = match live {
         Some(live) => live.clone(),
-        None => LiveWorkers::new(listed_workers(options)?),
+        None => LiveWorkers::new(live::WorkerList::new(options).read()?),
     };
     Ok(workers_table::WorkersFunction::new(
         live,
         options.secret.clone(),
-        options.worker_timeout(),
+        WorkerChannels::new(options)?,
     ))
 }
 
-/// The workers `options` list, (as configured, as dialled).
-///
-/// # Errors
-/// [`Error::Config`] for a worker URL that does not parse.
-fn listed_workers(options: &DistributedOptions) -> Result<Vec<(String, Url)>> {
-    options
-        .workers
-        .iter()
-        .map(|w| Ok((w.clone(), worker_url(w)?)))
-        .collect()
-}
-
-/// A worker URL as datafusion-distributed dials it (`grpc://` becomes `http://`).
+/// A worker URL as datafusion-distributed dials it: `grpc://` (or `http://`) becomes
+/// `http://`, `grpc+tls://` (or `https://`) becomes `https://`.
 ///
 /// # Errors
 /// [`Error::Config`] naming the URL.
 fn worker_url(text: &str) -> Result<Url> {
-    let url = Url::parse(text)
-        .map_err(|e| Error::Config(format!("[distributed] worker `{text}`: {e}")))?;
-    match url.scheme() {
-        "http" => Ok(url),
-        "grpc" => {
-            let rest = &text["grpc".len()..];
-            Url::parse(&format!("http{rest}"))
-                .map_err(|e| Error::Config(format!("[distributed] worker `{text}`: {e}")))
+    let bad =
+        |e: &dyn std::fmt::Display| Error::Config(format!("[distributed] worker `{text}`: {e}"));
+    let url = Url::parse(text).map_err(|e| bad(&e))?;
+    let scheme = match url.scheme() {
+        "http" | "grpc" => "http",
+        "https" | "grpc+tls" => "https",
+        other => {
+            return Err(bad(&format!(
+                "scheme {other}:// is not supported; use grpc://HOST:PORT or grpc+tls://HOST:PORT"
+            )));
         }
-        other => Err(Error::Config(format!(
-            "[distributed] worker `{text}`: scheme {other}:// is not supported; use grpc://HOST:PORT"
-        ))),
+    };
+    if url.port().is_none() && !url.scheme().starts_with("http") {
+        return Err(bad(&"give HOST:PORT"));
     }
+    let rest = &text[url.scheme().len()..];
+    let url = Url::parse(&format!("{scheme}{rest}")).map_err(|e| bad(&e))?;
+    if url.host_str().is_none_or(str::is_empty) || url.port_or_known_default().is_none() {
+        return Err(bad(&"give HOST:PORT"));
+    }
+    Ok(url)
 }
 
 /// The metadata every task carries: the secret and the catalog id.

@@ -8,7 +8,7 @@
 //! One row per listed worker, in configuration order; no rows without workers.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -17,7 +17,7 @@ use datafusion::execution::TaskContext;
 use url::Url;
 
 use super::tasks::RUNNING_TASKS_HEADER;
-use super::{LiveWorkers, SECRET_HEADER};
+use super::{LiveWorkers, SECRET_HEADER, WorkerChannels};
 
 /// The function's name.
 pub const NAME: &str = "workers";
@@ -48,17 +48,17 @@ pub(super) type ProbeResult = std::result::Result<Probe, String>;
 pub struct WorkersFunction {
     workers: LiveWorkers,
     secret: Option<String>,
-    timeout: Duration,
+    channels: WorkerChannels,
 }
 
 impl WorkersFunction {
-    /// Probes the listed `workers` with `secret`, each within `timeout`, and records the
-    /// answers in `workers` (the planner then skips the ones down).
-    pub fn new(workers: LiveWorkers, secret: Option<String>, timeout: Duration) -> Self {
+    /// Probes the listed `workers` with `secret` over `channels` (each within its timeout),
+    /// and records the answers in `workers` (the planner then skips the ones down).
+    pub fn new(workers: LiveWorkers, secret: Option<String>, channels: WorkerChannels) -> Self {
         Self {
             workers,
             secret,
-            timeout,
+            channels,
         }
     }
 }
@@ -87,9 +87,11 @@ impl TableFunctionImpl for WorkersFunction {
 impl lakehouse_vector::Deferred for WorkersFunction {
     async fn run(self, _ctx: Arc<TaskContext>) -> datafusion::error::Result<RecordBatch> {
         let listed = self.workers.listed();
-        let results = probe_all(listed, self.secret.as_deref(), self.timeout).await;
-        self.workers
-            .update(&results.iter().map(Result::is_ok).collect::<Vec<_>>());
+        let results = probe_all(&listed, self.secret.as_deref(), &self.channels).await;
+        self.workers.update(
+            &listed,
+            &results.iter().map(Result::is_ok).collect::<Vec<_>>(),
+        );
         let up = |r: &ProbeResult| r.as_ref().ok().cloned();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(
@@ -137,18 +139,19 @@ impl lakehouse_vector::Deferred for WorkersFunction {
 pub(super) async fn probe_all(
     listed: &[(String, Url)],
     secret: Option<&str>,
-    timeout: Duration,
+    channels: &WorkerChannels,
 ) -> Vec<ProbeResult> {
-    futures::future::join_all(listed.iter().map(|(_, url)| probe(url, secret, timeout))).await
+    futures::future::join_all(listed.iter().map(|(_, url)| probe(url, secret, channels))).await
 }
 
 /// One `GetWorkerInfo` call: what the worker answered, or why it failed.
-async fn probe(url: &Url, secret: Option<&str>, timeout: Duration) -> ProbeResult {
+async fn probe(url: &Url, secret: Option<&str>, channels: &WorkerChannels) -> ProbeResult {
     let started = Instant::now();
+    let timeout = channels.timeout();
     let call = async {
-        let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-            .map_err(|e| e.to_string())?
-            .connect_timeout(timeout)
+        // A connection of its own: a probe must see a worker that is back, not a cached channel.
+        let channel = channels
+            .endpoint(url)?
             .connect()
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
