@@ -1,10 +1,13 @@
-"""Distributed execution (issue 14, stage 1): a coordinator (`lakehouse serve --workers ...`)
-and three `lakehouse worker` processes over one local storage directory.
+"""Distributed execution (issue 14): a coordinator (`lakehouse serve --workers ...`) and three
+`lakehouse worker` processes over one storage — a shared local directory, and (for the TPC-H
+answers) one S3 bucket served by moto.
 
 The 22 TPC-H queries at SF 0.1 give the same answers distributed as on a single node and as
-DuckDB (compared as in test_tpch.py), and EXPLAIN shows each of them planned in
-datafusion-distributed's network stages; a worker, or a coordinator listing workers, refuses
-to start without the cluster secret. (The secret on every worker call is tested in
+DuckDB (compared as in test_tpch.py), also after DELETE and UPDATE, and EXPLAIN shows each of
+them planned in datafusion-distributed's network stages. Then: the per-connection switch,
+workers over another storage, `workers()`, faults (a worker killed or hung mid-query), each
+worker's memory limit, cancel / timeout / result limit reaching the workers' tasks, and the
+workers file. (The secret on every worker call and mutual TLS are tested in
 tests/integration/distributed.rs.)
 """
 
@@ -16,37 +19,67 @@ from pyarrow import flight
 
 from conftest import BIN, LakehouseServer, free_port
 from test_queries import _command_statement_query
+from test_s3 import BUCKET, s3  # noqa: F401 (the moto fixture)
 from test_tpch import load_query, load_tpch, rows, rows_equal, sort_key
 
 SECRET = "test-cluster-secret"
 SECRET_ENV = {"LAKEHOUSE_DISTRIBUTED_SECRET": SECRET}
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    base = tmp_path_factory.mktemp("distributed")
-    storage = base / "lakehouse"
-    single = LakehouseServer(storage, log_path=base / "single.log")
+def start_cluster(base, storage, env=None):
+    """A single node, three workers and a coordinator over `storage` (a directory or an S3 URL,
+    reached with `env`), TPC-H loaded through the single node; answers (single, coordinator,
+    workers, DuckDB, started servers)."""
+    env = {**(env or {}), **SECRET_ENV}
+    single = LakehouseServer(storage, log_path=base / "single.log", env=env)
     started = [single]
     try:
         duck = load_tpch(base, single)
         workers = []
         for i in range(3):
-            workers.append(LakehouseServer(storage, log_path=base / f"worker{i}.log",
-                                           env=SECRET_ENV, command="worker"))
+            workers.append(LakehouseServer(storage, log_path=base / f"worker{i}.log", env=env,
+                                           command="worker"))
             started.append(workers[-1])
         # 1 MiB per scan task, so that SF 0.1's tables (lineitem: 18 MB) spread over all workers.
         config = base / "coordinator.toml"
         config.write_text("[distributed]\nbytes_per_task = 1048576\n")
         coordinator = LakehouseServer(
             storage, "--workers", ",".join(w.url for w in workers), "--config", str(config),
-            log_path=base / "coordinator.log", env=SECRET_ENV,
+            log_path=base / "coordinator.log", env=env,
         )
         started.append(coordinator)
-        yield single, coordinator, workers, duck
-    finally:
+        return (single, coordinator, workers, duck), started
+    except BaseException:
         for server in reversed(started):
             server.stop()
+        raise
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """The cluster over a shared local directory."""
+    base = tmp_path_factory.mktemp("distributed")
+    cluster, started = start_cluster(base, base / "lakehouse")
+    yield cluster
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3_cluster(tmp_path_factory, s3):
+    """The cluster over one S3 bucket (moto): every node reads it with the same AWS_* settings."""
+    env, _ = s3
+    cluster, started = start_cluster(tmp_path_factory.mktemp("distributed-s3"),
+                                     f"s3://{BUCKET}/distributed", env)
+    yield cluster
+    for server in reversed(started):
+        server.stop()
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def tpch_cluster(request):
+    """Each cluster in turn: over a shared directory and over an S3 bucket."""
+    return request.getfixturevalue("cluster" if request.param == "local" else "s3_cluster")
 
 
 def fetch(server, sql):
@@ -70,8 +103,8 @@ def test_explain_shows_network_stages(cluster):
 
 
 @pytest.mark.parametrize("n", range(1, 23), ids=lambda n: f"q{n:02d}")
-def test_distributed_answers_equal_single_node_and_duckdb(cluster, n):
-    single, coordinator, _, duck = cluster
+def test_distributed_answers_equal_single_node_and_duckdb(tpch_cluster, n):
+    single, coordinator, _, duck = tpch_cluster
     sql, order_keys = load_query(n)
     explained = "\n".join(fetch(coordinator, "EXPLAIN " + sql).column("plan").to_pylist())
     assert "DistributedExec" in explained, f"q{n:02d} was not distributed:\n{explained}"
@@ -100,10 +133,10 @@ def test_workers_need_the_secret(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def changed_lineitem(cluster):
+def changed_lineitem(tpch_cluster):
     """`lineitem_dv`: lineitem after a DELETE and an UPDATE through the coordinator, so its
     files carry deletion vectors (and the UPDATE's new rows a file of their own)."""
-    _, coordinator, _, duck = cluster
+    _, coordinator, _, duck = tpch_cluster
     duck.execute(
         "CREATE VIEW lineitem_dv AS SELECT * REPLACE (CASE WHEN l_returnflag = 'R' AND "
         "l_linenumber = 1 THEN 0.01 ELSE l_discount END AS l_discount) FROM lineitem "
@@ -116,10 +149,10 @@ def changed_lineitem(cluster):
 
 
 @pytest.mark.parametrize("n", range(1, 23), ids=lambda n: f"q{n:02d}")
-def test_distributed_answers_equal_single_node_after_deletes_and_updates(cluster, changed_lineitem, n):
+def test_distributed_answers_equal_single_node_after_deletes_and_updates(tpch_cluster, changed_lineitem, n):
     """Deletion vectors reach the workers: the 22 queries over the changed lineitem, distributed,
     equal the single node's answers (which skip deleted rows as every other test shows)."""
-    single, coordinator, _, duck = cluster
+    single, coordinator, _, duck = tpch_cluster
     sql = load_query(n)[0].replace("lineitem", changed_lineitem)
     explained = "\n".join(fetch(coordinator, "EXPLAIN " + sql).column("plan").to_pylist())
     distributed, alone = rows(fetch(coordinator, sql)), rows(fetch(single, sql))
@@ -133,8 +166,8 @@ def test_distributed_answers_equal_single_node_after_deletes_and_updates(cluster
         assert "DistributedExec" in explained, f"q{n:02d} was not distributed:\n{explained}"
 
 
-def test_deleted_rows_stay_deleted_on_workers(cluster, changed_lineitem):
-    single, coordinator, _, duck = cluster
+def test_deleted_rows_stay_deleted_on_workers(tpch_cluster, changed_lineitem):
+    single, coordinator, _, duck = tpch_cluster
     sql = f"SELECT count(*) AS n, sum(l_discount) AS d FROM {changed_lineitem}"
     expected = duck.sql(
         "SELECT count(*) AS n, sum(CASE WHEN l_returnflag = 'R' AND l_linenumber = 1 THEN 0.01 "
