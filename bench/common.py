@@ -15,14 +15,15 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start_lakehouse(binary, storage, log, args=(), prefix=()):
-    """Starts `binary serve` over `storage` with extra `args` (run under `prefix`, e.g. a
-    profiler), output to `log`; waits up to 60 s for the port. Returns (process, grpc URL)."""
+def start_lakehouse(binary, storage, log, args=(), prefix=(), command="serve", env=None):
+    """Starts `binary COMMAND` (`serve`, or `worker`) over `storage` with extra `args` (run
+    under `prefix`, e.g. a profiler; `env` added to the environment), output to `log`; waits up
+    to 60 s for the port. Returns (process, grpc URL)."""
     port = free_port()
     proc = subprocess.Popen(
-        [*prefix, binary, "serve", "--listen", f"127.0.0.1:{port}", "--storage", str(storage),
+        [*prefix, binary, command, "--listen", f"127.0.0.1:{port}", "--storage", str(storage),
          *args],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
     )
     for _ in range(600):
         try:

@@ -96,6 +96,13 @@ def test_explain_shows_network_stages(cluster):
     assert "Network" in text, text
     # Three scan tasks: one per worker.
     assert "tasks=3" in text, text
+    # A second row names the workers the tasks are routed to.
+    rows_by_type = dict(zip(plan.column("plan_type").to_pylist(), plan.column("plan").to_pylist()))
+    assert all(w.url in rows_by_type["workers"] for w in cluster[2]), rows_by_type["workers"]
+    # EXPLAIN ANALYZE runs the query over the workers and shows each stage's metrics.
+    analyzed = "\n".join(fetch(coordinator, "EXPLAIN ANALYZE " + load_query(3)[0])
+                         .column("plan").to_pylist())
+    assert "DistributedExec" in analyzed and "bytes_transferred=" in analyzed, analyzed
     # The single node plans the same query without stages.
     single, _, _, _ = cluster
     plan = fetch(single, "EXPLAIN " + load_query(3)[0])

@@ -217,8 +217,10 @@ impl Distribution {
     }
 
     /// The plan of `EXPLAIN` (without ANALYZE or VERBOSE) of an eligible query, distributed:
-    /// one row, `plan_type` = `distributed_plan`, `plan` = the stages and the tasks of each
-    /// (datafusion-distributed's `display_plan_ascii`). `None` for other plans.
+    /// two rows, `plan_type` = `distributed_plan` with `plan` = the stages and the tasks of
+    /// each (datafusion-distributed's `display_plan_ascii`), and `plan_type` = `workers` naming
+    /// the workers the tasks will be routed to (routing happens at execution). `None` for
+    /// other plans.
     ///
     /// # Errors
     /// Planning errors of the explained query.
@@ -248,13 +250,29 @@ impl Distribution {
                 false,
             ),
         ]));
+        let up: Vec<String> = self
+            .workers
+            .up()
+            .iter()
+            .map(|url| self.workers.configured(url))
+            .collect();
+        let routing = format!(
+            "tasks run on the workers up now: {}. Each stage's tasks are assigned to them \
+             round-robin from a random one when the query executes (datafusion-distributed's \
+             routing); a stage of one task runs where its input runs or on this server. \
+             EXPLAIN ANALYZE shows each task's metrics (t0, t1, ...).",
+            up.join(", ")
+        );
         let batch = datafusion::arrow::array::RecordBatch::try_new(
             schema,
             vec![
                 Arc::new(datafusion::arrow::array::StringArray::from(vec![
                     "distributed_plan",
+                    "workers",
                 ])),
-                Arc::new(datafusion::arrow::array::StringArray::from(vec![text])),
+                Arc::new(datafusion::arrow::array::StringArray::from(vec![
+                    text, routing,
+                ])),
             ],
         )?;
         let ctx = datafusion::prelude::SessionContext::new_with_state(state.clone());
