@@ -139,7 +139,8 @@ impl Default for DistributedOptions {
 #[derive(Debug, Clone)]
 pub struct Distribution {
     workers: LiveWorkers,
-    secret: http::HeaderMap,
+    /// The metadata every task carries: the secret and the catalog id ([`task_headers`]).
+    task_headers: http::HeaderMap,
     bytes_per_task: usize,
     channels: WorkerChannels,
     /// Names of the scalar, aggregate and table functions the server registers beyond
@@ -188,7 +189,7 @@ impl Distribution {
         let own_functions = own_function_names(template, &builtin);
         Ok(Some(Self {
             workers,
-            secret: headers,
+            task_headers: headers,
             bytes_per_task: options.bytes_per_task.max(1),
             channels,
             own_functions: Arc::new(own_functions),
@@ -209,7 +210,7 @@ impl Distribution {
             .with_distributed_option_extension(deletes)
             .with_distributed_worker_resolver(self.workers.clone())
             .with_distributed_channel_resolver(self.channels.clone())
-            .with_distributed_passthrough_headers(self.secret.clone())?
+            .with_distributed_passthrough_headers(self.task_headers.clone())?
             .with_distributed_file_scan_config_bytes_per_partition(self.bytes_per_task)?
             .with_distributed_planner()
             .build();
@@ -347,22 +348,24 @@ fn calls_any(expr: &Expr, names: &HashSet<String>) -> bool {
 
 /// The function names `template` knows that a plain DataFusion session does not.
 fn own_function_names(template: &SessionState, builtin: &SessionState) -> HashSet<String> {
-    let mut own = HashSet::new();
-    for name in template.scalar_functions().keys() {
-        if !builtin.scalar_functions().contains_key(name) {
-            own.insert(name.clone());
-        }
+    fn beyond<V>(
+        ours: &std::collections::HashMap<String, V>,
+        theirs: &std::collections::HashMap<String, V>,
+    ) -> impl Iterator<Item = String> {
+        ours.keys()
+            .filter(|name| !theirs.contains_key(*name))
+            .cloned()
     }
-    for name in template.aggregate_functions().keys() {
-        if !builtin.aggregate_functions().contains_key(name) {
-            own.insert(name.clone());
-        }
-    }
-    for name in template.window_functions().keys() {
-        if !builtin.window_functions().contains_key(name) {
-            own.insert(name.clone());
-        }
-    }
+    let mut own: HashSet<String> = beyond(template.scalar_functions(), builtin.scalar_functions())
+        .chain(beyond(
+            template.aggregate_functions(),
+            builtin.aggregate_functions(),
+        ))
+        .chain(beyond(
+            template.window_functions(),
+            builtin.window_functions(),
+        ))
+        .collect();
     // Per-session functions (`ai`) are registered after the template.
     own.insert("ai".into());
     own
