@@ -2,10 +2,22 @@
 port and stopping it. Imported by bench/*/bench.py (each adds bench/ to sys.path)."""
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+def timed(fn, runs=3):
+    """The median of `runs` timed calls of `fn` after one untimed (warm-up), in ms."""
+    fn()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
 
 
 def free_port():

@@ -21,16 +21,14 @@
 import argparse
 import os
 import re
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flight_sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import start_lakehouse, stop_lakehouse  # noqa: E402
+from common import timed, start_lakehouse, stop_lakehouse  # noqa: E402
 
 TABLES = ["region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem"]
 QUERIES = Path(__file__).resolve().parent.parent / "tpch" / "queries"
@@ -46,14 +44,6 @@ COUNT_UNITS = {"": 1, "K": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}  # DataFusion's h
 SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}  # ..._size
 
 
-def timed(fn):
-    fn()  # warm-up
-    samples = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
 
 
 def stage_bytes(plan):
@@ -134,7 +124,7 @@ def main():
                             cur.execute(sql)
                             return cur.fetch_arrow_table()
 
-                    times[count][n] = timed(run)
+                    times[count][n] = timed(run, RUNS)
                     if count == most and count > 0:
                         with conn.cursor() as cur:
                             cur.execute("EXPLAIN ANALYZE " + sql)

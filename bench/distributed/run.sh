@@ -11,17 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 scale=${1:-1}
 counts=${2:-0 1 2 4}
-scripts/setup.sh
-. scripts/cargo-env.sh
-cargo build --release --locked --bin lakehouse
-venv=$(scripts/python-env.sh bench/tpch/requirements.txt "$HOME/.cache/lakehouse/venv-bench")
-work="$HOME/.cache/lakehouse/bench/tpch-sf$scale"
-if [ ! -f "$work/parquet/lineitem.parquet" ]; then
-  mkdir -p "$work/parquet"
-  "$venv/bin/tpchgen-cli" parquet -s "$scale" --output-dir "$work/parquet"
-fi
+. bench/tpch-setup.sh
 rm -rf "$work/lakehouse-distributed"
 # shellcheck disable=SC2086
 exec "$venv/bin/python" bench/distributed/bench.py --scale "$scale" --data "$work/parquet" \
-  --storage "$work/lakehouse-distributed" --bin "$CARGO_TARGET_DIR/release/lakehouse" \
+  --storage "$work/lakehouse-distributed" --bin "$lakehouse" \
   --workers $counts --out "bench/distributed/results-sf$scale.md"

@@ -11,16 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 scale=${1:-1}
 many=${2:-10000}
-scripts/setup.sh
-. scripts/cargo-env.sh
-cargo build --release --locked --bin lakehouse
-venv=$(scripts/python-env.sh bench/tpch/requirements.txt "$HOME/.cache/lakehouse/venv-bench")
-work="$HOME/.cache/lakehouse/bench/tpch-sf$scale"
-if [ ! -f "$work/parquet/lineitem.parquet" ]; then
-  mkdir -p "$work/parquet"
-  "$venv/bin/tpchgen-cli" parquet -s "$scale" --output-dir "$work/parquet"
-fi
+. bench/tpch-setup.sh
 rm -rf "$work/mutations"
 exec "$venv/bin/python" bench/mutations/bench.py --scale "$scale" --many-files "$many" \
-  --data "$work/parquet" --storage "$work/mutations" --bin "$CARGO_TARGET_DIR/release/lakehouse" \
+  --data "$work/parquet" --storage "$work/mutations" --bin "$lakehouse" \
   --out "bench/mutations/results-sf$scale.md"

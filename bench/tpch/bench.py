@@ -23,21 +23,13 @@ import adbc_driver_flightsql.dbapi as flight_sql
 import datafusion
 import duckdb
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import start_lakehouse  # noqa: E402
+from common import timed, start_lakehouse  # noqa: E402
 
 TABLES = ["region", "nation", "supplier", "customer", "part", "partsupp", "orders", "lineitem"]
 QUERIES = Path(__file__).resolve().parent / "queries"
 RUNS = 3
 
 
-def timed(fn):
-    fn()  # warm-up
-    samples = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
 
 
 def main():
@@ -97,9 +89,9 @@ def main():
                         cur.execute(sql)
                         return cur.fetch_arrow_table()
 
-                ours = timed(lakehouse)
-                theirs_df = timed(lambda: df.sql(sql).to_arrow_table())
-                theirs_duck = timed(lambda: duck.sql(sql).to_arrow_table())
+                ours = timed(lakehouse, RUNS)
+                theirs_df = timed(lambda: df.sql(sql).to_arrow_table(), RUNS)
+                theirs_duck = timed(lambda: duck.sql(sql).to_arrow_table(), RUNS)
                 rows.append((n, ours, theirs_df, theirs_duck))
                 print(f"q{n:02d}: lakehouse {ours:.0f} ms, datafusion {theirs_df:.0f} ms, "
                       f"duckdb {theirs_duck:.0f} ms", file=sys.stderr)

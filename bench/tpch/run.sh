@@ -8,17 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scale=${1:-1}
-scripts/setup.sh
-. scripts/cargo-env.sh
-cargo build --release --locked --bin lakehouse
-venv=$(scripts/python-env.sh bench/tpch/requirements.txt "$HOME/.cache/lakehouse/venv-bench")
-work="$HOME/.cache/lakehouse/bench/tpch-sf$scale"
-if [ ! -f "$work/parquet/lineitem.parquet" ]; then
-  mkdir -p "$work/parquet"
-  "$venv/bin/tpchgen-cli" parquet -s "$scale" --output-dir "$work/parquet"
-fi
+. bench/tpch-setup.sh
 # Fresh Lakehouse storage each run, so the ingest is measured too.
 rm -rf "$work/lakehouse"
 exec "$venv/bin/python" bench/tpch/bench.py --scale "$scale" --data "$work/parquet" \
-  --storage "$work/lakehouse" --bin "$CARGO_TARGET_DIR/release/lakehouse" \
+  --storage "$work/lakehouse" --bin "$lakehouse" \
   --out "bench/tpch/results-sf$scale.md"

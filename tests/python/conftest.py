@@ -186,3 +186,23 @@ def server(tmp_path):
 def conn(tpch_server):
     with tpch_server.connect() as conn:
         yield conn
+
+
+def proto_message(package, name, **fields):
+    """One protobuf message of `package.name` whose fields are `fields` (name=(number, kind,
+    value), kind "string" or "bytes"), encoded by the protobuf library from a descriptor built
+    here (a subset of the real .proto: the same field numbers and wire types)."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    types = {"string": descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+             "bytes": descriptor_pb2.FieldDescriptorProto.TYPE_BYTES}
+    file = descriptor_pb2.FileDescriptorProto(name=f"{package}.{name}.subset.proto",
+                                              package=package, syntax="proto3")
+    msg = file.message_type.add(name=name)
+    for field, (number, kind, _) in fields.items():
+        msg.field.add(name=field, number=number, type=types[kind],
+                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}"))
+    return cls(**{field: value for field, (_, _, value) in fields.items()})

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pytest
 from pyarrow import flight
 
-from conftest import BIN, LakehouseServer, free_port
+from conftest import BIN, LakehouseServer, free_port, proto_message
 from test_queries import _command_statement_query
 from test_s3 import BUCKET, s3  # noqa: F401 (the moto fixture)
 from test_tpch import load_query, load_tpch, rows, rows_equal, sort_key
@@ -407,20 +407,10 @@ ENDLESS_JOIN = ("SELECT count(*) AS n FROM lineitem a JOIN lineitem b ON a.l_sup
 
 def _cancel_flight_info_action(info):
     """A Flight `CancelFlightInfo` action: its body is Flight.proto's `CancelFlightInfoRequest
-    { FlightInfo info = 1; }`, encoded by the protobuf library (the FlightInfo as its serialized
-    bytes, which is the same on the wire)."""
-    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-
-    file = descriptor_pb2.FileDescriptorProto(name="flight_cancel_subset.proto",
-                                              package="arrow.flight.protocol", syntax="proto3")
-    msg = file.message_type.add(name="CancelFlightInfoRequest")
-    msg.field.add(name="info", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
-                  label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    cls = message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("arrow.flight.protocol.CancelFlightInfoRequest"))
-    return flight.Action("CancelFlightInfo", cls(info=info.serialize()).SerializeToString())
+    { FlightInfo info = 1; }` (the FlightInfo as its serialized bytes, the same on the wire)."""
+    body = proto_message("arrow.flight.protocol", "CancelFlightInfoRequest",
+                         info=(1, "bytes", info.serialize()))
+    return flight.Action("CancelFlightInfo", body.SerializeToString())
 
 
 def _running_tasks(coordinator):

@@ -4,8 +4,8 @@ import adbc_driver_flightsql.dbapi as flight_sql
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
-from conftest import LakehouseServer
-from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
+from conftest import LakehouseServer, proto_message
+from google.protobuf import any_pb2
 
 TPCH_COUNTS = {
     "region": 5,
@@ -87,22 +87,11 @@ def test_adbc_get_objects_at_full_depth(conn):
 
 
 def _command_statement_query(sql: str) -> bytes:
-    """A Flight SQL CommandStatementQuery packed in google.protobuf.Any, encoded by the protobuf
-    library from a descriptor written after FlightSql.proto (package arrow.flight.protocol.sql,
-    `string query = 1`)."""
-    file = descriptor_pb2.FileDescriptorProto(
-        name="flight_sql_subset.proto", package="arrow.flight.protocol.sql", syntax="proto3"
-    )
-    msg = file.message_type.add(name="CommandStatementQuery")
-    msg.field.add(name="query", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
-                  label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    cls = message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("arrow.flight.protocol.sql.CommandStatementQuery")
-    )
+    """A Flight SQL CommandStatementQuery (FlightSql.proto, package arrow.flight.protocol.sql,
+    `string query = 1`) packed in google.protobuf.Any."""
     packed = any_pb2.Any()
-    packed.Pack(cls(query=sql))
+    packed.Pack(proto_message("arrow.flight.protocol.sql", "CommandStatementQuery",
+                              query=(1, "string", sql)))
     return packed.SerializeToString()
 
 
