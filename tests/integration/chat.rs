@@ -139,8 +139,10 @@ async fn ai_answers_every_row_within_the_row_cap() {
 #[tokio::test]
 async fn a_chat_server_that_fails_or_goes_down_is_retried_then_unavailable() {
     let mut models = ModelServer::start();
+    // The retry budget (timeout_ms) leaves room for two refused calls and a slow answer on a
+    // loaded 2-core machine.
     let config = ChatModelConfig {
-        timeout_ms: 3_000,
+        timeout_ms: 8_000,
         max_tokens: 16,
         ..smollm2_config(&models)
     };
@@ -168,7 +170,7 @@ async fn a_chat_server_that_fails_or_goes_down_is_retried_then_unavailable() {
         .unwrap_err();
     assert_eq!(code(&err), Code::Unavailable, "{err}");
     assert!(
-        started.elapsed() < Duration::from_secs(10),
+        started.elapsed() < Duration::from_secs(8 + 7),
         "{:?}",
         started.elapsed()
     );
