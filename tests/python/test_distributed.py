@@ -490,18 +490,26 @@ def test_cancel_stops_the_workers_tasks(cluster):
 
 
 def test_timeout_and_result_limit_stop_the_workers_tasks(cluster, tmp_path):
-    """A coordinator with `[query] timeout_secs = 2` stops a long distributed query with
+    """A coordinator with `[query] timeout_secs = 3` stops a long distributed query with
     DeadlineExceeded, and one with `max_result_bytes` stops a distributed query whose result is
-    larger with ResourceExhausted; either way the workers' tasks end."""
+    larger with ResourceExhausted; either way the workers' tasks end. While the long query runs
+    it holds the only query slot (`max_concurrent_queries = 1`): another query is refused."""
+    import time
+
     single, _, workers, _ = cluster
     config = tmp_path / "limits.toml"
     config.write_text("[distributed]\nbytes_per_task = 1048576\n"
-                      "[query]\ntimeout_secs = 2.0\nmax_result_bytes = 1000000\n")
+                      "[query]\ntimeout_secs = 3.0\nmax_result_bytes = 1000000\n"
+                      "max_concurrent_queries = 1\nqueue_timeout_secs = 0.0\n")
     coordinator = LakehouseServer(single.storage, "--workers", ",".join(w.url for w in workers),
                                   "--config", str(config), log_path=tmp_path / "c.log",
                                   env=SECRET_ENV)
     try:
         _, thread, ended = _start_endless_join(coordinator)
+        time.sleep(1)
+        with pytest.raises(Exception) as busy:
+            fetch(coordinator, "SELECT 1")
+        assert "max_concurrent_queries" in str(busy.value), busy.value
         thread.join(timeout=60)
         assert not thread.is_alive(), "the query outlived its timeout"
         assert isinstance(ended["error"], flight.FlightTimedOutError), ended
