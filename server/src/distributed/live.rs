@@ -125,12 +125,13 @@ impl LiveWorkers {
                                 Ok(listed) => {
                                     tracing::info!(workers = listed.len(), "worker list changed");
                                     live.set_listed(listed);
-                                    last_file = Some(content);
                                 }
                                 Err(e) => {
                                     tracing::warn!(%e, "keeping the last worker list");
                                 }
                             }
+                            // Once per change: a bad file is reported once, not every probe.
+                            last_file = Some(content);
                         }
                         Ok(_) => {}
                         Err(e) => tracing::warn!(%e, "keeping the last worker list"),
