@@ -180,10 +180,7 @@ impl WorkerList {
     /// [`Error::Config`] naming the file when it cannot be read, or naming a URL that does not
     /// parse.
     pub(super) fn read(&self) -> Result<Vec<Listed>> {
-        match &self.file {
-            Some(_) => self.parse(&self.file_content()?),
-            None => self.parse(""),
-        }
+        self.parse(&self.file_content()?)
     }
 
     /// The workers file's text ("" without one).

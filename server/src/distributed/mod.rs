@@ -196,14 +196,22 @@ impl Distribution {
         }))
     }
 
-    /// `state` with datafusion-distributed's planner over the listed workers, for `plan`: the
-    /// deletion vectors of the files it scans go with every task ([`ScanDeletes`]).
+    /// `state` with datafusion-distributed's planner over the live workers, when `plan` is
+    /// eligible ([`Distribution::eligible`]): the deletion vectors of the files it scans go
+    /// with every task ([`ScanDeletes`]). `None` when `plan` must run here.
     ///
     /// # Errors
     /// DataFusion's error when the secret cannot be set as a header.
-    pub fn apply(&self, state: SessionState, plan: &LogicalPlan) -> Result<SessionState> {
+    pub fn distribute(
+        &self,
+        state: SessionState,
+        plan: &LogicalPlan,
+    ) -> Result<Option<SessionState>> {
+        let Some(files) = self.scan(plan) else {
+            return Ok(None);
+        };
         let deletes = ScanDeletes {
-            files: serde_json::to_string(&files_with_deletes(plan))
+            files: serde_json::to_string(&files)
                 .map_err(|e| Error::Internal(format!("deletion vectors: {e}")))?,
         };
         let state = SessionStateBuilder::new_from_existing(state)
@@ -214,7 +222,7 @@ impl Distribution {
             .with_distributed_file_scan_config_bytes_per_partition(self.bytes_per_task)?
             .with_distributed_planner()
             .build();
-        Ok(state)
+        Ok(Some(state))
     }
 
     /// The plan of `EXPLAIN` (without ANALYZE or VERBOSE) of an eligible query, distributed:
@@ -233,10 +241,12 @@ impl Distribution {
         let LogicalPlan::Explain(explain) = plan else {
             return Ok(None);
         };
-        if explain.verbose || !self.eligible(&explain.plan) {
+        if explain.verbose {
             return Ok(None);
         }
-        let distributed = self.apply(state.clone(), &explain.plan)?;
+        let Some(distributed) = self.distribute(state.clone(), &explain.plan)? else {
+            return Ok(None);
+        };
         let physical = distributed.create_physical_plan(&explain.plan).await?;
         let text = datafusion_distributed::display_plan_ascii(physical.as_ref(), false);
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
@@ -289,48 +299,48 @@ impl Distribution {
     /// Lakehouse Parquet table in our storage, and it calls none of the server's own functions
     /// (see the module docs). With every worker down, queries run on the coordinator.
     pub fn eligible(&self, plan: &LogicalPlan) -> bool {
+        self.scan(plan).is_some()
+    }
+
+    /// One walk over `plan`: the files with deletion vectors of the tables it scans when it
+    /// is eligible ([`Distribution::eligible`]), else `None`.
+    fn scan(&self, plan: &LogicalPlan) -> Option<Vec<lakehouse_catalog::DataFile>> {
         if self.workers.up().is_empty() {
-            return false;
+            return None;
         }
+        let mut files = Vec::new();
         let mut eligible = true;
         let _ = plan.apply_with_subqueries(|node| {
             let node_ok = match node {
-                LogicalPlan::TableScan(scan) => source_as_provider(&scan.source)
-                    .ok()
-                    .and_then(|p| p.downcast_ref::<VersionTable>().map(|t| t.distributable()))
-                    .unwrap_or(false),
+                LogicalPlan::TableScan(scan) => {
+                    let provider = source_as_provider(&scan.source).ok();
+                    match provider
+                        .as_ref()
+                        .and_then(|p| p.downcast_ref::<VersionTable>())
+                    {
+                        Some(table) if table.distributable() => {
+                            files.extend(table.files_with_deletes());
+                            true
+                        }
+                        _ => false,
+                    }
+                }
                 LogicalPlan::Extension(_) => false,
                 _ => true,
             };
-            let exprs_ok = node_ok
+            eligible = node_ok
                 && node
                     .expressions()
                     .iter()
                     .all(|e| !calls_any(e, &self.own_functions));
-            eligible = exprs_ok;
             Ok(if eligible {
                 TreeNodeRecursion::Continue
             } else {
                 TreeNodeRecursion::Stop
             })
         });
-        eligible
+        eligible.then_some(files)
     }
-}
-
-/// The files with deletion vectors of every Lakehouse table `plan` scans.
-fn files_with_deletes(plan: &LogicalPlan) -> Vec<lakehouse_catalog::DataFile> {
-    let mut files = Vec::new();
-    let _ = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node
-            && let Ok(provider) = source_as_provider(&scan.source)
-            && let Some(table) = provider.downcast_ref::<VersionTable>()
-        {
-            files.extend(table.files_with_deletes());
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    files
 }
 
 /// Whether `expr` calls a function named in `names`.
@@ -376,23 +386,27 @@ pub fn is_distributed(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) 
     plan.is::<datafusion_distributed::DistributedExec>()
 }
 
-/// The `workers()` table function over the workers `options` list (see [`workers_table`]),
-/// recording what it finds in `live` when the coordinator distributes.
+/// The `workers()` table function over the workers `options` list (see [`workers_table`]):
+/// `distribution`'s live list and channels when the coordinator distributes (what it finds is
+/// recorded there), else a list and channels of its own.
 ///
 /// # Errors
-/// [`Error::Config`] for a worker URL that does not parse.
+/// [`Error::Config`] for a worker URL that does not parse, or TLS files that cannot be read.
 pub fn workers_function(
     options: &DistributedOptions,
-    live: Option<&LiveWorkers>,
+    distribution: Option<&Distribution>,
 ) -> Result<workers_table::WorkersFunction> {
-    let live = match live {
-        Some(live) => live.clone(),
-        None => LiveWorkers::new(live::WorkerList::new(options).read()?),
+    let (live, channels) = match distribution {
+        Some(d) => (d.workers.clone(), d.channels.clone()),
+        None => (
+            LiveWorkers::new(live::WorkerList::new(options).read()?),
+            WorkerChannels::new(options)?,
+        ),
     };
     Ok(workers_table::WorkersFunction::new(
         live,
         options.secret.clone(),
-        WorkerChannels::new(options)?,
+        channels,
     ))
 }
 
@@ -419,7 +433,7 @@ fn worker_url(text: &str) -> Result<Url> {
     }
     let rest = &text[url.scheme().len()..];
     let url = Url::parse(&format!("{scheme}{rest}")).map_err(|e| bad(&e))?;
-    if url.host_str().is_none_or(str::is_empty) || url.port_or_known_default().is_none() {
+    if url.host_str().is_none_or(str::is_empty) {
         return Err(bad(&"give HOST:PORT"));
     }
     Ok(url)

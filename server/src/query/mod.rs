@@ -312,7 +312,7 @@ impl QueryEngine {
             crate::distributed::workers_table::NAME,
             Arc::new(crate::distributed::workers_function(
                 options,
-                self.distribution.as_ref().map(|d| d.workers()),
+                self.distribution.as_ref(),
             )?),
         );
         Ok(self)
@@ -555,8 +555,8 @@ impl QueryEngine {
                 if let Some(explained) = distribution.explain(&ctx.state(), &logical).await? {
                     logical = explained;
                     ctx
-                } else if distribution.eligible(&logical) {
-                    SessionContext::new_with_state(distribution.apply(ctx.state(), &logical)?)
+                } else if let Some(state) = distribution.distribute(ctx.state(), &logical)? {
+                    SessionContext::new_with_state(state)
                 } else {
                     ctx
                 }
