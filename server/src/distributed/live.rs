@@ -97,6 +97,22 @@ impl LiveWorkers {
         self.up.read().expect("worker list lock").clone()
     }
 
+    /// Probes every listed worker now with `secret` over `channels` and records which
+    /// answered; returns the list probed and each worker's answer, in list order.
+    pub(super) async fn probe(
+        &self,
+        secret: Option<&str>,
+        channels: &WorkerChannels,
+    ) -> (Arc<Vec<Listed>>, Vec<workers_table::ProbeResult>) {
+        let listed = self.listed();
+        let answers = workers_table::probe_all(&listed, secret, channels).await;
+        self.update(
+            &listed,
+            &answers.iter().map(Result::is_ok).collect::<Vec<_>>(),
+        );
+        (listed, answers)
+    }
+
     /// Every [`LiveWorkers::PROBE_INTERVAL`] until the last clone of this list is dropped:
     /// re-reads `source`'s file when it changed, then probes every listed worker over
     /// `channels` with `secret`.
@@ -137,12 +153,7 @@ impl LiveWorkers {
                         Err(e) => tracing::warn!(%e, "keeping the last worker list"),
                     }
                 }
-                let listed = live.listed();
-                let answers = workers_table::probe_all(&listed, secret.as_deref(), &channels).await;
-                live.update(
-                    &listed,
-                    &answers.iter().map(Result::is_ok).collect::<Vec<_>>(),
-                );
+                live.probe(secret.as_deref(), &channels).await;
             }
         });
     }

@@ -86,13 +86,13 @@ impl TableFunctionImpl for WorkersFunction {
 #[async_trait::async_trait]
 impl lakehouse_vector::Deferred for WorkersFunction {
     async fn run(self, _ctx: Arc<TaskContext>) -> datafusion::error::Result<RecordBatch> {
-        let listed = self.workers.listed();
-        let results = probe_all(&listed, self.secret.as_deref(), &self.channels).await;
-        self.workers.update(
-            &listed,
-            &results.iter().map(Result::is_ok).collect::<Vec<_>>(),
-        );
-        let up = |r: &ProbeResult| r.as_ref().ok().cloned();
+        let (listed, results) = self
+            .workers
+            .probe(self.secret.as_deref(), &self.channels)
+            .await;
+        fn up(r: &ProbeResult) -> Option<&Probe> {
+            r.as_ref().ok()
+        }
         let columns: Vec<ArrayRef> = vec![
             Arc::new(
                 listed
@@ -109,7 +109,7 @@ impl lakehouse_vector::Deferred for WorkersFunction {
             Arc::new(
                 results
                     .iter()
-                    .map(|r| up(r).map(|p| p.version))
+                    .map(|r| up(r).map(|p| p.version.as_str()))
                     .collect::<StringArray>(),
             ),
             Arc::new(
