@@ -294,6 +294,17 @@ impl Catalog {
         &self.location.store
     }
 
+    /// Checks that storage answers: one listing of the tables prefix (what `/readyz` asks).
+    ///
+    /// # Errors
+    /// The store's error (unreachable endpoint, missing bucket, denied credentials).
+    pub async fn probe_storage(&self) -> Result<()> {
+        self.store()
+            .list_with_delimiter(Some(&layout::tables_prefix()))
+            .await?;
+        Ok(())
+    }
+
     /// Schemas with a marker (and `public`), and schema folders under `tables/`.
     async fn schema_sources(&self) -> Result<(HashSet<SchemaName>, HashSet<SchemaName>)> {
         let mut marked = HashSet::from([SchemaName::default_schema()]);
@@ -902,6 +913,8 @@ impl Catalog {
         match put {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
+                metrics::counter!(COMMIT_CONFLICTS_METRIC, "table" => table.to_string())
+                    .increment(1);
                 return Err(Error::Conflict {
                     table: table.clone(),
                     version,
@@ -916,6 +929,8 @@ impl Catalog {
         if entry.version < version {
             *entry = Arc::clone(&manifest);
         }
+        drop(heads);
+        note_commit(&table.to_string(), version.0);
         tracing::info!(%table, %version, ?operation, rows = manifest.total_rows, "committed");
         Ok(manifest)
     }
@@ -1287,18 +1302,82 @@ mod send_guard {
 }
 
 tokio::task_local! {
-    /// The user on whose behalf the current task commits (see [`as_user`]).
-    static COMMIT_USER: String;
+    /// Who the current task commits for, and where its commits are noted (see [`as_user`]).
+    static COMMIT_SCOPE: CommitScope;
+}
+
+/// One commit noted in a [`CommitScope`]: the table (`schema.table`) and the version made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The table, qualified (`schema.table`).
+    pub table: String,
+    /// The version the commit made (for Lance tables, the Lance dataset version).
+    pub version: u64,
+}
+
+/// The user a task commits for and the commits it made: the server opens one per request, so
+/// its audit record can name the tables written and their versions.
+#[derive(Debug, Clone, Default)]
+pub struct CommitScope {
+    /// The user commits are recorded as made by ([`Manifest::committed_by`]).
+    pub user: String,
+    commits: Arc<std::sync::Mutex<Vec<Committed>>>,
+}
+
+impl CommitScope {
+    /// A scope for `user` with no commits yet.
+    pub fn new(user: String) -> Self {
+        Self {
+            user,
+            commits: Arc::default(),
+        }
+    }
+
+    /// The commits made in this scope so far (also those of tasks it was carried into with
+    /// [`in_scope`]), in commit order.
+    pub fn commits(&self) -> Vec<Committed> {
+        self.commits.lock().expect("lock").clone()
+    }
 }
 
 /// Runs `work` with every catalog commit it makes (in this task, not in tasks it spawns)
 /// recorded as made by `user` ([`Manifest::committed_by`]): the server wraps each
 /// authenticated request in it, so the user need not be passed through every write path.
 pub async fn as_user<F: std::future::Future>(user: String, work: F) -> F::Output {
-    COMMIT_USER.scope(user, work).await
+    in_scope(CommitScope::new(user), work).await
 }
 
-/// The user [`as_user`] set for the current task, if any (to carry it into a spawned task).
-pub fn commit_user() -> Option<String> {
-    COMMIT_USER.try_with(|user| user.clone()).ok()
+/// Runs `work` in `scope`: its commits are recorded as made by the scope's user and noted in
+/// the scope ([`CommitScope::commits`]). Carries a request's scope into a spawned task.
+pub async fn in_scope<F: std::future::Future>(scope: CommitScope, work: F) -> F::Output {
+    COMMIT_SCOPE.scope(scope, work).await
 }
+
+/// The scope the current task commits in, if any (to carry it into a spawned task).
+pub fn commit_scope() -> Option<CommitScope> {
+    COMMIT_SCOPE.try_with(Clone::clone).ok()
+}
+
+/// The user [`as_user`] set for the current task, if any.
+pub fn commit_user() -> Option<String> {
+    COMMIT_SCOPE.try_with(|scope| scope.user.clone()).ok()
+}
+
+/// Notes a commit of `table` (qualified) at `version` in the current task's [`CommitScope`],
+/// if it has one, and counts it in the `lakehouse_commits_total` metric. The catalog notes
+/// its own commits; Lance tables (in `lakehouse-vector`) note theirs with this.
+pub fn note_commit(table: &str, version: u64) {
+    metrics::counter!(COMMITS_METRIC, "table" => table.to_string()).increment(1);
+    let _ = COMMIT_SCOPE.try_with(|scope| {
+        scope.commits.lock().expect("lock").push(Committed {
+            table: table.to_string(),
+            version,
+        })
+    });
+}
+
+/// Counter: commits published, by `table` (`schema.table`); one per new table version.
+pub const COMMITS_METRIC: &str = "lakehouse_commits_total";
+/// Counter: commit attempts that lost the race for their version to another writer, by
+/// `table` (each is retried up to [`Catalog::COMMIT_ATTEMPTS`] times).
+pub const COMMIT_CONFLICTS_METRIC: &str = "lakehouse_commit_conflicts_total";

@@ -24,8 +24,9 @@ pub mod storage;
 pub mod writer;
 
 pub use catalog::{
-    CATALOG_NAME, Catalog, Change, CleanupReport, CommitCheck, FileChange, WriteMode, as_user,
-    commit_user,
+    CATALOG_NAME, COMMIT_CONFLICTS_METRIC, COMMITS_METRIC, Catalog, Change, CleanupReport,
+    CommitCheck, CommitScope, Committed, FileChange, WriteMode, as_user, commit_scope, commit_user,
+    in_scope, note_commit,
 };
 pub use deletion::{
     LiveRows, RoaringTreemap, live_selection, read_deletion_vector, read_live_rows,

@@ -113,6 +113,9 @@ pub struct VacuumReport {
     pub bytes_removed: u64,
 }
 
+/// Counter: compactions committed, by `table` (`schema.table`).
+pub const COMPACTIONS_METRIC: &str = "lakehouse_compactions_total";
+
 impl Catalog {
     /// Compacts the Parquet table `table` as [`CompactionOptions::plan`] chooses (module docs).
     ///
@@ -181,6 +184,7 @@ impl Catalog {
             files,
         };
         let committed = self.commit(table, change).await?;
+        metrics::counter!(COMPACTIONS_METRIC, "table" => table.to_string()).increment(1);
         tracing::info!(
             %table,
             version = %committed.version,

@@ -307,16 +307,8 @@ impl Authenticator {
     }
 
     async fn verify_basic(&self, encoded: &str) -> Result<Principal> {
-        let malformed = || Error::Unauthenticated("malformed Basic credentials".into());
-        // Padding optional: Go's Flight client (ADBC) sends unpadded base64.
-        const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
-            &base64::alphabet::STANDARD,
-            base64::engine::GeneralPurposeConfig::new()
-                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-        );
-        let decoded = BASE64.decode(encoded).map_err(|_| malformed())?;
-        let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
-        let (user, password) = decoded.split_once(':').ok_or_else(malformed)?;
+        let (user, password) = decode_basic(encoded)?;
+        let (user, password) = (user.as_str(), password.as_str());
         // A token as password (tools that only know user/password): no hashing needed.
         if password.matches('.').count() == 2
             && let Ok(principal) = self.verify_token(password, Some(user))
@@ -340,6 +332,51 @@ impl Authenticator {
             role: config.role,
         })
     }
+}
+
+/// The `user` and `password` of Basic credentials (`base64(user:password)`, padding optional:
+/// Go's Flight client (ADBC) sends unpadded base64).
+///
+/// # Errors
+/// [`Error::Unauthenticated`] when they are not base64 of UTF-8 `user:password`.
+fn decode_basic(encoded: &str) -> Result<(String, String)> {
+    let malformed = || Error::Unauthenticated("malformed Basic credentials".into());
+    const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let decoded = BASE64.decode(encoded).map_err(|_| malformed())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| malformed())?;
+    let (user, password) = decoded.split_once(':').ok_or_else(malformed)?;
+    Ok((user.to_string(), password.to_string()))
+}
+
+/// The user name a request's Basic credentials claim, checked or not (for the audit record of
+/// a refused login); `None` without Basic credentials.
+pub fn claimed_user(metadata: &MetadataMap) -> Option<String> {
+    let header = metadata.get("authorization")?.to_str().ok()?;
+    let (scheme, value) = header.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    decode_basic(value.trim()).ok().map(|(user, _)| user)
+}
+
+tokio::task_local! {
+    /// The caller of the request the current task serves (see [`as_caller`]).
+    static CALLER: Principal;
+}
+
+/// Runs `work` (a request's handling) as `principal`: planning code asks [`caller`] for the
+/// role, e.g. `audit_log()`, which only `write` users may read.
+pub async fn as_caller<F: std::future::Future>(principal: Principal, work: F) -> F::Output {
+    CALLER.scope(principal, work).await
+}
+
+/// The caller [`as_caller`] set for the current task; `None` outside a request.
+pub fn caller() -> Option<Principal> {
+    CALLER.try_with(Clone::clone).ok()
 }
 
 fn unix_now() -> u64 {

@@ -69,12 +69,29 @@ pub enum Command {
     Vacuum(VacuumArgs),
     /// Delete data files that no table version references (left by failed or crashed commits).
     Cleanup(CleanupArgs),
+    /// Check what a cold start needs, with serve's flags and config file: the config parses,
+    /// storage answers and takes conditional creates, the catalog loads, TLS files match,
+    /// model servers answer with the configured dimension, workers answer, ports are free.
+    /// Prints one line per check with the fix for each failure; exits 1 if any fails.
+    Doctor(DoctorArgs),
     /// Manage the users of `--auth basic` in a config file.
     #[command(subcommand)]
     User(UserCommand),
     /// Write a self-signed TLS certificate and key for trying TLS out (serve with --tls-cert
     /// and --tls-key; clients trust the certificate itself). Use a CA-issued one in production.
     Cert(CertArgs),
+}
+
+/// Flags of `lakehouse doctor`.
+#[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// The configuration to check (serve's flags, environment and config file).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// Print the checks as a JSON array of {name, ok, detail, fix} (for scripts).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `lakehouse cert`.
@@ -412,6 +429,7 @@ async fn execute(command: Command) -> Result<()> {
         Command::Cleanup(args) => cleanup(args).await,
         Command::User(UserCommand::Add(args)) => user_add(args),
         Command::Cert(args) => cert(args),
+        Command::Doctor(args) => doctor(args).await,
     }
 }
 
@@ -1015,6 +1033,19 @@ async fn serve(args: ServeArgs, worker_only: bool) -> Result<()> {
             context: format!("cannot listen on {}", config.listen),
             source,
         })?;
+    let server = match config.observability.metrics_address() {
+        Some(address) => {
+            let metrics = TcpListener::bind(&address)
+                .await
+                .map_err(|source| Error::Io {
+                    context: format!("cannot listen on {address} (--metrics-listen)"),
+                    source,
+                })?;
+            tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+            server.with_metrics_listener(metrics)
+        }
+        None => server,
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = server.serve(listener, async {
         let _ = stop_rx.await;
@@ -1035,6 +1066,27 @@ async fn serve(args: ServeArgs, worker_only: bool) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `lakehouse doctor`: the checks, printed; an error (exit 1) when any failed.
+async fn doctor(args: DoctorArgs) -> Result<()> {
+    let checks = crate::doctor::run(&args.serve).await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&checks).expect("checks serialize")
+        );
+    } else {
+        print!("{}", crate::doctor::render(&checks));
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if failed > 0 {
+        return Err(Error::Config(format!(
+            "{failed} of {} checks failed",
+            checks.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Registers SIGINT and SIGTERM handlers now; the future completes with the signal's name.

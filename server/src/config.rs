@@ -63,6 +63,10 @@ pub struct ServeConfig {
     pub cache: crate::query::cache::CacheOptions,
     /// Distributed execution (`[distributed]`, see [`crate::distributed`]).
     pub distributed: crate::distributed::DistributedOptions,
+    /// Metrics and health endpoints (`[observability]`, see [`crate::observability`]).
+    pub observability: crate::observability::ObservabilityOptions,
+    /// The audit log (`[audit]`, see [`crate::observability::audit`]).
+    pub audit: crate::observability::audit::AuditOptions,
 }
 
 impl Default for ServeConfig {
@@ -84,6 +88,8 @@ impl Default for ServeConfig {
             maintenance: Default::default(),
             cache: Default::default(),
             distributed: Default::default(),
+            observability: Default::default(),
+            audit: Default::default(),
         }
     }
 }
@@ -149,6 +155,14 @@ pub struct ServeArgs {
     /// Distributed-execution flags.
     #[command(flatten)]
     pub distributed: DistributedArgs,
+
+    /// Observability flags.
+    #[command(flatten)]
+    pub observability: ObservabilityArgs,
+
+    /// Audit-log flags.
+    #[command(flatten)]
+    pub audit: AuditArgs,
 
     /// Remove data files left by failed commits when starting [default: false].
     #[arg(long, env = "LAKEHOUSE_CLEANUP_ON_START", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
@@ -245,6 +259,31 @@ pub struct DistributedArgs {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+/// Flags of the `[observability]` section.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct ObservabilityArgs {
+    /// Serve Prometheus metrics at /metrics, and /healthz and /readyz, over HTTP on this
+    /// address (a bare PORT binds 127.0.0.1) [default: off].
+    #[arg(long, env = "LAKEHOUSE_METRICS_LISTEN", value_name = "HOST:PORT")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<String>,
+}
+
+/// Flags of the `[audit]` section.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct AuditArgs {
+    /// Write one JSON line per request to this file (rotated by size), or to segments under
+    /// this object-store prefix (s3://bucket/prefix, file:///dir); read back with
+    /// `SELECT * FROM audit_log()` [default: off].
+    #[arg(
+        long = "audit-path",
+        env = "LAKEHOUSE_AUDIT_PATH",
+        value_name = "FILE|URL"
+    )]
+    #[serde(rename = "path", skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// Flags of the `[maintenance]` section.

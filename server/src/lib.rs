@@ -6,6 +6,8 @@
 //! - [`query`]: the DataFusion session over the catalog;
 //! - [`distributed`]: the coordinator and worker sides of distributed execution;
 //! - [`flight`]: the Flight SQL commands, one module each;
+//! - [`doctor`]: `lakehouse doctor`'s start-up checks;
+//! - [`observability`]: metrics, health, the audit log;
 //! - [`auth`]: users, roles, Basic logins and bearer tokens;
 //! - [`error`]: the one mapping from errors to gRPC statuses.
 
@@ -13,8 +15,10 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod distributed;
+pub mod doctor;
 pub mod error;
 pub mod flight;
+pub mod observability;
 pub mod query;
 pub mod sample;
 pub mod server;

@@ -15,6 +15,7 @@ use crate::auth::{AuthMode, Authenticator};
 use crate::config::ServeConfig;
 use crate::error::{Error, Result};
 use crate::flight::{LakehouseFlightService, LakehouseFlightSql, MAX_DECODING_MESSAGE_BYTES};
+use crate::observability::health::{Endpoints, Readiness, serve_http};
 use crate::query::QueryEngine;
 use crate::sample;
 
@@ -32,6 +33,10 @@ pub struct Server {
     worker: Option<(datafusion_distributed::Worker, String)>,
     /// `lakehouse worker`: the worker service only, no Flight SQL.
     worker_only: bool,
+    /// The audit log (`[audit] path`), when on.
+    audit: Option<Arc<crate::observability::audit::AuditLog>>,
+    /// The listener of `/metrics`, `/healthz` and `/readyz`, when on.
+    metrics_listener: Option<TcpListener>,
 }
 
 /// The TLS configuration of `config`, with the PEM files read now; `None` without TLS.
@@ -77,6 +82,7 @@ impl Server {
     pub async fn new(config: &ServeConfig) -> Result<Self> {
         let tls = tls_config(config)?;
         let auth = Arc::new(Authenticator::new(&config.auth)?);
+        let audit = crate::observability::audit::AuditLog::open(&config.audit)?;
         let location = StorageLocation::open(&config.storage)?;
         let catalog = Arc::new(Catalog::open(location).await?);
         if config.cleanup_on_start {
@@ -101,7 +107,8 @@ impl Server {
             &config.cache,
         )
         .await?
-        .with_distribution(&config.distributed)?;
+        .with_distribution(&config.distributed)?
+        .with_audit(audit.clone());
         let worker = match &config.distributed.secret {
             Some(secret) => Some((
                 crate::distributed::worker(
@@ -114,6 +121,9 @@ impl Server {
             )),
             None => None,
         };
+        if config.observability.metrics_listen.is_some() {
+            crate::observability::metrics::handle();
+        }
         let service = Arc::new(LakehouseFlightSql::new(engine)?);
         Ok(Self {
             catalog,
@@ -123,6 +133,8 @@ impl Server {
             tls,
             worker,
             worker_only: false,
+            audit,
+            metrics_listener: None,
         })
     }
 
@@ -151,6 +163,19 @@ impl Server {
         let mut server = Self::new(&config).await?;
         server.worker_only = true;
         Ok(server)
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` too (from [`Self::serve`]
+    /// until it returns); see [`crate::observability::health`].
+    pub fn with_metrics_listener(mut self, listener: TcpListener) -> Self {
+        crate::observability::metrics::handle();
+        self.metrics_listener = Some(listener);
+        self
+    }
+
+    /// The audit log, when `[audit] path` is set.
+    pub fn audit(&self) -> Option<&Arc<crate::observability::audit::AuditLog>> {
+        self.audit.as_ref()
     }
 
     /// Admission control and limits of the server's queries (running count, cancellation).
@@ -189,9 +214,14 @@ impl Server {
             tracing::warn!(%addr, "serving WITHOUT authentication on a non-loopback address");
         }
         let data_cache = self.service.data_cache().clone();
-        let service =
-            FlightServiceServer::new(LakehouseFlightService::new(self.service, self.auth))
-                .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
+        let admission = Arc::clone(self.service.admission());
+        let gauges = self.service.gauges();
+        let service = FlightServiceServer::new(LakehouseFlightService::new(
+            self.service,
+            self.auth,
+            self.audit.clone(),
+        ))
+        .max_decoding_message_size(MAX_DECODING_MESSAGE_BYTES);
         tracing::info!(%addr, tls = self.tls.is_some(), worker = self.worker.is_some(),
             flight_sql = !self.worker_only, "serving");
         // TCP_NODELAY: without it each small response waits for the client's delayed ACK
@@ -218,11 +248,46 @@ impl Server {
                 ),
             )
         });
-        builder
+        // Health answers without credentials: it is its own service, outside the Flight
+        // service's authentication and the worker secret.
+        let (reporter, health) = tonic_health::server::health_reporter();
+        let readiness = Arc::new(Readiness::new(reporter));
+        let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let http = self.metrics_listener.map(|listener| {
+            let endpoints = Endpoints {
+                readiness: Arc::clone(&readiness),
+                catalog: Arc::clone(&self.catalog),
+                admission: (!self.worker_only).then_some(admission),
+                gauges: Some(gauges),
+            };
+            tokio::spawn(serve_http(listener, endpoints, async move {
+                let _ = http_stopped.await;
+            }))
+        });
+        readiness.set(true).await;
+        let shutdown = {
+            let readiness = Arc::clone(&readiness);
+            async move {
+                shutdown.await;
+                // Not ready from the first moment of shutdown, while requests finish.
+                readiness.set(false).await;
+                tracing::info!("not ready: shutting down");
+            }
+        };
+        let served = builder
+            .add_service(health)
             .add_optional_service(flight_sql)
             .add_optional_service(worker)
             .serve_with_incoming_shutdown(incoming, shutdown)
-            .await?;
+            .await;
+        let _ = http_stop.send(());
+        if let Some(http) = http {
+            let _ = http.await;
+        }
+        if let Some(audit) = &self.audit {
+            audit.flush().await;
+        }
+        served?;
         // The disk tier writes in the background: finish what is queued, so a restart finds it.
         data_cache.close().await;
         tracing::info!("server stopped");

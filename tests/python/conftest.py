@@ -140,6 +140,29 @@ def configured_server(tmp_path, config_toml):
     return server
 
 
+def start_moto(log, env=None):
+    """A moto S3 server (from PyPI) on a free local port, logging to the open file `log`:
+    (process, the AWS_* variables that point the server and boto3 at it)."""
+    import sys
+    port = free_port()
+    moto = subprocess.Popen(
+        [Path(sys.executable).parent / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return moto, {
+        "AWS_ENDPOINT": f"http://127.0.0.1:{port}",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_REGION": "us-east-1",
+    }
+
+
 @pytest.fixture(scope="session")
 def model_server():
     server = ModelServer()

@@ -3,47 +3,25 @@ enforces conditional creates (`If-None-Match: *`) as S3 does."""
 
 import json
 import os
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import boto3
 import pyarrow as pa
 import pytest
 
-from conftest import BIN, LakehouseServer, free_port
+from conftest import BIN, LakehouseServer, start_moto
 
 BUCKET = "lakehouse-test"
 
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    port = free_port()
     log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
     recording = tmp_path_factory.mktemp("moto") / "recording.jsonl"
-    moto = subprocess.Popen(
-        [Path(sys.executable).parent / "moto_server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "MOTO_RECORDER_FILEPATH": str(recording)},
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    env = {
-        "AWS_ENDPOINT": endpoint,
-        "AWS_ALLOW_HTTP": "true",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_REGION": "us-east-1",
-    }
+    moto, env = start_moto(log, {"MOTO_RECORDER_FILEPATH": str(recording)})
+    endpoint = env["AWS_ENDPOINT"]
     client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test",
                           aws_secret_access_key="test", region_name="us-east-1")
     client.create_bucket(Bucket=BUCKET)

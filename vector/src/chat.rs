@@ -207,6 +207,14 @@ impl ChatModel {
     /// (429/5xx), until the timeout; [`Error::Refused`] (e.g. an unknown model);
     /// [`Error::InvalidResponse`].
     pub async fn complete(&self, messages: &[ChatMessage]) -> Result<String> {
+        let started = std::time::Instant::now();
+        let answer = self.complete_once(messages).await;
+        crate::observe::model_call("chat", &self.name, started, &answer);
+        answer
+    }
+
+    /// [`Self::complete`] without its metrics.
+    async fn complete_once(&self, messages: &[ChatMessage]) -> Result<String> {
         let timeout = Duration::from_millis(self.config.timeout_ms);
         let deadline = tokio::time::Instant::now() + timeout;
         let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())

@@ -67,3 +67,20 @@ pub enum Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A short, stable name of the variant (`unavailable`, `refused`, `invalid_response`,
+    /// `dimension_mismatch`, `document`, `lance`, `config`): the `outcome` label of model-call
+    /// metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Unavailable { .. } => "unavailable",
+            Error::Refused { .. } => "refused",
+            Error::InvalidResponse { .. } => "invalid_response",
+            Error::DimensionMismatch { .. } => "dimension_mismatch",
+            Error::Document { .. } => "document",
+            Error::Lance(_) => "lance",
+            Error::Config(_) => "config",
+        }
+    }
+}

@@ -30,6 +30,7 @@ mod http;
 pub mod indexes;
 pub mod ingest;
 pub mod nl2sql;
+mod observe;
 pub mod rag;
 pub mod search;
 pub mod session;
@@ -37,6 +38,9 @@ pub mod table;
 
 pub use args::{Deferred, deferred_table, deferred_table_without_arguments};
 pub use error::{Error, Result};
+pub use observe::{
+    INDEX_BUILD_SECONDS_METRIC, INDEX_BUILDS_METRIC, MODEL_CALL_SECONDS_METRIC, MODEL_CALLS_METRIC,
+};
 
 use std::sync::Arc;
 

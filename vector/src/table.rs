@@ -419,6 +419,18 @@ pub enum IndexKind {
     Fts,
 }
 
+impl IndexKind {
+    /// The SQL name (`IVF_PQ`, `IVF_FLAT`, `IVF_HNSW_SQ`, `FTS`).
+    pub fn name(self) -> &'static str {
+        match self {
+            IndexKind::IvfPq => "IVF_PQ",
+            IndexKind::IvfFlat => "IVF_FLAT",
+            IndexKind::IvfHnswSq => "IVF_HNSW_SQ",
+            IndexKind::Fts => "FTS",
+        }
+    }
+}
+
 impl std::str::FromStr for IndexKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -525,6 +537,14 @@ impl LanceStore {
     /// `num_sub_vectors` that does not divide the dimension); [`Error::Lance`] when building
     /// fails.
     pub async fn create_index(&self, location: &str, spec: &IndexSpec) -> Result<f64> {
+        let started = std::time::Instant::now();
+        let result = self.build_index(location, spec).await;
+        crate::observe::index_build(spec.kind.name(), started, &result);
+        result
+    }
+
+    /// [`Self::create_index`] without its metrics.
+    async fn build_index(&self, location: &str, spec: &IndexSpec) -> Result<f64> {
         let IndexSpec {
             name,
             kind,

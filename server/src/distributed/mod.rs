@@ -457,3 +457,27 @@ fn secret_value(secret: &str) -> Result<http::HeaderValue> {
     value.set_sensitive(true);
     Ok(value)
 }
+
+/// `lakehouse doctor`'s worker check: every worker `options` list (fixed and from the workers
+/// file), probed once with `GetWorkerInfo` within the worker timeout; per worker its URL as
+/// configured and its version, or why it did not answer.
+///
+/// # Errors
+/// [`crate::Error::Config`] for an unreadable workers file, a bad URL or TLS settings.
+pub async fn check_workers(
+    options: &DistributedOptions,
+) -> crate::Result<Vec<(String, std::result::Result<String, String>)>> {
+    let listed = live::WorkerList::new(options).read()?;
+    let channels = WorkerChannels::new(options)?;
+    let answers = workers_table::probe_all(&listed, options.secret.as_deref(), &channels).await;
+    Ok(listed
+        .iter()
+        .zip(answers)
+        .map(|((shown, _), answer)| {
+            (
+                shown.clone(),
+                answer.map(|probe| probe.version().to_string()),
+            )
+        })
+        .collect())
+}

@@ -48,14 +48,17 @@ struct Running(Arc<AtomicU64>);
 
 impl Running {
     fn start(running: &Arc<AtomicU64>) -> Self {
-        running.fetch_add(1, Ordering::Relaxed);
+        let now = running.fetch_add(1, Ordering::Relaxed) + 1;
+        metrics::counter!(crate::observability::metrics::WORKER_TASKS).increment(1);
+        metrics::gauge!(crate::observability::metrics::WORKER_TASKS_RUNNING).set(now as f64);
         Self(Arc::clone(running))
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        let now = self.0.fetch_sub(1, Ordering::Relaxed) - 1;
+        metrics::gauge!(crate::observability::metrics::WORKER_TASKS_RUNNING).set(now as f64);
     }
 }
 

@@ -40,6 +40,13 @@ pub(super) struct Probe {
     running_tasks: Option<u64>,
 }
 
+impl Probe {
+    /// The worker's Lakehouse version.
+    pub(super) fn version(&self) -> &str {
+        &self.version
+    }
+}
+
 /// A probe's answer, or why the worker is down.
 pub(super) type ProbeResult = std::result::Result<Probe, String>;
 

@@ -194,6 +194,7 @@ pub(super) async fn do_put(
         }
     };
     let spec = file_spec(&cmd, format)?;
+    let call = super::call(&request);
     let started = std::time::Instant::now();
     let report = service
         .catalog()
@@ -233,6 +234,7 @@ pub(super) async fn do_put(
             ..Default::default()
         },
     };
+    super::note_ingest(call.as_ref(), &table, result.rows, received);
     tracing::info!(%table, version = result.version, rows = result.rows, no_op = result.no_op,
         file = %cmd.file_name, bytes = received, streamed = report.streamed,
         ms = started.elapsed().as_millis(), "file ingested");
@@ -332,8 +334,8 @@ async fn ingest_documents(
         }));
     });
     let engine = service.engine.clone();
-    let user = lakehouse_catalog::commit_user().unwrap_or_default();
-    let task = tokio::spawn(lakehouse_catalog::as_user(user, async move {
+    let scope = lakehouse_catalog::commit_scope().unwrap_or_default();
+    let task = tokio::spawn(lakehouse_catalog::in_scope(scope, async move {
         let started = std::time::Instant::now();
         let outcome = engine
             .ingest_documents(&table, mode, set, &options, progress)

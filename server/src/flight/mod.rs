@@ -52,6 +52,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{AuthMode, Authenticator, Principal};
 use crate::error::Error;
+use crate::observability::audit::AuditLog;
+use crate::observability::call::{Call, result_data, uncounted};
 use crate::query::limits::{self, Admission, QueryGuard};
 use crate::query::{PlannedQuery, QueryEngine, RequestScope};
 
@@ -159,6 +161,29 @@ impl LakehouseFlightSql {
         self.engine.data_cache()
     }
 
+    /// Sets the gauges read at each scrape of `/metrics`: the query memory pool's reservation
+    /// and the hot cache's size and read counters.
+    pub fn gauges(&self) -> Arc<dyn Fn() + Send + Sync> {
+        use crate::observability::metrics as m;
+        let runtime = self.engine.runtime_env();
+        let cache = self.data_cache().clone();
+        Arc::new(move || {
+            metrics::gauge!(m::MEMORY_RESERVED).set(runtime.memory_pool.reserved() as f64);
+            if cache.is_on() {
+                let stats = cache.stats();
+                metrics::gauge!(m::CACHE_BYTES).set(stats.bytes as f64);
+                for (result, reads, bytes) in [
+                    ("memory_hit", stats.hits, stats.hit_bytes),
+                    ("disk_hit", stats.disk_hits, stats.disk_hit_bytes),
+                    ("miss", stats.misses, stats.miss_bytes),
+                ] {
+                    metrics::counter!(m::CACHE_READS, "result" => result).absolute(reads);
+                    metrics::counter!(m::CACHE_READ_BYTES, "result" => result).absolute(bytes);
+                }
+            }
+        })
+    }
+
     /// Executes `planned` under the engine's limits (a query slot, the timeout, the result-size
     /// guard), cancellable as `query_id`; streams its FlightData.
     async fn stream_query(
@@ -171,7 +196,8 @@ impl LakehouseFlightSql {
         let guard = admission.admit(query_id).await?;
         let stream = planned.execute()?;
         let encoded = encode_stream(planned.schema(), stream, ipc);
-        Ok(limit_stream(encoded, guard, admission.max_result_bytes()))
+        let limited = limit_stream(encoded, guard, admission.max_result_bytes());
+        Ok(observe_execution(planned, limited))
     }
 
     /// What this request asks of planning: its default schema ([`Self::default_schema`]) and
@@ -198,7 +224,7 @@ impl LakehouseFlightSql {
     }
 }
 
-type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub(crate) type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// A FlightInfo with one endpoint whose ticket is `ticket`, for a result of `schema`.
 fn flight_info(
@@ -356,6 +382,50 @@ fn limit_stream(
     Box::pin(stream)
 }
 
+/// `stream` (the encoded result of `planned`, started now) timed: the first batch and the whole
+/// execution in their histograms, and at the end the plan's spills (DataFusion's `spill_count`
+/// and `spilled_bytes` metrics of every operator) in the spill counters.
+fn observe_execution(
+    planned: Arc<PlannedQuery>,
+    stream: BoxStream<FlightData>,
+) -> BoxStream<FlightData> {
+    use crate::observability::metrics as m;
+    struct Timing {
+        planned: Arc<PlannedQuery>,
+        started: std::time::Instant,
+        first: bool,
+    }
+    impl Drop for Timing {
+        fn drop(&mut self) {
+            metrics::histogram!(m::EXECUTION_SECONDS).record(self.started.elapsed().as_secs_f64());
+            let (mut spills, mut bytes) = (0, 0);
+            let mut plans = vec![Arc::clone(self.planned.physical_plan())];
+            while let Some(plan) = plans.pop() {
+                if let Some(metrics) = plan.metrics() {
+                    spills += metrics.spill_count().unwrap_or(0);
+                    bytes += metrics.spilled_bytes().unwrap_or(0);
+                }
+                plans.extend(plan.children().into_iter().cloned());
+            }
+            metrics::counter!(m::SPILLS).increment(spills as u64);
+            metrics::counter!(m::SPILLED_BYTES).increment(bytes as u64);
+        }
+    }
+    let mut timing = Timing {
+        planned,
+        started: std::time::Instant::now(),
+        first: true,
+    };
+    Box::pin(stream.inspect(move |item| {
+        // The schema message comes first; the first batch is the first message with a body.
+        if timing.first && item.as_ref().is_ok_and(|data| !data.data_body.is_empty()) {
+            timing.first = false;
+            metrics::histogram!(m::FIRST_BATCH_SECONDS)
+                .record(timing.started.elapsed().as_secs_f64());
+        }
+    }))
+}
+
 /// Encodes one in-memory batch (metadata answers).
 fn encode_batch(batch: RecordBatch) -> Response<BoxStream<FlightData>> {
     let schema = batch.schema();
@@ -407,6 +477,7 @@ impl FlightSqlService for LakehouseFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<arrow_flight::sql::DoPutPreparedStatementResult, Status> {
+        note_command(&request, &query);
         prepared_statement::bind(self, query, request).await
     }
 
@@ -415,6 +486,7 @@ impl FlightSqlService for LakehouseFlightSql {
         query: arrow_flight::sql::CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
+        note_command(&request, &query);
         prepared_statement::update(self, query, request).await
     }
 
@@ -527,6 +599,7 @@ impl FlightSqlService for LakehouseFlightSql {
         cmd: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
+        note_command(&request, &cmd);
         statement_update::do_put(self, cmd, request).await
     }
 
@@ -535,6 +608,7 @@ impl FlightSqlService for LakehouseFlightSql {
         cmd: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
+        note_command(&request, &cmd);
         statement_ingest::do_put(self, cmd, request).await
     }
 
@@ -645,11 +719,20 @@ impl FlightSqlService for LakehouseFlightSql {
         if message.type_url == lakehouse_proto::CommandIngestFile::type_url() {
             let cmd = lakehouse_proto::CommandIngestFile::decode(message.value.as_ref())
                 .map_err(|e| Error::invalid(format!("invalid CommandIngestFile: {e}")))?;
+            if let Some(call) = call(&request) {
+                call.named(
+                    "CommandIngestFile",
+                    Some(format!("{} into {}", cmd.file_name, cmd.table)),
+                );
+            }
             return ingest_file::do_put(self, cmd, request).await;
         }
         if message.type_url == lakehouse_proto::CommandPruneDocuments::type_url() {
             let cmd = lakehouse_proto::CommandPruneDocuments::decode(message.value.as_ref())
                 .map_err(|e| Error::invalid(format!("invalid CommandPruneDocuments: {e}")))?;
+            if let Some(call) = call(&request) {
+                call.named("CommandPruneDocuments", Some(cmd.table.clone()));
+            }
             return ingest_file::prune(self, cmd, request).await;
         }
         Err(Error::invalid(format!("unknown DoPut command {}", message.type_url)).into())
@@ -663,23 +746,65 @@ impl FlightSqlService for LakehouseFlightSql {
 /// GetFlightInfo does (so both report the same schema).
 ///
 /// Every call is authenticated here first (see [`crate::auth`]); the caller's [`Principal`] then
-/// rides in the request's extensions, where commands that change data check its role.
+/// rides in the request's extensions, where commands that change data check its role, and in
+/// [`crate::auth::caller`] while the call is handled. Every call is also observed here: one
+/// [`Call`] per RPC, in the request's extensions too, feeds the metrics and the audit log.
 pub struct LakehouseFlightService {
     inner: Arc<LakehouseFlightSql>,
     auth: Arc<Authenticator>,
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl LakehouseFlightService {
-    /// Wraps the Flight SQL service, authenticating with `auth`.
-    pub fn new(inner: Arc<LakehouseFlightSql>, auth: Arc<Authenticator>) -> Self {
-        Self { inner, auth }
+    /// Wraps the Flight SQL service, authenticating with `auth`, auditing to `audit`.
+    pub fn new(
+        inner: Arc<LakehouseFlightSql>,
+        auth: Arc<Authenticator>,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Self {
+        Self { inner, auth, audit }
     }
 
-    /// Authenticates `request` and records its [`Principal`] in the extensions.
-    async fn authenticate<T>(&self, request: &mut Request<T>) -> Result<(), Status> {
-        let principal = self.auth.authenticate(request.metadata()).await?;
-        request.extensions_mut().insert(principal);
-        Ok(())
+    /// Opens the [`Call`] of `request` (in its extensions too).
+    fn open<T>(&self, rpc: &'static str, request: &mut Request<T>) -> Call {
+        let call = Call::start(rpc, request.remote_addr(), self.audit.clone());
+        request.extensions_mut().insert(call.clone());
+        call
+    }
+
+    /// Authenticates `request`, records its [`Principal`] in the extensions and the call, and
+    /// runs `work` as that caller, its commits noted in the call.
+    async fn run<T, R>(
+        &self,
+        call: &Call,
+        mut request: Request<T>,
+        work: impl AsyncFnOnce(Request<T>) -> Result<R, Status>,
+    ) -> Result<R, Status> {
+        let principal = match self.auth.authenticate(request.metadata()).await {
+            Ok(principal) => principal,
+            Err(e) => {
+                call.principal(crate::auth::claimed_user(request.metadata()));
+                return Err(e.into());
+            }
+        };
+        call.principal(Some(principal.user.clone()));
+        let scope = lakehouse_catalog::CommitScope::new(principal.user.clone());
+        call.commits(&scope);
+        request.extensions_mut().insert(principal.clone());
+        let work = crate::auth::as_caller(principal, work(request));
+        lakehouse_catalog::in_scope(scope, work).await
+    }
+
+    /// [`Self::run`] for a call answered at once: the call finishes with the answer.
+    async fn unary<T, R>(
+        &self,
+        call: Call,
+        request: Request<T>,
+        work: impl AsyncFnOnce(Request<T>) -> Result<R, Status>,
+    ) -> Result<R, Status> {
+        let result = self.run(&call, request, work).await;
+        call.finish(&result);
+        result
     }
 }
 
@@ -689,6 +814,30 @@ fn principal<T>(request: &Request<T>) -> Result<&Principal, Status> {
         .extensions()
         .get::<Principal>()
         .ok_or_else(|| Error::Unauthenticated("call was not authenticated".into()).into())
+}
+
+/// The [`Call`] of `request`, when [`LakehouseFlightService`] opened one.
+fn call<T>(request: &Request<T>) -> Option<Call> {
+    request.extensions().get::<Call>().cloned()
+}
+
+/// Counts an ingest of `rows` rows from `bytes` bytes received into `table`: the ingest
+/// metrics, and the request's [`Call`] totals.
+fn note_ingest(call: Option<&Call>, table: &lakehouse_catalog::TableRef, rows: u64, bytes: u64) {
+    use crate::observability::metrics as m;
+    metrics::counter!(m::INGEST_ROWS, "table" => table.to_string()).increment(rows);
+    metrics::counter!(m::INGEST_BYTES, "table" => table.to_string()).increment(bytes);
+    if let Some(call) = call {
+        call.add(rows, bytes);
+    }
+}
+
+/// Records the Flight SQL command of a DoPut in its [`Call`] (the service sees DoPut's
+/// descriptor only once arrow-flight has read the first message).
+fn note_command<T>(request: &Request<T>, command: &impl ProstMessageExt) {
+    if let Some(call) = call(request) {
+        call.command(command.as_any());
+    }
 }
 
 /// Ok when the caller of `request` may change data.
@@ -712,41 +861,58 @@ impl FlightService for LakehouseFlightService {
     /// response headers and the token as payload; without auth, an empty answer.
     async fn handshake(
         &self,
-        request: Request<Streaming<HandshakeRequest>>,
+        mut request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<Self::HandshakeStream>, Status> {
-        let principal = self.auth.authenticate(request.metadata()).await?;
-        if self.auth.mode() == AuthMode::None {
-            return FlightService::handshake(&*self.inner, request).await;
-        }
-        let token = self.auth.issue_token(&principal)?;
-        handshake::token_response(&token)
+        let call = self.open("Handshake", &mut request);
+        self.unary(call, request, async |request| {
+            if self.auth.mode() == AuthMode::None {
+                return FlightService::handshake(&*self.inner, request).await;
+            }
+            let token = self.auth.issue_token(principal(&request)?)?;
+            handshake::token_response(&token)
+        })
+        .await
     }
 
     async fn list_flights(
         &self,
         mut request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        self.authenticate(&mut request).await?;
-        FlightService::list_flights(&*self.inner, request).await
+        let call = self.open("ListFlights", &mut request);
+        self.unary(call, request, async |request| {
+            FlightService::list_flights(&*self.inner, request).await
+        })
+        .await
     }
 
     async fn get_flight_info(
         &self,
         mut request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.authenticate(&mut request).await?;
-        let user = principal(&request)?.user.clone();
-        // Commits made while answering are recorded as this user's.
-        lakehouse_catalog::as_user(user, FlightService::get_flight_info(&*self.inner, request))
-            .await
+        let call = self.open("GetFlightInfo", &mut request);
+        call.descriptor(request.get_ref());
+        let result = self
+            .run(&call, request, async |request| {
+                FlightService::get_flight_info(&*self.inner, request).await
+            })
+            .await;
+        if let Ok(info) = &result {
+            call.flight_info(info.get_ref());
+        }
+        call.finish(&result);
+        result
     }
 
     async fn poll_flight_info(
         &self,
         mut request: Request<FlightDescriptor>,
     ) -> Result<Response<PollInfo>, Status> {
-        self.authenticate(&mut request).await?;
-        FlightService::poll_flight_info(&*self.inner, request).await
+        let call = self.open("PollFlightInfo", &mut request);
+        call.descriptor(request.get_ref());
+        self.unary(call, request, async |request| {
+            FlightService::poll_flight_info(&*self.inner, request).await
+        })
+        .await
     }
 
     /// The schema GetFlightInfo would report for the same descriptor, without executing.
@@ -754,56 +920,89 @@ impl FlightService for LakehouseFlightService {
         &self,
         mut request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
-        self.authenticate(&mut request).await?;
+        let call = self.open("GetSchema", &mut request);
+        call.descriptor(request.get_ref());
         request.extensions_mut().insert(SchemaOnly);
-        let info = FlightService::get_flight_info(&*self.inner, request)
-            .await?
-            .into_inner();
-        Ok(Response::new(SchemaResult {
-            schema: info.schema,
-        }))
+        self.unary(call, request, async |request| {
+            let info = FlightService::get_flight_info(&*self.inner, request)
+                .await?
+                .into_inner();
+            Ok(Response::new(SchemaResult {
+                schema: info.schema,
+            }))
+        })
+        .await
     }
 
     async fn do_get(
         &self,
         mut request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
-        self.authenticate(&mut request).await?;
-        FlightService::do_get(&*self.inner, request).await
+        let call = self.open("DoGet", &mut request);
+        let log_parameters = self.audit.as_ref().is_some_and(|a| a.log_parameters());
+        call.ticket(request.get_ref(), log_parameters);
+        let result = self
+            .run(&call, request, async |request| {
+                FlightService::do_get(&*self.inner, request).await
+            })
+            .await;
+        match result {
+            Ok(response) => Ok(response.map(|stream| call.watch(stream, result_data))),
+            Err(status) => {
+                call.finish::<()>(&Err(status.clone()));
+                Err(status)
+            }
+        }
     }
 
     async fn do_put(
         &self,
         mut request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
-        self.authenticate(&mut request).await?;
-        let user = principal(&request)?.user.clone();
-        // Commits made while answering are recorded as this user's.
-        lakehouse_catalog::as_user(user, FlightService::do_put(&*self.inner, request)).await
+        let call = self.open("DoPut", &mut request);
+        let result = self
+            .run(&call, request, async |request| {
+                FlightService::do_put(&*self.inner, request).await
+            })
+            .await;
+        match result {
+            // File ingest streams progress and its result from a task: the call ends with the
+            // stream.
+            Ok(response) => Ok(response.map(|stream| call.watch(stream, uncounted))),
+            Err(status) => {
+                call.finish::<()>(&Err(status.clone()));
+                Err(status)
+            }
+        }
     }
 
     async fn do_action(
         &self,
         mut request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        self.authenticate(&mut request).await?;
-        if request.get_ref().r#type == cancel::CANCEL_FLIGHT_INFO {
-            let body =
-                arrow_flight::CancelFlightInfoRequest::decode(request.get_ref().body.as_ref())
-                    .map_err(|e| Error::invalid(format!("invalid CancelFlightInfoRequest: {e}")))?;
-            let status = cancel::cancel(&self.inner, body.info)?;
-            let result = arrow_flight::CancelFlightInfoResult {
-                status: status.into(),
-            };
-            let output = futures::stream::once(async move {
-                Ok(arrow_flight::Result {
-                    body: result.encode_to_vec().into(),
-                })
-            });
-            return Ok(Response::new(Box::pin(output)));
-        }
-        let user = principal(&request)?.user.clone();
-        lakehouse_catalog::as_user(user, FlightService::do_action(&*self.inner, request)).await
+        let call = self.open("DoAction", &mut request);
+        call.action(request.get_ref());
+        self.unary(call, request, async |request| {
+            if request.get_ref().r#type == cancel::CANCEL_FLIGHT_INFO {
+                let body =
+                    arrow_flight::CancelFlightInfoRequest::decode(request.get_ref().body.as_ref())
+                        .map_err(|e| {
+                            Error::invalid(format!("invalid CancelFlightInfoRequest: {e}"))
+                        })?;
+                let status = cancel::cancel(&self.inner, body.info)?;
+                let result = arrow_flight::CancelFlightInfoResult {
+                    status: status.into(),
+                };
+                let output = futures::stream::once(async move {
+                    Ok(arrow_flight::Result {
+                        body: result.encode_to_vec().into(),
+                    })
+                });
+                return Ok(Response::new(Box::pin(output) as Self::DoActionStream));
+            }
+            FlightService::do_action(&*self.inner, request).await
+        })
+        .await
     }
 
     /// Flight SQL's actions, plus Flight's `CancelFlightInfo`.
@@ -811,26 +1010,32 @@ impl FlightService for LakehouseFlightService {
         &self,
         mut request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
-        self.authenticate(&mut request).await?;
-        let sql_actions = FlightService::list_actions(&*self.inner, request)
-            .await?
-            .into_inner();
-        let cancel = arrow_flight::ActionType {
-            r#type: cancel::CANCEL_FLIGHT_INFO.into(),
-            description: "Cancels the query of a FlightInfo.\n\
-                Request Message: CancelFlightInfoRequest\n\
-                Response Message: CancelFlightInfoResult"
-                .into(),
-        };
-        let all = sql_actions.chain(futures::stream::once(async move { Ok(cancel) }));
-        Ok(Response::new(Box::pin(all)))
+        let call = self.open("ListActions", &mut request);
+        self.unary(call, request, async |request| {
+            let sql_actions = FlightService::list_actions(&*self.inner, request)
+                .await?
+                .into_inner();
+            let cancel = arrow_flight::ActionType {
+                r#type: cancel::CANCEL_FLIGHT_INFO.into(),
+                description: "Cancels the query of a FlightInfo.\n\
+                    Request Message: CancelFlightInfoRequest\n\
+                    Response Message: CancelFlightInfoResult"
+                    .into(),
+            };
+            let all = sql_actions.chain(futures::stream::once(async move { Ok(cancel) }));
+            Ok(Response::new(Box::pin(all) as Self::ListActionsStream))
+        })
+        .await
     }
 
     async fn do_exchange(
         &self,
         mut request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        self.authenticate(&mut request).await?;
-        FlightService::do_exchange(&*self.inner, request).await
+        let call = self.open("DoExchange", &mut request);
+        self.unary(call, request, async |request| {
+            FlightService::do_exchange(&*self.inner, request).await
+        })
+        .await
     }
 }

@@ -170,7 +170,7 @@ pub(super) async fn get_flight_info(
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
     let handle = decode_handle(&query.prepared_statement_handle)?;
-    let principal = super::principal(&request)?.clone();
+    let caller = statement_query::Caller::of(&request)?;
     let keep_plan = super::keeps_plan(&request);
     // The plan CreatePreparedStatement made runs if every table it read is unchanged (ADBC's
     // DB-API prepares each new query text and executes it at once).
@@ -201,7 +201,7 @@ pub(super) async fn get_flight_info(
     };
     let info = statement_query::plan_flight_info(
         service,
-        &principal,
+        &caller,
         keep_plan,
         handle.sql,
         scope,

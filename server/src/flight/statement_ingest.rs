@@ -108,7 +108,20 @@ pub(super) async fn do_put(
     };
 
     let location = format!("ingest into {table}");
-    let flight_data = request.into_inner().map_err(FlightError::from);
+    let call = super::call(&request);
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = std::sync::Arc::clone(&received);
+    let flight_data = request
+        .into_inner()
+        .inspect_ok(move |data| {
+            let size = (data.data_header.len() + data.data_body.len()) as u64;
+            counter.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+        })
+        .map_err(FlightError::from);
+    let noted = |rows: u64| {
+        let bytes = received.load(std::sync::atomic::Ordering::Relaxed);
+        super::note_ingest(call.as_ref(), &table, rows, bytes);
+    };
     let mut batches = FlightRecordBatchStream::new_from_flight_data(flight_data);
     let first = batches.next().await.transpose().map_err(Error::from)?;
     let input_schema = batches
@@ -126,6 +139,7 @@ pub(super) async fn do_put(
             .write_lance(&table, mode, live, lance, &input_schema, stream)
             .await?;
         tracing::info!(%table, rows, ?mode, "ingested into Lance");
+        noted(rows as u64);
         return Ok(rows as i64);
     }
     let (manifest, rows) = service
@@ -133,5 +147,6 @@ pub(super) async fn do_put(
         .write_batches(&table, mode, &input_schema, stream, location)
         .await?;
     tracing::info!(%table, version = %manifest.version, rows, ?mode, "ingested");
+    noted(rows);
     Ok(rows as i64)
 }

@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 use super::{BoxStream, LakehouseFlightSql, flight_info};
 use crate::auth::Principal;
 use crate::error::Error;
+use crate::observability::call::Call;
 use crate::query::{Pins, PlannedQuery, RequestScope, TablePin, params};
 
 pub(super) async fn get_flight_info(
@@ -28,11 +29,11 @@ pub(super) async fn get_flight_info(
     request: Request<FlightDescriptor>,
 ) -> Result<Response<FlightInfo>, Status> {
     let scope = service.scope(&request)?;
-    let principal = super::principal(&request)?.clone();
+    let caller = Caller::of(&request)?;
     let keep_plan = super::keeps_plan(&request);
     let info = plan_flight_info(
         service,
-        &principal,
+        &caller,
         keep_plan,
         query.query,
         scope,
@@ -41,6 +42,22 @@ pub(super) async fn get_flight_info(
     )
     .await?;
     Ok(Response::new(info))
+}
+
+/// Who asks for a plan: the principal, and the request's [`Call`] when it has one.
+pub(super) struct Caller {
+    principal: Principal,
+    call: Option<Call>,
+}
+
+impl Caller {
+    /// The caller of `request`.
+    pub(super) fn of<T>(request: &Request<T>) -> Result<Self, Status> {
+        Ok(Self {
+            principal: super::principal(request)?.clone(),
+            call: super::call(request),
+        })
+    }
 }
 
 /// Plans `sql` with `parameters` bound and returns a FlightInfo whose ticket pins the versions
@@ -52,7 +69,7 @@ pub(super) async fn get_flight_info(
 /// it in DoGet would write again each time the ticket is redeemed. It needs a `write` principal.
 pub(super) async fn plan_flight_info(
     service: &LakehouseFlightSql,
-    principal: &Principal,
+    caller: &Caller,
     keep_plan: bool,
     sql: String,
     scope: RequestScope,
@@ -63,13 +80,17 @@ pub(super) async fn plan_flight_info(
     let (sql, statement, parameters) = if statement.is_query() {
         (sql, statement, parameters)
     } else {
-        principal
+        caller
+            .principal
             .require_write("a data-changing statement")
             .map_err(Error::into_status)?;
         let rows = service
             .engine
             .execute_update(&statement, &scope.default_schema, parameters.as_ref())
             .await?;
+        if let Some(call) = &caller.call {
+            call.add(rows.max(0) as u64, 0);
+        }
         let count = crate::query::update_count_query(rows);
         let statement = service.engine.statement(&count)?;
         (count, statement, None)

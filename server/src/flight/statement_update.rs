@@ -21,8 +21,12 @@ pub(super) async fn do_put(
     }
     let schema = service.default_schema(&request)?;
     let statement = service.engine.statement(&cmd.query)?;
-    Ok(service
+    let rows = service
         .engine
         .execute_update(&statement, &schema, None)
-        .await?)
+        .await?;
+    if let Some(call) = super::call(&request) {
+        call.add(rows.max(0) as u64, 0);
+    }
+    Ok(rows)
 }

@@ -35,6 +35,8 @@ pub struct Admission {
     timeout: Option<Duration>,
     max_result_bytes: Option<u64>,
     running: Mutex<HashMap<String, CancellationToken>>,
+    /// Queries waiting for a slot now.
+    queued: std::sync::atomic::AtomicUsize,
     cancelled_before_start: Mutex<HashMap<String, Instant>>,
 }
 
@@ -79,6 +81,7 @@ impl Admission {
             timeout: seconds("timeout_secs", options.timeout_secs)?,
             max_result_bytes: options.max_result_bytes.filter(|b| *b > 0),
             running: Mutex::default(),
+            queued: Default::default(),
             cancelled_before_start: Mutex::default(),
         })
     }
@@ -100,7 +103,13 @@ impl Admission {
             return Err(Error::Cancelled(format!("query {id} was cancelled")));
         }
         let acquire = Arc::clone(&self.slots).acquire_owned();
-        let permit = match tokio::time::timeout(self.queue_timeout, acquire).await {
+        let waited = std::time::Instant::now();
+        let waiting = Waiting::new(&self.queued);
+        let permit = tokio::time::timeout(self.queue_timeout, acquire).await;
+        drop(waiting);
+        metrics::histogram!(crate::observability::metrics::QUEUE_SECONDS)
+            .record(waited.elapsed().as_secs_f64());
+        let permit = match permit {
             Ok(permit) => permit.map_err(|_| Error::Internal("query slots closed".into()))?,
             Err(_) => {
                 return Err(Error::ResourceExhausted(format!(
@@ -146,6 +155,11 @@ impl Admission {
         self.max_concurrent - self.slots.available_permits()
     }
 
+    /// Queries waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The per-query timeout, if any.
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout
@@ -154,6 +168,22 @@ impl Admission {
     /// The result-size guard in bytes (Flight data sent), if any.
     pub fn max_result_bytes(&self) -> Option<u64> {
         self.max_result_bytes
+    }
+}
+
+/// Counts one query in [`Admission::queued`] while it lives (also when the wait is dropped).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(queued: &'a std::sync::atomic::AtomicUsize) -> Self {
+        queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self(queued)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -318,6 +318,18 @@ impl QueryEngine {
         Ok(self)
     }
 
+    /// This engine with `audit_log()` reading `log` (`None`: the log is off, and the function
+    /// says so).
+    pub fn with_audit(mut self, log: Option<Arc<crate::observability::audit::AuditLog>>) -> Self {
+        self.template.register_udtf(
+            crate::observability::audit_table::NAME,
+            Arc::new(crate::observability::audit_table::AuditLogFunction::new(
+                log,
+            )),
+        );
+        self
+    }
+
     /// The runtime every session uses: the object store under [`STORE_URL`], the memory pool,
     /// the spill directory (a worker executes its tasks with it).
     pub fn runtime_env(&self) -> Arc<RuntimeEnv> {
@@ -516,11 +528,16 @@ impl QueryEngine {
         pins: Pins,
         parameters: Option<&RecordBatch>,
     ) -> Result<PlannedQuery> {
+        let started = std::time::Instant::now();
         let (ctx, logical, _) = self
             .logical(statement, &scope.default_schema, &pins)
             .await?;
-        self.physical(ctx, logical, parameters, &pins, scope.distributed)
-            .await
+        let planned = self
+            .physical(ctx, logical, parameters, &pins, scope.distributed)
+            .await;
+        metrics::histogram!(crate::observability::metrics::PLANNING_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        planned
     }
 
     /// Binds `parameters` into `logical` (or refuses unbound placeholders) and creates the

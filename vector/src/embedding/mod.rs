@@ -273,6 +273,7 @@ impl Embedder {
         texts: &[String],
         deadline: tokio::time::Instant,
     ) -> Result<Vec<Vec<f32>>> {
+        let started = std::time::Instant::now();
         let vectors = crate::http::with_retries(
             &self.provider.describe(),
             Duration::from_millis(self.config.timeout_ms),
@@ -282,8 +283,10 @@ impl Embedder {
                 self.provider.embed_batch(texts)
             },
         )
-        .await?;
-        self.check(texts, vectors)
+        .await
+        .and_then(|vectors| self.check(texts, vectors));
+        crate::observe::model_call("embedding", &self.name, started, &vectors);
+        vectors
     }
 
     fn check(&self, texts: &[String], vectors: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {

@@ -1,0 +1,33 @@
+//! What the server tells an operator: Prometheus metrics ([`metrics`]), `/healthz` and
+//! `/readyz` with the gRPC health service ([`health`]), and one record per RPC ([`call`])
+//! that feeds both the metrics and the audit log. docs/operations.md is the operator's guide.
+
+pub mod audit;
+pub mod audit_table;
+pub mod call;
+pub mod health;
+pub mod metrics;
+
+use serde::{Deserialize, Serialize};
+
+/// The `[observability]` section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityOptions {
+    /// `HOST:PORT` (or a bare port, bound on 127.0.0.1) of the HTTP listener serving
+    /// `/metrics` (Prometheus text format), `/healthz` and `/readyz`; off when unset.
+    pub metrics_listen: Option<String>,
+}
+
+impl ObservabilityOptions {
+    /// The address to bind for [`Self::metrics_listen`]: a bare port means loopback.
+    pub fn metrics_address(&self) -> Option<String> {
+        self.metrics_listen.as_ref().map(|listen| {
+            if listen.parse::<u16>().is_ok() {
+                format!("127.0.0.1:{listen}")
+            } else {
+                listen.clone()
+            }
+        })
+    }
+}
