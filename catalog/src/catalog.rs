@@ -651,7 +651,9 @@ impl Catalog {
                 Ok(head) => head.map(|m| m.version),
                 Err(e) => break Err(e),
             };
-            match self.try_commit(table, base, change, check.as_ref()).await {
+            let attempt = self.try_commit(table, base, change, check.as_ref());
+            let span = tracing::info_span!("commit", table = %table, base = ?base.map(|v| v.0));
+            match tracing::Instrument::instrument(attempt, span).await {
                 Err(e @ Error::Conflict { .. }) => match delays.next() {
                     Some(delay) => {
                         tracing::debug!(error = %e, ?delay, "commit lost a race; retrying");

@@ -21,6 +21,7 @@ pub mod manifest;
 pub mod name;
 pub mod statistics;
 pub mod storage;
+pub mod traced;
 pub mod writer;
 
 pub use catalog::{

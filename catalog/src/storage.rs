@@ -21,6 +21,7 @@ use url::Url;
 
 use crate::durable::DurableLocalStore;
 use crate::error::{Error, Result};
+use crate::traced::TracedStore;
 
 /// A parsed storage root.
 #[derive(Debug, Clone)]
@@ -72,7 +73,9 @@ impl StorageLocation {
                 Ok(Self {
                     url,
                     // fsync on every completed write: object_store's local store never syncs.
-                    store: Arc::new(DurableLocalStore::new(store, dir)),
+                    store: Arc::new(TracedStore::new(Arc::new(DurableLocalStore::new(
+                        store, dir,
+                    )))),
                     options: Default::default(),
                 })
             }
@@ -93,6 +96,7 @@ impl StorageLocation {
                 } else {
                     Arc::new(PrefixStore::new(s3, prefix.as_str()))
                 };
+                let store: Arc<dyn ObjectStore> = Arc::new(TracedStore::new(store));
                 let url = Url::parse(&format!(
                     "s3://{bucket}/{}",
                     if prefix.is_empty() {

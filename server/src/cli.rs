@@ -357,7 +357,15 @@ pub struct CleanupArgs {
     pub dry_run: bool,
 }
 
-fn init_logging(cli: &Cli) {
+/// Log lines to stderr (text or JSON), and with `otlp` (an endpoint) trace spans exported over
+/// OTLP/gRPC ([`crate::observability::traces`]); returns the span exporter to flush at exit.
+fn init_logging(
+    cli: &Cli,
+    otlp: Option<&str>,
+) -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // Lance logs every index-partition load and query plan at info; keep that for -v.
     let default = match cli.verbose {
         0 => "info,lance=warn,lance_index=warn",
@@ -365,13 +373,27 @@ fn init_logging(cli: &Cli) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match cli.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match cli.log_format {
+        LogFormat::Text => fmt.boxed(),
+        LogFormat::Json => fmt.json().boxed(),
     };
+    let (otel, provider, failed) = match otlp.map(crate::observability::traces::layer) {
+        Some(Ok((layer, provider))) => (Some(layer), Some(provider), None),
+        Some(Err(e)) => (None, None, Some(e)),
+        None => (None, None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(otel)
+        .with(filter)
+        .try_init();
+    if let Some(e) = failed {
+        tracing::warn!(error = %e, "trace export is off");
+    } else if let Some(endpoint) = otlp {
+        tracing::info!(endpoint, "exporting trace spans over OTLP/gRPC");
+    }
+    provider
 }
 
 /// Parses `args` (program name first) and runs the command; the process exit code.
@@ -387,8 +409,22 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             };
         }
     };
-    init_logging(&cli);
-    match execute(cli.command).await {
+    // Serving commands export traces when their config names an OTLP endpoint (a config that
+    // does not resolve is reported by the command itself).
+    let otlp = match &cli.command {
+        Command::Serve(args) | Command::Worker(args) => args
+            .resolve()
+            .ok()
+            .and_then(|config| crate::observability::traces::endpoint(&config.observability)),
+        _ => None,
+    };
+    let traces = init_logging(&cli, otlp.as_deref());
+    let result = execute(cli.command).await;
+    if let Some(provider) = traces {
+        // Exports the spans still batched; blocking, so off the async workers.
+        let _ = tokio::task::spawn_blocking(move || provider.shutdown()).await;
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

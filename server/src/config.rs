@@ -269,6 +269,13 @@ pub struct ObservabilityArgs {
     #[arg(long, env = "LAKEHOUSE_METRICS_LISTEN", value_name = "HOST:PORT")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<String>,
+
+    /// Export trace spans over OTLP/gRPC to this collector, e.g. http://localhost:4317 (the
+    /// standard OTEL_EXPORTER_OTLP_ENDPOINT also works; OTEL_SERVICE_NAME names the service,
+    /// default lakehouse) [default: off].
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Flags of the `[audit]` section.

@@ -208,7 +208,8 @@ impl ChatModel {
     /// [`Error::InvalidResponse`].
     pub async fn complete(&self, messages: &[ChatMessage]) -> Result<String> {
         let started = std::time::Instant::now();
-        let answer = self.complete_once(messages).await;
+        let span = tracing::info_span!("model_call", kind = "chat", model = %self.name);
+        let answer = tracing::Instrument::instrument(self.complete_once(messages), span).await;
         crate::observe::model_call("chat", &self.name, started, &answer);
         answer
     }

@@ -214,11 +214,15 @@ impl Distribution {
             files: serde_json::to_string(&files)
                 .map_err(|e| Error::Internal(format!("deletion vectors: {e}")))?,
         };
+        // The task calls carry the secret, and the trace context of the planning span
+        // (`traceparent`), so the workers' task spans join the query's trace.
+        let mut headers = self.task_headers.clone();
+        headers.extend(crate::observability::traces::current_headers());
         let state = SessionStateBuilder::new_from_existing(state)
             .with_distributed_option_extension(deletes)
             .with_distributed_worker_resolver(self.workers.clone())
             .with_distributed_channel_resolver(self.channels.clone())
-            .with_distributed_passthrough_headers(self.task_headers.clone())?
+            .with_distributed_passthrough_headers(headers)?
             .with_distributed_file_scan_config_bytes_per_partition(self.bytes_per_task)?
             .with_distributed_planner()
             .build();

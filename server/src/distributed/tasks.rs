@@ -44,20 +44,28 @@ impl<S> RunningTasks<S> {
 
 /// One open task call: counted from when the call arrives until its response stream is done
 /// or dropped (the coordinator hung up).
-struct Running(Arc<AtomicU64>);
+/// The task's `worker_task` trace span (a child of the coordinator's span, from the call's
+/// `traceparent`) lives as long as the task.
+struct Running {
+    count: Arc<AtomicU64>,
+    _span: tracing::Span,
+}
 
 impl Running {
-    fn start(running: &Arc<AtomicU64>) -> Self {
+    fn start(running: &Arc<AtomicU64>, span: tracing::Span) -> Self {
         let now = running.fetch_add(1, Ordering::Relaxed) + 1;
         metrics::counter!(crate::observability::metrics::WORKER_TASKS).increment(1);
         metrics::gauge!(crate::observability::metrics::WORKER_TASKS_RUNNING).set(now as f64);
-        Self(Arc::clone(running))
+        Self {
+            count: Arc::clone(running),
+            _span: span,
+        }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let now = self.0.fetch_sub(1, Ordering::Relaxed) - 1;
+        let now = self.count.fetch_sub(1, Ordering::Relaxed) - 1;
         metrics::gauge!(crate::observability::metrics::WORKER_TASKS_RUNNING).set(now as f64);
     }
 }
@@ -80,10 +88,15 @@ where
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         match request.uri().path() {
             TASK_METHOD => {
-                let running = Running::start(&self.running);
-                let response = self.inner.call(request);
+                let span = tracing::info_span!("worker_task", otel.kind = "server");
+                crate::observability::traces::set_parent_from(&span, request.headers());
+                let running = Running::start(&self.running, span.clone());
+                let response = {
+                    let _entered = span.enter();
+                    self.inner.call(request)
+                };
                 Box::pin(async move {
-                    let response = response.await?;
+                    let response = tracing::Instrument::instrument(response, span).await?;
                     // The task ends with its response stream: the count drops with the body.
                     Ok(response.map(|body| {
                         Body::new(body.map_frame(move |frame| {

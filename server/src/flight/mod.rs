@@ -49,6 +49,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use lakehouse_catalog::{Catalog, SchemaName};
 use prost::Message as _;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::auth::{AuthMode, Authenticator, Principal};
 use crate::error::Error;
@@ -382,7 +383,7 @@ fn limit_stream(
     Box::pin(stream)
 }
 
-/// `stream` (the encoded result of `planned`, started now) timed: the first batch and the whole
+/// `stream` (the encoded result of `planned`, started now) in an `execute` span, timed: the first batch and the whole
 /// execution in their histograms, and at the end the plan's spills (DataFusion's `spill_count`
 /// and `spilled_bytes` metrics of every operator) in the spill counters.
 fn observe_execution(
@@ -394,10 +395,20 @@ fn observe_execution(
         planned: Arc<PlannedQuery>,
         started: std::time::Instant,
         first: bool,
+        span: tracing::Span,
     }
     impl Drop for Timing {
         fn drop(&mut self) {
             metrics::histogram!(m::EXECUTION_SECONDS).record(self.started.elapsed().as_secs_f64());
+            if !self.span.is_disabled() {
+                let plan =
+                    datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
+                        self.planned.physical_plan().as_ref(),
+                    )
+                    .indent(true)
+                    .to_string();
+                self.span.record("datafusion.metrics", plan.as_str());
+            }
             let (mut spills, mut bytes) = (0, 0);
             let mut plans = vec![Arc::clone(self.planned.physical_plan())];
             while let Some(plan) = plans.pop() {
@@ -411,12 +422,15 @@ fn observe_execution(
             metrics::counter!(m::SPILLED_BYTES).increment(bytes as u64);
         }
     }
+    let span = tracing::info_span!("execute", datafusion.metrics = tracing::field::Empty);
     let mut timing = Timing {
         planned,
         started: std::time::Instant::now(),
         first: true,
+        span,
     };
     Box::pin(stream.inspect(move |item| {
+        let _entered = timing.span.clone().entered();
         // The schema message comes first; the first batch is the first message with a body.
         if timing.first && item.as_ref().is_ok_and(|data| !data.data_body.is_empty()) {
             timing.first = false;
@@ -767,7 +781,8 @@ impl LakehouseFlightService {
 
     /// Opens the [`Call`] of `request` (in its extensions too).
     fn open<T>(&self, rpc: &'static str, request: &mut Request<T>) -> Call {
-        let call = Call::start(rpc, request.remote_addr(), self.audit.clone());
+        let headers = request.metadata().clone().into_headers();
+        let call = Call::start(rpc, request.remote_addr(), &headers, self.audit.clone());
         request.extensions_mut().insert(call.clone());
         call
     }
@@ -792,7 +807,9 @@ impl LakehouseFlightService {
         call.commits(&scope);
         request.extensions_mut().insert(principal.clone());
         let work = crate::auth::as_caller(principal, work(request));
-        lakehouse_catalog::in_scope(scope, work).await
+        lakehouse_catalog::in_scope(scope, work)
+            .instrument(call.span().clone())
+            .await
     }
 
     /// [`Self::run`] for a call answered at once: the call finishes with the answer.

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use lakehouse_catalog::CommitScope;
 use prost::Message;
 use tonic::{Code, Status};
+use tracing::Instrument;
 
 use super::audit::{AuditLog, AuditRecord};
 use super::metrics as m;
@@ -37,15 +38,35 @@ pub struct Call {
     state: Arc<Mutex<State>>,
     started: Instant,
     audit: Option<Arc<AuditLog>>,
+    /// The RPC's trace span (named after the method; fields `lakehouse.user`,
+    /// `lakehouse.command`, `lakehouse.query_id`, `rpc.grpc.status_code`).
+    span: tracing::Span,
 }
 
 impl Call {
-    /// A call of `rpc` from `peer`, started now.
+    /// A call of `rpc` from `peer` with request `headers`, started now: its span is a child of
+    /// the trace context the headers carry (`traceparent`), if any.
     pub fn start(
         rpc: &'static str,
         peer: Option<std::net::SocketAddr>,
+        headers: &http::HeaderMap,
         audit: Option<Arc<AuditLog>>,
     ) -> Self {
+        let span = tracing::info_span!(
+            "rpc",
+            otel.name = rpc,
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.service = "arrow.flight.protocol.FlightService",
+            rpc.method = rpc,
+            rpc.grpc.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            otel.status_message = tracing::field::Empty,
+            lakehouse.user = tracing::field::Empty,
+            lakehouse.command = tracing::field::Empty,
+            lakehouse.query_id = tracing::field::Empty,
+        );
+        super::traces::set_parent_from(&span, headers);
         let record = AuditRecord {
             time: chrono::Utc::now(),
             rpc: rpc.to_string(),
@@ -59,7 +80,13 @@ impl Call {
             })),
             started: Instant::now(),
             audit,
+            span,
         }
+    }
+
+    /// The RPC's trace span: the handling of the call runs in it.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     fn with(&self, f: impl FnOnce(&mut State)) {
@@ -222,6 +249,21 @@ impl Call {
         };
         let seconds = self.started.elapsed().as_secs_f64();
         let code_name = code_name(code);
+        if let Some(user) = &record.principal {
+            self.span.record("lakehouse.user", user.as_str());
+        }
+        self.span
+            .record("lakehouse.command", record.command.as_str());
+        if let Some(id) = &record.query_id {
+            self.span.record("lakehouse.query_id", id.as_str());
+        }
+        self.span.record("rpc.grpc.status_code", code as i32);
+        if code != Code::Ok {
+            self.span.record("otel.status_code", "ERROR");
+            if let Some(message) = &error {
+                self.span.record("otel.status_message", message.as_str());
+            }
+        }
         metrics::counter!(m::RPCS, "rpc" => record.rpc.clone(), "command" => record.command.clone(),
             "code" => code_name)
         .increment(1);
@@ -269,23 +311,27 @@ impl Call {
             call: self,
             measure,
         };
-        Box::pin(futures::stream::unfold(state, |mut w| async move {
-            match w.stream.next().await {
-                Some(Ok(item)) => {
-                    let (rows, bytes) = (w.measure)(&item);
-                    w.call.add(rows, bytes);
-                    Some((Ok(item), w))
-                }
-                Some(Err(status)) => {
-                    w.call
-                        .end(status.code(), Some(status.message().to_string()));
-                    Some((Err(status), w))
-                }
-                None => {
-                    w.call.end(Code::Ok, None);
-                    None
+        Box::pin(futures::stream::unfold(state, |mut w| {
+            let span = w.call.span.clone();
+            async move {
+                match w.stream.next().await {
+                    Some(Ok(item)) => {
+                        let (rows, bytes) = (w.measure)(&item);
+                        w.call.add(rows, bytes);
+                        Some((Ok(item), w))
+                    }
+                    Some(Err(status)) => {
+                        w.call
+                            .end(status.code(), Some(status.message().to_string()));
+                        Some((Err(status), w))
+                    }
+                    None => {
+                        w.call.end(Code::Ok, None);
+                        None
+                    }
                 }
             }
+            .instrument(span)
         }))
     }
 }

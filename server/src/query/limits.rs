@@ -105,7 +105,11 @@ impl Admission {
         let acquire = Arc::clone(&self.slots).acquire_owned();
         let waited = std::time::Instant::now();
         let waiting = Waiting::new(&self.queued);
-        let permit = tokio::time::timeout(self.queue_timeout, acquire).await;
+        let permit = tracing::Instrument::instrument(
+            tokio::time::timeout(self.queue_timeout, acquire),
+            tracing::info_span!("admission"),
+        )
+        .await;
         drop(waiting);
         metrics::histogram!(crate::observability::metrics::QUEUE_SECONDS)
             .record(waited.elapsed().as_secs_f64());

@@ -528,13 +528,17 @@ impl QueryEngine {
         pins: Pins,
         parameters: Option<&RecordBatch>,
     ) -> Result<PlannedQuery> {
+        use tracing::Instrument;
         let started = std::time::Instant::now();
-        let (ctx, logical, _) = self
-            .logical(statement, &scope.default_schema, &pins)
-            .await?;
-        let planned = self
-            .physical(ctx, logical, parameters, &pins, scope.distributed)
-            .await;
+        let planned = async {
+            let (ctx, logical, _) = self
+                .logical(statement, &scope.default_schema, &pins)
+                .await?;
+            self.physical(ctx, logical, parameters, &pins, scope.distributed)
+                .await
+        }
+        .instrument(tracing::info_span!("plan"))
+        .await;
         metrics::histogram!(crate::observability::metrics::PLANNING_SECONDS)
             .record(started.elapsed().as_secs_f64());
         planned

@@ -274,14 +274,19 @@ impl Embedder {
         deadline: tokio::time::Instant,
     ) -> Result<Vec<Vec<f32>>> {
         let started = std::time::Instant::now();
-        let vectors = crate::http::with_retries(
-            &self.provider.describe(),
-            Duration::from_millis(self.config.timeout_ms),
-            deadline,
-            || {
-                self.requests.fetch_add(1, Ordering::Relaxed);
-                self.provider.embed_batch(texts)
-            },
+        let span = tracing::info_span!("model_call", kind = "embedding", model = %self.name,
+            texts = texts.len());
+        let vectors = tracing::Instrument::instrument(
+            crate::http::with_retries(
+                &self.provider.describe(),
+                Duration::from_millis(self.config.timeout_ms),
+                deadline,
+                || {
+                    self.requests.fetch_add(1, Ordering::Relaxed);
+                    self.provider.embed_batch(texts)
+                },
+            ),
+            span,
         )
         .await
         .and_then(|vectors| self.check(texts, vectors));
