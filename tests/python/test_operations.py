@@ -215,6 +215,31 @@ def test_audit_log_records_queries_refused_logins_writes_and_ingests(tmp_path):
     assert all(r["duration_ms"] >= 0 for r in records)
 
 
+@pytest.mark.parametrize("log_parameters", [False, True])
+def test_audit_log_elides_parameters_unless_asked(tmp_path, log_parameters):
+    log = tmp_path / "audit.jsonl"
+    flag = "true" if log_parameters else "false"
+    server = audit_server(tmp_path, f'[audit]\npath = "{log}"\nlog_parameters = {flag}\n')
+    try:
+        with server.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT CAST(? AS BIGINT) + 1 AS n, CAST(? AS VARCHAR) AS s",
+                        parameters=(41, "secret-value"))
+            assert cur.fetch_arrow_table().to_pylist() == [{"n": 42, "s": "secret-value"}]
+    finally:
+        server.stop()
+    text = log.read_text()
+    gets = [json.loads(line) for line in text.splitlines()
+            if json.loads(line)["statement"] == "SELECT CAST(? AS BIGINT) + 1 AS n, "
+                                                  "CAST(? AS VARCHAR) AS s"
+            and json.loads(line)["rpc"] == "DoGet"]
+    assert len(gets) == 1
+    if log_parameters:
+        assert gets[0]["parameters"] == ["41", "secret-value"]
+    else:
+        assert gets[0]["parameters"] is None
+        assert "secret-value" not in text
+
+
 def test_audit_log_rotates_and_reads_back_every_file(tmp_path):
     log = tmp_path / "audit.jsonl"
     server = audit_server(tmp_path, f'[audit]\npath = "{log}"\nmax_file_bytes = 2000\n'
@@ -293,6 +318,34 @@ def test_doctor_passes_a_good_config(tmp_path, model_server):
     assert "384 dimensions" in checks["embedding model minilm"]["detail"]
     assert text.splitlines()[-1] == f"all {len(checks)} checks passed"
     assert not list((tmp_path / "data").rglob("_lakehouse_doctor/*")), "the probe is removed"
+
+
+def test_doctor_names_a_key_that_does_not_match_and_a_worker_that_is_down(tmp_path):
+    import subprocess
+
+    from conftest import BIN
+    for name in ["a", "b"]:
+        (tmp_path / name).mkdir()
+        subprocess.run([BIN, "cert", "--out-dir", str(tmp_path / name)], check=True,
+                       capture_output=True, timeout=60)
+    config = tmp_path / "lakehouse.toml"
+    config.write_text(
+        f'storage = "{tmp_path}/data"\nlisten = "127.0.0.1:{free_port()}"\n'
+        f'tls_cert = "{tmp_path}/a/server.crt"\ntls_key = "{tmp_path}/b/server.key"\n'
+        f'[distributed]\nsecret = "s3cret"\nworkers = ["grpc://127.0.0.1:{free_port()}"]\n'
+        'worker_timeout_secs = 2\n')
+    code, checks, text = doctor("--config", str(config))
+    assert code == 1, text
+    assert checks["tls files readable"]["ok"]
+    mismatch = checks["tls key matches certificate"]
+    assert not mismatch["ok"] and "the key the certificate was issued for" in mismatch["fix"]
+    worker = next(c for name, c in checks.items() if name.startswith("worker grpc://"))
+    assert not worker["ok"] and "lakehouse worker" in worker["fix"]
+    # The same files, matched, pass.
+    config.write_text(config.read_text().replace(f"{tmp_path}/b/server.key",
+                                                 f"{tmp_path}/a/server.key"))
+    code, checks, _ = doctor("--config", str(config))
+    assert checks["tls key matches certificate"]["ok"]
 
 
 def test_doctor_names_a_stopped_model_server_a_wrong_dimension_and_a_busy_port(tmp_path,
