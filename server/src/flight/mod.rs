@@ -400,7 +400,7 @@ fn observe_execution(
     impl Drop for Timing {
         fn drop(&mut self) {
             metrics::histogram!(m::EXECUTION_SECONDS).record(self.started.elapsed().as_secs_f64());
-            if !self.span.is_disabled() {
+            if crate::observability::traces::exporting() {
                 let plan =
                     datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(
                         self.planned.physical_plan().as_ref(),

@@ -62,8 +62,18 @@ where
     opentelemetry::global::set_text_map_propagator(
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
+    EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
     let tracer = provider.tracer("lakehouse");
     Ok((tracing_opentelemetry::layer().with_tracer(tracer), provider))
+}
+
+/// Set once [`layer`] has built the exporter.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether spans are exported (a span attribute that costs work to build, such as the plan with
+/// its metrics, is only worth building then).
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Reads trace context from HTTP/gRPC headers.
