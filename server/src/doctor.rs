@@ -93,8 +93,13 @@ async fn storage(config: &ServeConfig) -> Vec<Check> {
     };
     let url = location.url.to_string();
     let store = std::sync::Arc::clone(&location.store);
-    let listed = tokio::time::timeout(CHECK_TIMEOUT, store.list_with_delimiter(None)).await;
-    match listed {
+    match answer(
+        "storage reachable",
+        CHECK_TIMEOUT,
+        store.list_with_delimiter(None),
+    )
+    .await
+    {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => {
             return vec![Check::fail(
@@ -103,33 +108,60 @@ async fn storage(config: &ServeConfig) -> Vec<Check> {
                 storage_fix(&url, &e.to_string()),
             )];
         }
-        Err(_) => {
-            return vec![Check::fail(
-                "storage reachable",
-                format!("{url}: no answer within {} s", CHECK_TIMEOUT.as_secs()),
-                "check the endpoint (AWS_ENDPOINT) and the network",
-            )];
-        }
+        Err(no_answer) => return vec![no_answer],
     }
     let mut checks = vec![Check::pass("storage reachable", url.clone())];
+    checks.push(conditional_create(&store, &url).await);
+    const LOADS: &str = "catalog loads";
+    const UNREADABLE: &str = "a manifest named above is unreadable: restore it from a backup";
+    checks.push(
+        match answer(LOADS, CHECK_TIMEOUT * 4, Catalog::open(location)).await {
+            Ok(Ok(catalog)) => match catalog.list().await {
+                Ok(listing) => Check::pass(
+                    LOADS,
+                    format!(
+                        "{} schemas, {} tables",
+                        listing.len(),
+                        listing.iter().map(|(_, t)| t.len()).sum::<usize>()
+                    ),
+                ),
+                Err(e) => Check::fail(LOADS, e.to_string(), UNREADABLE),
+            },
+            Ok(Err(e)) => Check::fail(LOADS, e.to_string(), UNREADABLE),
+            Err(no_answer) => no_answer,
+        },
+    );
+    checks
+}
+
+/// Creates one probe object twice with `PutMode::Create` in `store` (at `url`): the second
+/// create must fail with `AlreadyExists`, as the catalog's commits need. The probe is deleted.
+async fn conditional_create(
+    store: &std::sync::Arc<dyn object_store::ObjectStore>,
+    url: &str,
+) -> Check {
+    const CHECK: &str = "storage writable with conditional create";
     let probe =
         object_store::path::Path::from(format!("_lakehouse_doctor/{}", uuid::Uuid::new_v4()));
     let create = || {
-        store.put_opts(
-            &probe,
-            PutPayload::from_static(b"lakehouse doctor"),
-            PutOptions::from(PutMode::Create),
+        answer(
+            CHECK,
+            CHECK_TIMEOUT,
+            store.put_opts(
+                &probe,
+                PutPayload::from_static(b"lakehouse doctor"),
+                PutOptions::from(PutMode::Create),
+            ),
         )
     };
-    let first = tokio::time::timeout(CHECK_TIMEOUT, create()).await;
-    checks.push(match first {
-        Ok(Ok(_)) => match tokio::time::timeout(CHECK_TIMEOUT, create()).await {
+    let check = match create().await {
+        Ok(Ok(_)) => match create().await {
             Ok(Err(object_store::Error::AlreadyExists { .. })) => Check::pass(
-                "storage writable with conditional create",
+                CHECK,
                 "a second create of the same object was refused, as commits need",
             ),
             Ok(Ok(_)) => Check::fail(
-                "storage writable with conditional create",
+                CHECK,
                 "the store accepted a second create of the same object: it ignores \
                  If-None-Match: *, so two writers could both commit the same table version",
                 "use a store with conditional writes (AWS S3, MinIO, Cloudflare R2, Ceph RGW \
@@ -137,58 +169,36 @@ async fn storage(config: &ServeConfig) -> Vec<Check> {
                  catalog safely",
             ),
             Ok(Err(e)) => Check::fail(
-                "storage writable with conditional create",
+                CHECK,
                 format!("the second conditional create failed with {e}, not 'already exists'"),
                 "use a store that answers 412 Precondition Failed to If-None-Match: *",
             ),
-            Err(_) => Check::fail(
-                "storage writable with conditional create",
-                "no answer",
-                "check the endpoint and the network",
-            ),
+            Err(no_answer) => no_answer,
         },
         Ok(Err(e)) => Check::fail(
-            "storage writable with conditional create",
+            CHECK,
             format!("{url}: {e}"),
             "give the server's credentials write access to the storage prefix",
         ),
-        Err(_) => Check::fail(
-            "storage writable with conditional create",
-            "no answer",
-            "check the endpoint and the network",
-        ),
-    });
+        Err(no_answer) => no_answer,
+    };
     let _ = store.delete(&probe).await;
-    checks.push(
-        match tokio::time::timeout(CHECK_TIMEOUT * 4, Catalog::open(location)).await {
-            Ok(Ok(catalog)) => match catalog.list().await {
-                Ok(listing) => Check::pass(
-                    "catalog loads",
-                    format!(
-                        "{} schemas, {} tables",
-                        listing.len(),
-                        listing.iter().map(|(_, t)| t.len()).sum::<usize>()
-                    ),
-                ),
-                Err(e) => Check::fail(
-                    "catalog loads",
-                    e.to_string(),
-                    "a manifest named above is unreadable: restore it from a backup",
-                ),
-            },
-            Ok(Err(e)) => Check::fail(
-                "catalog loads",
-                e.to_string(),
-                "a manifest named above is unreadable: restore it from a backup",
-            ),
-            Err(_) => Check::fail(
-                "catalog loads",
-                "no answer",
-                "check the endpoint and the network",
-            ),
-        },
-    );
-    checks
+    check
+}
+
+/// `work`'s output, or the failed check `name` when `work` gives none within `limit`.
+async fn answer<T>(
+    name: &str,
+    limit: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Check> {
+    tokio::time::timeout(limit, work).await.map_err(|_| {
+        Check::fail(
+            name,
+            format!("no answer within {} s", limit.as_secs()),
+            "check the endpoint (AWS_ENDPOINT) and the network",
+        )
+    })
 }
 
 /// The fix for a storage error message `error` at `url`.

@@ -214,8 +214,7 @@ impl Server {
             tracing::warn!(%addr, "serving WITHOUT authentication on a non-loopback address");
         }
         let data_cache = self.service.data_cache().clone();
-        let admission = Arc::clone(self.service.admission());
-        let gauges = self.service.gauges();
+        let gauges = self.service.gauges(!self.worker_only);
         let service = FlightServiceServer::new(LakehouseFlightService::new(
             self.service,
             self.auth,
@@ -257,8 +256,7 @@ impl Server {
             let endpoints = Endpoints {
                 readiness: Arc::clone(&readiness),
                 catalog: Arc::clone(&self.catalog),
-                admission: (!self.worker_only).then_some(admission),
-                gauges: Some(gauges),
+                gauges,
             };
             tokio::spawn(serve_http(listener, endpoints, async move {
                 let _ = http_stopped.await;

@@ -162,13 +162,19 @@ impl LakehouseFlightSql {
         self.engine.data_cache()
     }
 
-    /// Sets the gauges read at each scrape of `/metrics`: the query memory pool's reservation
-    /// and the hot cache's size and read counters.
-    pub fn gauges(&self) -> Arc<dyn Fn() + Send + Sync> {
+    /// Sets the gauges read at each scrape of `/metrics`: the query memory pool's reservation,
+    /// the hot cache's size and read counters, and with `queries` the running and queued
+    /// queries (a worker, which admits no queries of its own, passes false).
+    pub fn gauges(&self, queries: bool) -> Arc<dyn Fn() + Send + Sync> {
         use crate::observability::metrics as m;
         let runtime = self.engine.runtime_env();
         let cache = self.data_cache().clone();
+        let admission = queries.then(|| Arc::clone(self.admission()));
         Arc::new(move || {
+            if let Some(admission) = &admission {
+                metrics::gauge!(m::QUERIES_RUNNING).set(admission.running() as f64);
+                metrics::gauge!(m::QUERIES_QUEUED).set(admission.queued() as f64);
+            }
             metrics::gauge!(m::MEMORY_RESERVED).set(runtime.memory_pool.reserved() as f64);
             if cache.is_on() {
                 let stats = cache.stats();
@@ -781,8 +787,8 @@ impl LakehouseFlightService {
 
     /// Opens the [`Call`] of `request` (in its extensions too).
     fn open<T>(&self, rpc: &'static str, request: &mut Request<T>) -> Call {
-        let headers = request.metadata().clone().into_headers();
-        let call = Call::start(rpc, request.remote_addr(), &headers, self.audit.clone());
+        let headers: &http::HeaderMap = request.metadata().as_ref();
+        let call = Call::start(rpc, request.remote_addr(), headers, self.audit.clone());
         request.extensions_mut().insert(call.clone());
         call
     }
@@ -822,6 +828,24 @@ impl LakehouseFlightService {
         let result = self.run(&call, request, work).await;
         call.finish(&result);
         result
+    }
+
+    /// [`Self::run`] for a call answered with a stream: the call finishes when the stream
+    /// ends (each message measured by `measure`), or at once when there is no stream.
+    async fn streamed<T, S: Send + 'static>(
+        &self,
+        call: Call,
+        request: Request<T>,
+        measure: fn(&S) -> (u64, u64),
+        work: impl AsyncFnOnce(Request<T>) -> Result<Response<BoxStream<S>>, Status>,
+    ) -> Result<Response<BoxStream<S>>, Status> {
+        match self.run(&call, request, work).await {
+            Ok(response) => Ok(response.map(|stream| call.watch(stream, measure))),
+            Err(status) => {
+                call.finish::<()>(&Err(status.clone()));
+                Err(status)
+            }
+        }
     }
 }
 
@@ -958,18 +982,10 @@ impl FlightService for LakehouseFlightService {
         let call = self.open("DoGet", &mut request);
         let log_parameters = self.audit.as_ref().is_some_and(|a| a.log_parameters());
         call.ticket(request.get_ref(), log_parameters);
-        let result = self
-            .run(&call, request, async |request| {
-                FlightService::do_get(&*self.inner, request).await
-            })
-            .await;
-        match result {
-            Ok(response) => Ok(response.map(|stream| call.watch(stream, result_data))),
-            Err(status) => {
-                call.finish::<()>(&Err(status.clone()));
-                Err(status)
-            }
-        }
+        self.streamed(call, request, result_data, async |request| {
+            FlightService::do_get(&*self.inner, request).await
+        })
+        .await
     }
 
     async fn do_put(
@@ -977,20 +993,12 @@ impl FlightService for LakehouseFlightService {
         mut request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoPutStream>, Status> {
         let call = self.open("DoPut", &mut request);
-        let result = self
-            .run(&call, request, async |request| {
-                FlightService::do_put(&*self.inner, request).await
-            })
-            .await;
-        match result {
-            // File ingest streams progress and its result from a task: the call ends with the
-            // stream.
-            Ok(response) => Ok(response.map(|stream| call.watch(stream, uncounted))),
-            Err(status) => {
-                call.finish::<()>(&Err(status.clone()));
-                Err(status)
-            }
-        }
+        // File ingest streams progress and its result from a task: the call ends with the
+        // stream; the handlers count ingested rows themselves.
+        self.streamed(call, request, uncounted, async |request| {
+            FlightService::do_put(&*self.inner, request).await
+        })
+        .await
     }
 
     async fn do_action(

@@ -131,13 +131,10 @@ impl Call {
     /// Records what a DoGet ticket names: a statement ticket's SQL, query id and table
     /// versions, or the metadata command.
     pub fn ticket(&self, ticket: &Ticket, log_parameters: bool) {
-        let Ok(any) = Any::decode(ticket.ticket.as_ref()) else {
-            return;
-        };
-        if let Ok(Some(statement)) = any.unpack::<arrow_flight::sql::TicketStatementQuery>() {
-            self.statement_ticket(&statement.statement_handle, log_parameters);
+        if let Some(handle) = statement_handle(ticket) {
+            self.statement_ticket(&handle, log_parameters);
             self.with(|s| s.record.command = "TicketStatementQuery".into());
-        } else {
+        } else if let Ok(any) = Any::decode(ticket.ticket.as_ref()) {
             self.command(any);
         }
     }
@@ -145,21 +142,19 @@ impl Call {
     /// Records the statement and tables read of the ticket in `info` (what GetFlightInfo
     /// planned).
     pub fn flight_info(&self, info: &FlightInfo) {
-        let Some(ticket) = info.endpoint.first().and_then(|e| e.ticket.as_ref()) else {
-            return;
-        };
-        if let Ok(any) = Any::decode(ticket.ticket.as_ref())
-            && let Ok(Some(statement)) = any.unpack::<arrow_flight::sql::TicketStatementQuery>()
+        if let Some(handle) = info
+            .endpoint
+            .first()
+            .and_then(|e| e.ticket.as_ref())
+            .and_then(statement_handle)
         {
-            let sql = self.state.lock().expect("lock").record.statement.clone();
-            self.statement_ticket(&statement.statement_handle, false);
-            // Keep the statement as sent (the ticket's may be the update-count query).
-            if sql.is_some() {
-                self.with(|s| s.record.statement = sql);
-            }
+            self.statement_ticket(&handle, false);
         }
     }
 
+    /// Records the query id, tables read and (with `log_parameters`) parameters of a statement
+    /// ticket's `handle`, and its SQL unless the call already has the statement as sent (the
+    /// ticket's may be the update-count query).
     fn statement_ticket(&self, handle: &[u8], log_parameters: bool) {
         let Ok(ticket) = lakehouse_proto::StatementTicket::decode(handle) else {
             return;
@@ -168,7 +163,7 @@ impl Call {
             .then(|| render_parameters(&ticket.parameters))
             .flatten();
         self.with(|s| {
-            s.record.statement = Some(ticket.sql);
+            s.record.statement.get_or_insert(ticket.sql);
             s.record.query_id = Some(ticket.query_id);
             s.record.tables_read = ticket
                 .pins
@@ -357,6 +352,15 @@ fn batch_rows(data: &FlightData) -> u64 {
         .ok()
         .and_then(|message| message.header_as_record_batch())
         .map_or(0, |batch| batch.length().max(0) as u64)
+}
+
+/// The statement handle of a `TicketStatementQuery` ticket.
+fn statement_handle(ticket: &Ticket) -> Option<bytes::Bytes> {
+    let any = Any::decode(ticket.ticket.as_ref()).ok()?;
+    let statement = any
+        .unpack::<arrow_flight::sql::TicketStatementQuery>()
+        .ok()??;
+    Some(statement.statement_handle)
 }
 
 fn prepared_sql(handle: &[u8]) -> Option<String> {

@@ -22,7 +22,6 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::error::{Error, Result};
-use crate::query::limits::Admission;
 
 /// How long `/readyz` waits for storage to answer before it reports not ready.
 pub const STORAGE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,10 +69,8 @@ pub struct Endpoints {
     pub readiness: Arc<Readiness>,
     /// The catalog whose storage `/readyz` probes.
     pub catalog: Arc<Catalog>,
-    /// Query slots, for the running/queued gauges; `None` on a worker.
-    pub admission: Option<Arc<Admission>>,
-    /// The query memory pool and hot cache, for their gauges.
-    pub gauges: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Sets the gauges (queries, memory pool, hot cache) before each scrape of `/metrics`.
+    pub gauges: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `stop` completes.
@@ -100,13 +97,7 @@ pub async fn serve_http(
 }
 
 async fn metrics(State(endpoints): State<Endpoints>) -> impl IntoResponse {
-    if let Some(admission) = &endpoints.admission {
-        ::metrics::gauge!(super::metrics::QUERIES_RUNNING).set(admission.running() as f64);
-        ::metrics::gauge!(super::metrics::QUERIES_QUEUED).set(admission.queued() as f64);
-    }
-    if let Some(gauges) = &endpoints.gauges {
-        gauges();
-    }
+    (endpoints.gauges)();
     let handle = super::metrics::handle();
     handle.run_upkeep();
     (
