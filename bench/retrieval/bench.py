@@ -97,6 +97,23 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def ingest(args, server, processes):
+    """`lakehouse ingest --embed` of the corpus into `howto` on `server`: (wall seconds, CPU
+    seconds each of `processes` spent meanwhile). Exits on failure."""
+    cpu_before = [cpu_seconds(p.pid) for p in processes]
+    started = time.monotonic()
+    out = subprocess.run(
+        [args.bin, "ingest", "--server", server.url, "--table", "howto", "--embed",
+         "--chunk-size", str(args.chunk_size), "--chunk-overlap", str(args.chunk_overlap),
+         str(args.corpus)], capture_output=True, text=True)
+    seconds = time.monotonic() - started
+    cpu = [cpu_seconds(p.pid) - b for p, b in zip(processes, cpu_before)]
+    if out.returncode != 0:
+        sys.exit(f"ingest failed:\n{out.stderr}")
+    print(out.stdout.strip().splitlines()[-1], file=sys.stderr)
+    return seconds, cpu
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -118,17 +135,7 @@ def main():
     server = conftest.LakehouseServer(args.work / "data", "--config", str(config),
                                       log_path=args.work / "server.log")
     try:
-        cpu_before = [cpu_seconds(p.pid) for p in (models.proc, server.proc)]
-        started = time.monotonic()
-        out = subprocess.run(
-            [args.bin, "ingest", "--server", server.url, "--table", "howto", "--embed",
-             "--chunk-size", str(args.chunk_size), "--chunk-overlap", str(args.chunk_overlap),
-             str(args.corpus)], capture_output=True, text=True)
-        ingest_s = time.monotonic() - started
-        cpu = [cpu_seconds(p.pid) - b for p, b in zip((models.proc, server.proc), cpu_before)]
-        if out.returncode != 0:
-            sys.exit(f"ingest failed:\n{out.stderr}")
-        print(out.stdout.strip().splitlines()[-1], file=sys.stderr)
+        ingest_s, cpu = ingest(args, server, (models.proc, server.proc))
 
         with server.connect() as conn, conn.cursor() as cur:
             started = time.monotonic()
@@ -170,6 +177,18 @@ def main():
         server.stop()
         models.stop()
 
+    # The same ingest with MiniLM in process (`provider = "local"`, candle) on a fresh server.
+    local = args.work / "local.toml"
+    local.write_text(f'[embedding]\ndefault_model = "minilm"\n[embedding.models.minilm]\n'
+                     f'provider = "local"\npath = "{models.models}/all-MiniLM-L6-v2"\n'
+                     f'concurrency = 1\n')
+    server = conftest.LakehouseServer(args.work / "data-local", "--config", str(local),
+                                      log_path=args.work / "server-local.log")
+    try:
+        local_s, (local_cpu,) = ingest(args, server, (server.proc,))
+    finally:
+        server.stop()
+
     documents, chunks = len(pages), len(rows)
     lines = [
         f"Corpus: {documents} HTML pages of Debian's {args.package} (`howto/`), "
@@ -197,10 +216,13 @@ def main():
         "|---|---|---|---|---|---|",
         f"| `lakehouse ingest --embed` (extract, chunk, embed, commit) | {documents} | {chunks} | "
         f"{ingest_s:.1f} | {documents / ingest_s:.2f} | {chunks / ingest_s:.1f} |",
+        f"| the same, MiniLM in process (`provider = \"local\"`, candle) | {documents} | "
+        f"{chunks} | {local_s:.1f} | {documents / local_s:.2f} | {chunks / local_s:.1f} |",
         f"| `CREATE INDEX ... USING FTS (text)` | | {chunks} | {fts_s:.1f} | | |",
         "",
         f"CPU time during the ingest: model server {cpu[0]:.1f} s, Lakehouse server "
-        f"{cpu[1]:.1f} s, of {ingest_s:.1f} s wall clock.",
+        f"{cpu[1]:.1f} s, of {ingest_s:.1f} s wall clock; in process: Lakehouse server "
+        f"{local_cpu:.1f} s of {local_s:.1f} s on {os.cpu_count()} cores.",
     ]
     table = "\n".join(lines)
     print(table)

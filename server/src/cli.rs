@@ -74,6 +74,13 @@ pub enum Command {
     /// model servers answer with the configured dimension, workers answer, ports are free.
     /// Prints one line per check with the fix for each failure; exits 1 if any fails.
     Doctor(DoctorArgs),
+    /// Serve the Model Context Protocol to AI agents (desktop and IDE assistants) over stdio,
+    /// or over Streamable HTTP at /mcp with --http, as a client of a running server: tools
+    /// list_tables, describe_table, query (read-only, capped), vector_search, hybrid_search,
+    /// rag, nl2sql, and execute with --allow-writes; each table is a resource at
+    /// lakehouse://SCHEMA/TABLE. The server's auth, roles, limits and audit log apply.
+    /// See clients/mcp.md for an MCP host's configuration.
+    Mcp(McpArgs),
     /// Manage the users of `--auth basic` in a config file.
     #[command(subcommand)]
     User(UserCommand),
@@ -165,6 +172,19 @@ pub struct ServerArgs {
 impl ServerArgs {
     /// Connects (asking for the password when a user is given without LAKEHOUSE_PASSWORD).
     async fn connect(&self) -> Result<lakehouse_client::Client> {
+        let connect = self.connect_options(true)?;
+        lakehouse_client::Client::connect_with(&self.server, connect)
+            .await
+            .map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// The TLS trust and login these flags give. The password comes from LAKEHOUSE_PASSWORD,
+    /// else (with `ask`) from the terminal.
+    ///
+    /// # Errors
+    /// [`Error::Io`] for an unreadable CA file; [`Error::Config`] when a user is given without
+    /// LAKEHOUSE_PASSWORD and asking is not allowed.
+    fn connect_options(&self, ask: bool) -> Result<lakehouse_client::ConnectOptions> {
         let mut connect = lakehouse_client::ConnectOptions::default();
         if let Some(path) = &self.tls_ca {
             connect.tls_ca_pem = Some(std::fs::read(path).map_err(|source| Error::Io {
@@ -175,14 +195,44 @@ impl ServerArgs {
         if let Some(user) = &self.user {
             let password = match std::env::var("LAKEHOUSE_PASSWORD") {
                 Ok(password) => password,
-                Err(_) => read_password(&format!("Password for {user}: "), false)?,
+                Err(_) if ask => read_password(&format!("Password for {user}: "), false)?,
+                Err(_) => {
+                    return Err(Error::Config(format!(
+                        "--user {user} needs its password in LAKEHOUSE_PASSWORD"
+                    )));
+                }
             };
             connect.login = Some((user.clone(), password));
         }
-        lakehouse_client::Client::connect_with(&self.server, connect)
-            .await
-            .map_err(|e| Error::Config(e.to_string()))
+        Ok(connect)
     }
+}
+
+/// Flags of `lakehouse mcp`.
+#[derive(Debug, clap::Args)]
+pub struct McpArgs {
+    /// The server to talk to. The password of --user must be in LAKEHOUSE_PASSWORD (stdin
+    /// carries the protocol).
+    #[command(flatten)]
+    pub connection: ServerArgs,
+
+    /// Serve Streamable HTTP at http://HOST:PORT/mcp instead of stdio (a bare PORT binds
+    /// 127.0.0.1). Anyone who reaches it acts as --user: keep it on loopback or behind auth.
+    #[arg(long, env = "LAKEHOUSE_MCP_HTTP", value_name = "HOST:PORT")]
+    pub http: Option<String>,
+
+    /// Offer the execute tool (data-changing SQL; the user also needs role write). Without it
+    /// every call is read-only.
+    #[arg(long, env = "LAKEHOUSE_MCP_ALLOW_WRITES")]
+    pub allow_writes: bool,
+
+    /// Most rows a query or search answers.
+    #[arg(long, default_value_t = lakehouse_mcp::DEFAULT_MAX_ROWS, value_name = "ROWS")]
+    pub max_rows: usize,
+
+    /// Most bytes of text a query answers.
+    #[arg(long, default_value_t = lakehouse_mcp::DEFAULT_MAX_BYTES, value_name = "BYTES")]
+    pub max_bytes: usize,
 }
 
 /// Flags of `lakehouse compact`.
@@ -234,7 +284,7 @@ pub struct IngestArgs {
     pub mode: IngestModeArg,
 
     /// Input format [default: from each file's extension: .csv .tsv .json .ndjson .jsonl
-    /// .parquet; with --embed also .txt .md .markdown .html .htm].
+    /// .parquet; with --embed also .txt .md .markdown .html .htm .pdf].
     #[arg(long, value_enum)]
     pub format: Option<FormatArg>,
 
@@ -252,8 +302,10 @@ pub struct IngestArgs {
     pub delimiter: Option<char>,
 
     /// Chunk, embed and store the files as documents in a Lance document table, one row per
-    /// chunk: doc_id, chunk_index, text, source, byte_start, byte_end, content_hash, embedding
-    /// (docs/ai.md). A .txt, .md or .html file is one document (HTML: its text); in a CSV,
+    /// chunk: doc_id, chunk_index, text, source, page, byte_start, byte_end, content_hash,
+    /// embedding (docs/ai.md). A .txt, .md, .html or .pdf file is one document (HTML: its
+    /// text; PDF: its text page by page, each chunk with its page; an encrypted, image-only or
+    /// unreadable PDF is reported and skipped, the other files ingested); in a CSV,
     /// NDJSON or Parquet file each row is one, its text in COLUMN (default `text`; give it
     /// with `=`: --embed=notes), its other columns copied onto its chunks. Chunking and
     /// embedding (the server's default model unless --model) run on the server. Unchanged
@@ -339,6 +391,8 @@ pub enum FormatArg {
     Markdown,
     /// HTML (with --embed).
     Html,
+    /// PDF (with --embed): its text page by page, each chunk with its page number.
+    Pdf,
 }
 
 /// Flags of `lakehouse cleanup`.
@@ -463,9 +517,54 @@ async fn execute(command: Command) -> Result<()> {
             maintain(&args.connection, args.table.as_deref(), verb, statement).await
         }
         Command::Cleanup(args) => cleanup(args).await,
+        Command::Mcp(args) => mcp(args).await,
         Command::User(UserCommand::Add(args)) => user_add(args),
         Command::Cert(args) => cert(args),
         Command::Doctor(args) => doctor(args).await,
+    }
+}
+
+/// `lakehouse mcp`: the MCP server over stdio, or over Streamable HTTP until Ctrl-C/SIGTERM.
+async fn mcp(args: McpArgs) -> Result<()> {
+    if args.max_rows == 0 || args.max_bytes == 0 {
+        return Err(Error::Config(
+            "--max-rows and --max-bytes must be at least 1".into(),
+        ));
+    }
+    let options = lakehouse_mcp::McpOptions {
+        server: args.connection.server.clone(),
+        connect: args.connection.connect_options(false)?,
+        allow_writes: args.allow_writes,
+        max_rows: args.max_rows,
+        max_bytes: args.max_bytes,
+    };
+    let transport = |e: lakehouse_mcp::Error| Error::Config(e.to_string());
+    match &args.http {
+        None => lakehouse_mcp::serve_stdio(options).await.map_err(transport),
+        Some(listen) => {
+            let address = crate::config::listen_address(listen);
+            let listener = TcpListener::bind(&address)
+                .await
+                .map_err(|source| Error::Io {
+                    context: format!("cannot listen on {address} (--http)"),
+                    source,
+                })?;
+            let local = listener.local_addr().map_err(|source| Error::Io {
+                context: "the MCP listener's address".into(),
+                source,
+            })?;
+            eprintln!(
+                "lakehouse mcp: Streamable HTTP at http://{local}{} (server {})",
+                lakehouse_mcp::HTTP_PATH,
+                args.connection.server
+            );
+            let signal = shutdown_signal()?;
+            lakehouse_mcp::serve_http(listener, options, async move {
+                signal.await;
+            })
+            .await
+            .map_err(transport)
+        }
     }
 }
 
@@ -904,6 +1003,7 @@ async fn ingest(args: IngestArgs) -> Result<()> {
             Some(FormatArg::Text) => FileFormat::Text,
             Some(FormatArg::Markdown) => FileFormat::Markdown,
             Some(FormatArg::Html) => FileFormat::Html,
+            Some(FormatArg::Pdf) => FileFormat::Pdf,
         },
         schema_overrides: args.schema.clone().unwrap_or_default(),
         csv_has_header: args.no_header.then_some(false),

@@ -403,6 +403,16 @@ pub fn add_user(
     Ok((updated, config.auth.mode))
 }
 
+/// The address to bind for a `HOST:PORT` listen option: a bare `PORT` means loopback
+/// (`127.0.0.1:PORT`), so that nothing is exposed unless a host is named.
+pub fn listen_address(listen: &str) -> String {
+    if listen.parse::<u16>().is_ok() {
+        format!("127.0.0.1:{listen}")
+    } else {
+        listen.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

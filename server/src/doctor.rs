@@ -313,7 +313,8 @@ async fn models(config: &ServeConfig) -> Vec<Check> {
                 check,
                 format!(
                     "{} answers with {} dimensions",
-                    model.base_url, model.dimension
+                    embedder.describe(),
+                    embedder.dimension()
                 ),
             ),
             Err(e @ VectorError::DimensionMismatch { actual, .. }) => Check::fail(

@@ -148,11 +148,19 @@ struct OpenAiChoice {
     message: ChatMessage,
 }
 
+/// The wire format of a chat server.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    Ollama,
+    OpenAi,
+}
+
 /// A chat model ready to use: bounded concurrency and retries within the timeout.
 #[derive(Debug)]
 pub struct ChatModel {
     name: String,
     config: ChatModelConfig,
+    format: Format,
     endpoint: ModelEndpoint,
     slots: tokio::sync::Semaphore,
     requests: AtomicU64,
@@ -162,12 +170,19 @@ impl ChatModel {
     /// The model named `name` (the config key).
     ///
     /// # Errors
-    /// [`Error::Config`] for an invalid config.
+    /// [`Error::Config`] for an invalid config, or `provider = "local"` (chat models run
+    /// behind an Ollama or OpenAI-compatible server).
     pub fn new(name: &str, config: ChatModelConfig) -> Result<Self> {
         config.validate(name)?;
-        let path = match config.provider {
-            ProviderKind::Ollama => "/api/chat",
-            ProviderKind::OpenAi => "/v1/chat/completions",
+        let (format, path) = match config.provider {
+            ProviderKind::Ollama => (Format::Ollama, "/api/chat"),
+            ProviderKind::OpenAi => (Format::OpenAi, "/v1/chat/completions"),
+            ProviderKind::Local => {
+                return Err(Error::Config(format!(
+                    "chat model {name}: provider local is for embedding models; chat models \
+                     need provider ollama or openai (a server such as Ollama or llama.cpp)"
+                )));
+            }
         };
         let endpoint = ModelEndpoint::new(
             &config.base_url,
@@ -177,6 +192,7 @@ impl ChatModel {
             config.timeout_ms,
         )?;
         Ok(Self {
+            format,
             name: name.to_string(),
             slots: tokio::sync::Semaphore::new(config.concurrency),
             config,
@@ -229,8 +245,8 @@ impl ChatModel {
                 ),
             })?
             .expect("the semaphore is never closed");
-        let body = match self.config.provider {
-            ProviderKind::Ollama => json!({
+        let body = match self.format {
+            Format::Ollama => json!({
                 "model": self.endpoint.model(),
                 "messages": messages,
                 "stream": false,
@@ -240,7 +256,7 @@ impl ChatModel {
                     "num_predict": self.config.max_tokens,
                 },
             }),
-            ProviderKind::OpenAi => json!({
+            Format::OpenAi => json!({
                 "model": self.endpoint.model(),
                 "messages": messages,
                 "temperature": self.config.temperature,
@@ -253,8 +269,8 @@ impl ChatModel {
             self.endpoint.post(&body)
         })
         .await?;
-        let content = match self.config.provider {
-            ProviderKind::Ollama => {
+        let content = match self.format {
+            Format::Ollama => {
                 serde_json::from_slice::<OllamaAnswer>(&bytes)
                     .map_err(|e| {
                         self.endpoint
@@ -263,7 +279,7 @@ impl ChatModel {
                     .message
                     .content
             }
-            ProviderKind::OpenAi => {
+            Format::OpenAi => {
                 serde_json::from_slice::<OpenAiAnswer>(&bytes)
                     .map_err(|e| {
                         self.endpoint

@@ -1,8 +1,10 @@
-//! Documents for retrieval: their text (plain text, Markdown, HTML) and its chunks.
+//! Documents for retrieval: their text (plain text, Markdown, HTML, PDF) and its chunks.
 //!
 //! - [`extract_text`]: plain text and Markdown are their own text (UTF-8 required); HTML is
 //!   rendered to plain text by `html2text` with its trivial decorator (only the literal text:
 //!   no heading marks, link brackets or bullets; no line wrapping; scripts and styles dropped).
+//! - [`extract_pages`]: a PDF's text page by page (`pdf-extract` over `lopdf`); encrypted,
+//!   unreadable and text-less (scanned, image-only) PDFs are refused with the reason.
 //! - [`chunk`]: the text cut into chunks of at most `size` **characters** with up to `overlap`
 //!   characters shared by neighbours, on the most natural boundary that fits (`text-splitter`:
 //!   paragraphs, then sentences, then words; Markdown also by its structure). Each chunk keeps
@@ -19,6 +21,9 @@ pub enum DocumentFormat {
     Markdown,
     /// HTML (`.html`, `.htm`): rendered to text first.
     Html,
+    /// PDF (`.pdf`): its text extracted page by page ([`extract_pages`]); each page is chunked
+    /// as plain text.
+    Pdf,
 }
 
 impl DocumentFormat {
@@ -29,18 +34,21 @@ impl DocumentFormat {
             "txt" | "text" => Some(Self::Text),
             "md" | "markdown" => Some(Self::Markdown),
             "html" | "htm" => Some(Self::Html),
+            "pdf" => Some(Self::Pdf),
             _ => None,
         }
     }
 }
 
-/// The text of a document of `format` whose bytes are `bytes`; `name` is for errors.
+/// The text of a document of `format` whose bytes are `bytes`; `name` is for errors. A PDF's
+/// pages are joined with blank lines ([`extract_pages`] keeps them apart).
 ///
 /// # Errors
-/// [`Error::Document`] when plain text or Markdown is not UTF-8 (naming the byte offset) or
-/// the HTML cannot be rendered.
+/// [`Error::Document`] when plain text or Markdown is not UTF-8 (naming the byte offset), the
+/// HTML cannot be rendered, or the PDF cannot be read ([`extract_pages`]).
 pub fn extract_text(name: &str, bytes: &[u8], format: DocumentFormat) -> Result<String> {
     match format {
+        DocumentFormat::Pdf => Ok(extract_pages(name, bytes)?.join("\n\n")),
         DocumentFormat::Text | DocumentFormat::Markdown => std::str::from_utf8(bytes)
             .map(str::to_string)
             .map_err(|e| Error::Document {
@@ -59,6 +67,38 @@ pub fn extract_text(name: &str, bytes: &[u8], format: DocumentFormat) -> Result<
                 })
         }
     }
+}
+
+/// The text of each page of the PDF `bytes`, first page first (`pdf-extract`, which reads the
+/// PDF's text operators with `lopdf`; pages whose text cannot be read come back empty); `name`
+/// is for errors. CPU-bound: call from a blocking task.
+///
+/// # Errors
+/// [`Error::Document`] naming `name` for an encrypted PDF (one that opens only with a
+/// password), a PDF that does not parse (truncated, corrupt), one on which the extractor
+/// fails, and one with no text at all (scanned or image-only pages: OCR them first).
+pub fn extract_pages(name: &str, bytes: &[u8]) -> Result<Vec<String>> {
+    let refuse = |message: String| Error::Document {
+        name: name.to_string(),
+        message,
+    };
+    let pages = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(bytes))
+        .map_err(|_| refuse("cannot read the PDF: the text extractor failed on it".into()))?
+        .map_err(|e| match e {
+            pdf_extract::OutputError::PdfError(pdf_extract::Error::Decryption(_)) => refuse(
+                "the PDF is encrypted and needs a password; decrypt it first \
+                 (qpdf --decrypt --password=... in.pdf out.pdf)"
+                    .into(),
+            ),
+            e => refuse(format!("cannot read the PDF: {e}")),
+        })?;
+    if pages.iter().all(|p| p.trim().is_empty()) {
+        return Err(refuse(format!(
+            "the PDF has no text on its {} page(s): scanned or image-only pages need OCR first",
+            pages.len()
+        )));
+    }
+    Ok(pages)
 }
 
 /// How documents are chunked: sizes in characters (Unicode scalar values).
@@ -85,7 +125,9 @@ impl Default for ChunkSpec {
 pub struct Chunk {
     /// Position among the document's chunks, from 0.
     pub index: usize,
-    /// Byte offset of the chunk's first byte in the text.
+    /// The PDF page (from 1) the chunk is on; `None` for documents without pages.
+    pub page: Option<i32>,
+    /// Byte offset of the chunk's first byte in the text (a PDF's: in its page's text).
     pub start: usize,
     /// Byte offset just past the chunk's last byte.
     pub end: usize,
@@ -116,15 +158,18 @@ pub fn chunk(text: &str, format: DocumentFormat, spec: ChunkSpec) -> Result<Vec<
         DocumentFormat::Markdown => text_splitter::MarkdownSplitter::new(config)
             .chunk_indices(text)
             .collect(),
-        DocumentFormat::Text | DocumentFormat::Html => text_splitter::TextSplitter::new(config)
-            .chunk_indices(text)
-            .collect(),
+        DocumentFormat::Text | DocumentFormat::Html | DocumentFormat::Pdf => {
+            text_splitter::TextSplitter::new(config)
+                .chunk_indices(text)
+                .collect()
+        }
     };
     Ok(pieces
         .into_iter()
         .enumerate()
         .map(|(index, (start, piece))| Chunk {
             index,
+            page: None,
             start,
             end: start + piece.len(),
             text: piece.to_string(),

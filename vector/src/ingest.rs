@@ -8,7 +8,8 @@
 //! | `chunk_index` | Int64 | position among the document's chunks, from 0 |
 //! | `text` | Utf8 | the chunk ([`crate::documents::chunk`]) |
 //! | `source` | Utf8 | the file the document came from, as the client named it |
-//! | `byte_start`, `byte_end` | Int64 | the chunk's byte range in the document's text (for text and Markdown files, in the file; for HTML, in its extracted text) |
+//! | `page` | Int32, nullable | the PDF page the chunk is on, from 1; NULL for other documents (tables made before PDF support lack the column and refuse PDFs) |
+//! | `byte_start`, `byte_end` | Int64 | the chunk's byte range in the document's text (for text and Markdown files, in the file; for HTML, in its extracted text; for PDF, in its page's extracted text) |
 //! | `content_hash` | Utf8 | SHA-256 (hex) of the document (a file's bytes; a row's text and copied values) |
 //! | `embedding` | FixedSizeList<Float32, D> | the chunk's vector from the table's embedding model |
 //! | … | | a CSV/NDJSON/Parquet row's other columns, copied onto each of its chunks |
@@ -27,7 +28,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow::array::{
+    Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::execution::SendableRecordBatchStream;
@@ -36,7 +39,7 @@ use datafusion::prelude::{Expr, col, lit};
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 
-use crate::documents::{Chunk, ChunkSpec, DocumentFormat, chunk, extract_text};
+use crate::documents::{Chunk, ChunkSpec, DocumentFormat, chunk, extract_pages, extract_text};
 use crate::embedding::Embedder;
 use crate::error::{Error, Result};
 
@@ -50,6 +53,9 @@ pub mod columns {
     pub const TEXT: &str = "text";
     /// The file the document came from (Utf8).
     pub const SOURCE: &str = "source";
+    /// The PDF page a chunk is on, from 1 (Int32, nullable: NULL for other documents). Not
+    /// in [`ALL`]: document tables made before PDF support lack it.
+    pub const PAGE: &str = "page";
     /// Byte offset of the chunk's start in the document's text (Int64).
     pub const BYTE_START: &str = "byte_start";
     /// Byte offset just past the chunk's end (Int64).
@@ -88,6 +94,9 @@ pub struct Document {
     pub text: String,
     /// How its text is chunked (Markdown along its structure, the rest as plain text).
     pub format: DocumentFormat,
+    /// A PDF's text page by page (first page first), each chunked on its own; empty for
+    /// documents without pages, whose text is `text`.
+    pub pages: Vec<String>,
     /// SHA-256 of the document, lowercase hex: unchanged documents are skipped by it.
     pub content_hash: String,
 }
@@ -109,23 +118,33 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl DocumentSet {
-    /// A text, Markdown or HTML file as one document with id `source`, hashed by its bytes.
+    /// A text, Markdown, HTML or PDF file as one document with id `source`, hashed by its
+    /// bytes (a PDF's text kept page by page).
     ///
     /// # Errors
     /// [`Error::Document`] naming `source` when its text cannot be read
-    /// ([`crate::documents::extract_text`]).
+    /// ([`crate::documents::extract_text`], [`crate::documents::extract_pages`]).
     pub fn from_file(source: &str, bytes: &[u8], format: DocumentFormat) -> Result<Self> {
-        let text = extract_text(source, bytes, format)?;
+        let (text, pages) = match format {
+            DocumentFormat::Pdf => (String::new(), extract_pages(source, bytes)?),
+            _ => (extract_text(source, bytes, format)?, Vec::new()),
+        };
         Ok(Self {
             source: source.to_string(),
             documents: vec![Document {
                 doc_id: source.to_string(),
                 text,
                 format,
+                pages,
                 content_hash: sha256_hex(bytes),
             }],
             columns: None,
         })
+    }
+
+    /// True when some document has pages (a PDF): its chunks need a `page` column.
+    pub fn has_pages(&self) -> bool {
+        self.documents.iter().any(|d| !d.pages.is_empty())
     }
 
     /// The rows of a CSV, NDJSON or Parquet file as documents: each row's `text_column` value
@@ -249,6 +268,7 @@ impl DocumentSet {
                 doc_id,
                 text,
                 format: DocumentFormat::Text,
+                pages: Vec::new(),
                 content_hash: hex::encode(hasher.finalize()),
             });
         }
@@ -271,14 +291,26 @@ impl DocumentSet {
 
 /// The schema of a document table whose vectors are `dimension`-dimensional from the embedding
 /// model `model` (in the `embedding` field's metadata, [`crate::embed::MODEL_METADATA_KEY`]),
-/// chunked per `spec` (schema metadata), with `copied` columns after the fixed ones (see the
-/// module docs).
-pub fn chunk_schema(dimension: usize, model: &str, spec: ChunkSpec, copied: &Schema) -> SchemaRef {
+/// chunked per `spec` (schema metadata), with a `page` column when `with_page` (new tables;
+/// tables made before PDF support have none) and `copied` columns after the fixed ones (see
+/// the module docs).
+pub fn chunk_schema(
+    dimension: usize,
+    model: &str,
+    spec: ChunkSpec,
+    with_page: bool,
+    copied: &Schema,
+) -> SchemaRef {
     let mut fields = vec![
         Field::new(columns::DOC_ID, DataType::Utf8, false),
         Field::new(columns::CHUNK_INDEX, DataType::Int64, false),
         Field::new(columns::TEXT, DataType::Utf8, false),
         Field::new(columns::SOURCE, DataType::Utf8, false),
+    ];
+    if with_page {
+        fields.push(Field::new(columns::PAGE, DataType::Int32, true));
+    }
+    fields.extend([
         Field::new(columns::BYTE_START, DataType::Int64, false),
         Field::new(columns::BYTE_END, DataType::Int64, false),
         Field::new(columns::CONTENT_HASH, DataType::Utf8, false),
@@ -294,7 +326,7 @@ pub fn chunk_schema(dimension: usize, model: &str, spec: ChunkSpec, copied: &Sch
             )]
             .into(),
         ),
-    ];
+    ]);
     fields.extend(
         copied
             .fields()
@@ -381,11 +413,24 @@ pub fn chunk_documents(
     let mut out = Vec::new();
     for &i in which {
         let doc = &set.documents[i];
-        out.extend(
-            chunk(&doc.text, doc.format, spec)?
-                .into_iter()
-                .map(|c| (i, c)),
-        );
+        if doc.pages.is_empty() {
+            out.extend(
+                chunk(&doc.text, doc.format, spec)?
+                    .into_iter()
+                    .map(|c| (i, c)),
+            );
+            continue;
+        }
+        // A PDF: each page on its own (offsets in the page's text), indexes across pages.
+        let mut index = 0;
+        for (page, text) in doc.pages.iter().enumerate() {
+            for mut c in chunk(text, doc.format, spec)? {
+                c.index = index;
+                c.page = Some(i32::try_from(page + 1).unwrap_or(i32::MAX));
+                index += 1;
+                out.push((i, c));
+            }
+        }
     }
     Ok(out)
 }
@@ -456,6 +501,13 @@ fn chunk_batch(
         Arc::new(StringArray::from_iter_values(
             group.iter().map(|_| set.source.as_str()),
         )),
+    ];
+    if schema.field_with_name(columns::PAGE).is_ok() {
+        arrays.push(Arc::new(Int32Array::from_iter(
+            group.iter().map(|(_, c)| c.page),
+        )));
+    }
+    arrays.extend::<[ArrayRef; 4]>([
         Arc::new(Int64Array::from_iter_values(
             group.iter().map(|(_, c)| offset(c.start)),
         )),
@@ -466,7 +518,7 @@ fn chunk_batch(
             group.iter().map(|(d, _)| doc(*d).content_hash.as_str()),
         )),
         Arc::new(embedding),
-    ];
+    ]);
     if let Some(copied) = &set.columns {
         let rows = UInt32Array::from_iter_values(
             group
@@ -495,7 +547,7 @@ impl DocumentSet {
         let table_columns: Vec<String> = schema
             .fields()
             .iter()
-            .filter(|f| !columns::ALL.contains(&f.name().as_str()))
+            .filter(|f| !columns::ALL.contains(&f.name().as_str()) && f.name() != columns::PAGE)
             .map(|f| format!("{} {}", f.name(), f.data_type()))
             .collect();
         let file_columns: Vec<String> = copied
@@ -516,9 +568,16 @@ impl DocumentSet {
         Ok(())
     }
 
-    /// The schema of a new document table for this set (see [`chunk_schema`]).
-    pub fn table_schema(&self, dimension: usize, model: &str, spec: ChunkSpec) -> SchemaRef {
-        chunk_schema(dimension, model, spec, &self.copied_schema())
+    /// The schema of this set's chunks for a document table (see [`chunk_schema`]): with a
+    /// `page` column when `with_page` (a new table, or one that has it).
+    pub fn table_schema(
+        &self,
+        dimension: usize,
+        model: &str,
+        spec: ChunkSpec,
+        with_page: bool,
+    ) -> SchemaRef {
+        chunk_schema(dimension, model, spec, with_page, &self.copied_schema())
     }
 }
 
@@ -756,7 +815,7 @@ mod tests {
             size: 300,
             overlap: 50,
         };
-        let schema = chunk_schema(4, "m", spec, &Schema::empty());
+        let schema = chunk_schema(4, "m", spec, true, &Schema::empty());
         assert_eq!(table_chunk_spec(&schema), Some(spec));
         assert_eq!(
             table_chunk_spec(&Schema::new(vec![Field::new("x", DataType::Utf8, true)])),

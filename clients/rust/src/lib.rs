@@ -53,6 +53,9 @@ pub enum Error {
     /// The server's answer could not be decoded.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
+    /// Arrow data from the server could not be read or formatted.
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
 }
 
 impl Error {
@@ -251,7 +254,26 @@ impl Client {
     /// [`Error::Flight`] with the server's status (`InvalidArgument` for bad SQL, `NotFound` for
     /// a missing table, ...), at the call or within the stream.
     pub async fn query(&mut self, sql: &str) -> Result<BoxStream<'static, Result<RecordBatch>>> {
+        Ok(self.query_with_schema(sql).await?.1)
+    }
+
+    /// [`Client::query`], also answering the result's schema as the server planned it (known
+    /// before any batch arrives, and also when the result has no rows).
+    ///
+    /// # Errors
+    /// As [`Client::query`]; [`Error::Protocol`] when the FlightInfo's schema does not decode.
+    pub async fn query_with_schema(
+        &mut self,
+        sql: &str,
+    ) -> Result<(
+        arrow::datatypes::SchemaRef,
+        BoxStream<'static, Result<RecordBatch>>,
+    )> {
         let info = self.sql.execute(sql.to_string(), None).await?;
+        let schema = info
+            .clone()
+            .try_decode_schema()
+            .map_err(|e| Error::Protocol(format!("the result's schema: {e}")))?;
         let client = self.sql.clone();
         let stream = futures::stream::iter(info.endpoint.into_iter().filter_map(|e| e.ticket))
             .then(move |ticket| {
@@ -261,7 +283,7 @@ impl Client {
             .map_ok(|batches| batches.map_err(Error::from))
             .map_err(Error::from)
             .try_flatten();
-        Ok(stream.boxed())
+        Ok((std::sync::Arc::new(schema), stream.boxed()))
     }
 
     /// Sends the file at `path` to the server, which parses it and commits it as one new

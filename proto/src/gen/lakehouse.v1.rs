@@ -269,6 +269,8 @@ pub enum FileFormat {
     Markdown = 5,
     /// HTML: one document, its text extracted first
     Html = 6,
+    /// PDF: one document, its text extracted page by page
+    Pdf = 7,
 }
 impl FileFormat {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -284,6 +286,7 @@ impl FileFormat {
             Self::Text => "FILE_FORMAT_TEXT",
             Self::Markdown => "FILE_FORMAT_MARKDOWN",
             Self::Html => "FILE_FORMAT_HTML",
+            Self::Pdf => "FILE_FORMAT_PDF",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -296,6 +299,7 @@ impl FileFormat {
             "FILE_FORMAT_TEXT" => Some(Self::Text),
             "FILE_FORMAT_MARKDOWN" => Some(Self::Markdown),
             "FILE_FORMAT_HTML" => Some(Self::Html),
+            "FILE_FORMAT_PDF" => Some(Self::Pdf),
             _ => None,
         }
     }

@@ -36,7 +36,7 @@ use super::{BoxStream, LakehouseFlightSql};
 use crate::error::Error;
 use crate::query::documents::{DocumentIngestOptions, DocumentProgress};
 
-/// What the file is: rows (CSV, NDJSON, Parquet) or one document (text, Markdown, HTML).
+/// What the file is: rows (CSV, NDJSON, Parquet) or one document (text, Markdown, HTML, PDF).
 enum Kind {
     Rows(FileFormat),
     Document(DocumentFormat),
@@ -50,6 +50,7 @@ fn kind(cmd: &CommandIngestFile) -> Result<Kind, Error> {
         ProtoFormat::Text => Kind::Document(DocumentFormat::Text),
         ProtoFormat::Markdown => Kind::Document(DocumentFormat::Markdown),
         ProtoFormat::Html => Kind::Document(DocumentFormat::Html),
+        ProtoFormat::Pdf => Kind::Document(DocumentFormat::Pdf),
         ProtoFormat::Unspecified => {
             if let Some(format) = DocumentFormat::from_file_name(&cmd.file_name) {
                 Kind::Document(format)
@@ -57,8 +58,8 @@ fn kind(cmd: &CommandIngestFile) -> Result<Kind, Error> {
                 Kind::Rows(FileFormat::from_file_name(&cmd.file_name).ok_or_else(|| {
                     Error::invalid(format!(
                         "{}: cannot tell the format from the name; use a .csv, .tsv, .json, \
-                         .ndjson, .jsonl or .parquet file (or, with --embed, .txt, .md or \
-                         .html) or name the format",
+                         .ndjson, .jsonl or .parquet file (or, with --embed, .txt, .md, .html \
+                         or .pdf) or name the format",
                         cmd.file_name
                     ))
                 })?)

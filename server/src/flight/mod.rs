@@ -80,6 +80,13 @@ pub const COMPRESSION_HEADER: &str = "x-lakehouse-ipc-compression";
 /// than `true`/`false` (any case) is `InvalidArgument`.
 pub const DISTRIBUTED_HEADER: &str = "x-lakehouse-distributed";
 
+/// Request header making a call read-only (`true`; default `false`) whatever the user's role:
+/// data-changing statements, ingests and every other write are then refused with
+/// PermissionDenied, as for a `read` user. `lakehouse mcp` sends it on every call unless
+/// started with `--allow-writes`; any client may, e.g. a dashboard that must never write.
+/// Any other value than `true`/`false` (any case) is `InvalidArgument`.
+pub const READ_ONLY_HEADER: &str = "x-lakehouse-read-only";
+
 /// Largest FlightData message the server sends, in bytes. gRPC clients reject messages over
 /// 4 MiB by default; the encoder splits batches to stay under this (a single huge value can
 /// still exceed it).
@@ -272,8 +279,20 @@ fn command_flight_info<C: ProstMessageExt>(
 /// # Errors
 /// `InvalidArgument` naming the header for a value other than `true` or `false`.
 fn distributed<T>(request: &Request<T>) -> Result<bool, Status> {
-    let Some(value) = request.metadata().get(DISTRIBUTED_HEADER) else {
-        return Ok(true);
+    bool_header(request.metadata(), DISTRIBUTED_HEADER, true)
+}
+
+/// The `true`/`false` (any case) header `name` of a call, `default` when absent.
+///
+/// # Errors
+/// InvalidArgument naming the header for any other value.
+fn bool_header(
+    metadata: &tonic::metadata::MetadataMap,
+    name: &str,
+    default: bool,
+) -> Result<bool, Status> {
+    let Some(value) = metadata.get(name) else {
+        return Ok(default);
     };
     let value = value.to_str().unwrap_or("").trim();
     if value.eq_ignore_ascii_case("true") {
@@ -281,10 +300,7 @@ fn distributed<T>(request: &Request<T>) -> Result<bool, Status> {
     } else if value.eq_ignore_ascii_case("false") {
         Ok(false)
     } else {
-        Err(Error::invalid(format!(
-            "header {DISTRIBUTED_HEADER} is {value:?}; send true or false"
-        ))
-        .into_status())
+        Err(Error::invalid(format!("header {name} is {value:?}; send true or false")).into_status())
     }
 }
 
@@ -806,6 +822,14 @@ impl LakehouseFlightService {
             Err(e) => {
                 call.principal(crate::auth::claimed_user(request.metadata()));
                 return Err(e.into());
+            }
+        };
+        let principal = match bool_header(request.metadata(), READ_ONLY_HEADER, false) {
+            Ok(true) => principal.read_only(),
+            Ok(false) => principal,
+            Err(status) => {
+                call.principal(Some(principal.user));
+                return Err(status);
             }
         };
         call.principal(Some(principal.user.clone()));

@@ -27,12 +27,8 @@ pub struct ObservabilityOptions {
 impl ObservabilityOptions {
     /// The address to bind for [`Self::metrics_listen`]: a bare port means loopback.
     pub fn metrics_address(&self) -> Option<String> {
-        self.metrics_listen.as_ref().map(|listen| {
-            if listen.parse::<u16>().is_ok() {
-                format!("127.0.0.1:{listen}")
-            } else {
-                listen.clone()
-            }
-        })
+        self.metrics_listen
+            .as_deref()
+            .map(crate::config::listen_address)
     }
 }

@@ -124,6 +124,14 @@ impl QueryEngine {
                     .find(|c| c.name == columns::EMBEDDING)
                     .and_then(|c| c.model.clone());
                 set.check_columns(&table.to_string(), &schema)?;
+                if set.has_pages() && schema.field_with_name(columns::PAGE).is_err() {
+                    return Err(Error::invalid(format!(
+                        "{}: {table} was made before PDF support and has no {} column; \
+                         ingest PDFs into a new table",
+                        set.source,
+                        columns::PAGE
+                    )));
+                }
                 Some((lance.location.clone(), dataset, spec, model))
             }
         };
@@ -208,7 +216,11 @@ impl QueryEngine {
             }
             return Ok(report);
         }
-        let schema = set.table_schema(embedder.dimension(), embedder.name(), spec);
+        let with_page = match &existing {
+            Some((_, dataset, _, _)) => dataset.schema().field(columns::PAGE).is_some(),
+            None => true,
+        };
+        let schema = set.table_schema(embedder.dimension(), embedder.name(), spec, with_page);
         let on_progress: Arc<dyn Fn(u64) + Send + Sync> = {
             let progress = Arc::clone(&progress);
             Arc::new(move |done| {

@@ -15,6 +15,7 @@ pub mod params;
 pub mod positions;
 pub mod statement;
 pub mod table;
+pub mod tables_table;
 pub mod time_travel;
 
 use std::collections::{BTreeMap, HashMap};
@@ -282,6 +283,12 @@ impl QueryEngine {
             history::NAME,
             Arc::new(history::TableHistoryFunction::new(Arc::clone(&catalog))),
         );
+        template.register_udtf(
+            tables_table::NAME,
+            Arc::new(tables_table::LakehouseTablesFunction::new(Arc::clone(
+                &catalog,
+            ))),
+        );
         Ok(Self {
             catalog,
             template,
@@ -482,6 +489,7 @@ impl QueryEngine {
             || calls.iter().any(|c| {
                 lakehouse_vector::LISTING_FUNCTIONS
                     .iter()
+                    .chain(&[tables_table::NAME])
                     .any(|f| c.name.eq_ignore_ascii_case(f))
             });
         let ctx = self.session(default_schema, pins.clone(), listing).await?;

@@ -10,8 +10,15 @@ use crate::http::ModelEndpoint;
 /// Sends one embedding request per batch to an Ollama or OpenAI-compatible server.
 #[derive(Debug)]
 pub struct HttpEmbeddingProvider {
-    kind: ProviderKind,
+    format: Format,
     endpoint: ModelEndpoint,
+}
+
+/// The wire format of the server.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    Ollama,
+    OpenAi,
 }
 
 #[derive(Deserialize)]
@@ -34,14 +41,20 @@ impl HttpEmbeddingProvider {
     /// A provider for `config` (its `timeout_ms` also bounds each single request).
     ///
     /// # Errors
-    /// [`crate::Error::Config`] when the HTTP client cannot be built.
+    /// [`crate::Error::Config`] when the HTTP client cannot be built, or for `provider =
+    /// "local"` (not an HTTP provider).
     pub fn new(config: &EmbeddingModelConfig) -> Result<Self> {
-        let path = match config.provider {
-            ProviderKind::Ollama => "/api/embed",
-            ProviderKind::OpenAi => "/v1/embeddings",
+        let (format, path) = match config.provider {
+            ProviderKind::Ollama => (Format::Ollama, "/api/embed"),
+            ProviderKind::OpenAi => (Format::OpenAi, "/v1/embeddings"),
+            ProviderKind::Local => {
+                return Err(crate::Error::Config(
+                    "provider local runs in process, not over HTTP".into(),
+                ));
+            }
         };
         Ok(Self {
-            kind: config.provider,
+            format,
             endpoint: ModelEndpoint::new(
                 &config.base_url,
                 path,
@@ -63,15 +76,15 @@ impl EmbeddingProvider for HttpEmbeddingProvider {
             .endpoint
             .post(&json!({ "model": self.endpoint.model(), "input": texts }))
             .await?;
-        match self.kind {
-            ProviderKind::Ollama => {
+        match self.format {
+            Format::Ollama => {
                 let answer: OllamaResponse = serde_json::from_slice(&bytes).map_err(|e| {
                     self.endpoint
                         .invalid(format!("not an /api/embed answer: {e}"))
                 })?;
                 Ok(answer.embeddings)
             }
-            ProviderKind::OpenAi => {
+            Format::OpenAi => {
                 let mut answer: OpenAiResponse = serde_json::from_slice(&bytes).map_err(|e| {
                     self.endpoint
                         .invalid(format!("not a /v1/embeddings answer: {e}"))

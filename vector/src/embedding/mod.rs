@@ -1,6 +1,6 @@
-//! Embedding models reached over HTTP.
+//! Embedding models: run in process ([`local`], `provider = "local"`), or reached over HTTP.
 //!
-//! Two wire formats, both `POST` with a JSON body:
+//! Two wire formats over HTTP, both `POST` with a JSON body:
 //! - **Ollama** `POST {base_url}/api/embed` `{"model", "input": [text...]}` →
 //!   `{"embeddings": [[f32...]...]}` (<https://github.com/ollama/ollama/blob/main/docs/api.md>);
 //! - **OpenAI-compatible** `POST {base_url}/v1/embeddings` `{"model", "input": [text...]}` →
@@ -15,6 +15,7 @@
 //! is checked against the configured dimension ([`Error::DimensionMismatch`]).
 
 mod http;
+pub mod local;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,10 +26,11 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 pub use http::HttpEmbeddingProvider;
+pub use local::LocalEmbeddingProvider;
 
 use crate::error::{Error, Result};
 
-/// The wire format of an embedding server.
+/// Where an embedding model runs: in the server, or behind an HTTP API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
@@ -36,20 +38,32 @@ pub enum ProviderKind {
     Ollama,
     /// OpenAI's `/v1/embeddings` (llama.cpp server, vLLM, LM Studio, OpenAI).
     OpenAi,
+    /// In process: a sentence-transformers model directory ([`local`]).
+    Local,
 }
 
 /// One embedding model (a `[embedding.models.NAME]` table of the server config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddingModelConfig {
-    /// Wire format: `ollama` or `openai`.
+    /// `local` (in process), `ollama` or `openai`.
     pub provider: ProviderKind,
-    /// Server base URL, e.g. `http://127.0.0.1:11434` (Ollama) or `https://api.openai.com`.
+    /// Server base URL, e.g. `http://127.0.0.1:11434` (Ollama) or `https://api.openai.com`
+    /// (HTTP providers).
+    #[serde(default)]
     pub base_url: String,
-    /// The model name the server knows, e.g. `all-minilm`, `nomic-embed-text`.
+    /// The model name the server knows, e.g. `all-minilm`, `nomic-embed-text` (HTTP
+    /// providers).
+    #[serde(default)]
     pub model: String,
+    /// The model directory (`config.json`, `tokenizer.json`, `model.safetensors`) of a `local`
+    /// model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<std::path::PathBuf>,
     /// Vector dimension the model returns (384 for all-MiniLM-L6-v2, 768 for
-    /// nomic-embed-text); checked against every answer.
+    /// nomic-embed-text); checked against every answer. Required for HTTP providers; a local
+    /// model's is its `hidden_size` (0 or absent takes it).
+    #[serde(default)]
     pub dimension: usize,
     /// Texts per request (default 32).
     #[serde(default = "defaults::batch_size")]
@@ -97,6 +111,7 @@ impl EmbeddingModelConfig {
             provider,
             base_url: base_url.into(),
             model: model.into(),
+            path: None,
             dimension,
             batch_size: defaults::batch_size(),
             concurrency: defaults::concurrency(),
@@ -106,16 +121,36 @@ impl EmbeddingModelConfig {
         }
     }
 
+    /// A config for the in-process model in `path` with the defaults for everything else.
+    pub fn local(path: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            path: Some(path.into()),
+            ..Self::new(ProviderKind::Local, "", "", 0)
+        }
+    }
+
     fn validate(&self, name: &str) -> Result<()> {
         let bad = |what: &str| Err(Error::Config(format!("embedding model {name}: {what}")));
-        if self.dimension == 0 {
-            return bad("dimension must be at least 1");
-        }
         if self.batch_size == 0 || self.concurrency == 0 {
             return bad("batch_size and concurrency must be at least 1");
         }
         if self.timeout_ms == 0 {
             return bad("timeout_ms must be at least 1");
+        }
+        if self.provider == ProviderKind::Local {
+            if self.path.is_none() {
+                return bad("provider local needs path = \"DIR\" (the model directory)");
+            }
+            return Ok(());
+        }
+        if self.path.is_some() {
+            return bad("path is for provider local; HTTP providers take base_url and model");
+        }
+        if self.dimension == 0 {
+            return bad("dimension must be at least 1");
+        }
+        if self.model.is_empty() {
+            return bad("model (the name the server knows) is required");
         }
         if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
             return bad("base_url must start with http:// or https://");
@@ -151,13 +186,33 @@ pub struct Embedder {
 }
 
 impl Embedder {
-    /// An embedder named `name` (the config key) over HTTP.
+    /// An embedder named `name` (the config key): the local model loaded now, or an HTTP
+    /// client.
     ///
     /// # Errors
-    /// [`Error::Config`] for an invalid config.
-    pub fn new(name: &str, config: EmbeddingModelConfig) -> Result<Self> {
+    /// [`Error::Config`] for an invalid config, a local model that does not load, or a
+    /// configured dimension that is not the local model's.
+    pub fn new(name: &str, mut config: EmbeddingModelConfig) -> Result<Self> {
         config.validate(name)?;
-        let provider = Arc::new(HttpEmbeddingProvider::new(&config)?);
+        let provider: Arc<dyn EmbeddingProvider> = match &config.path {
+            Some(path) if config.provider == ProviderKind::Local => {
+                let local = LocalEmbeddingProvider::load(path)?;
+                match config.dimension {
+                    0 => config.dimension = local.dimension(),
+                    d if d != local.dimension() => {
+                        return Err(Error::Config(format!(
+                            "embedding model {name}: dimension = {d}, but the model in {} \
+                             makes {}-d vectors",
+                            path.display(),
+                            local.dimension()
+                        )));
+                    }
+                    _ => {}
+                }
+                Arc::new(local)
+            }
+            _ => Arc::new(HttpEmbeddingProvider::new(&config)?),
+        };
         Ok(Self::with_provider(name, config, provider))
     }
 
@@ -198,6 +253,11 @@ impl Embedder {
     /// The configuration.
     pub fn config(&self) -> &EmbeddingModelConfig {
         &self.config
+    }
+
+    /// Where the model runs, for messages: `MODEL @ URL`, or `local model DIR`.
+    pub fn describe(&self) -> String {
+        self.provider.describe()
     }
 
     /// Requests sent to the model server so far (retries included).
