@@ -81,7 +81,7 @@ pub enum Error {
 /// [`Error::Transport`] when the MCP session cannot start or ends abnormally.
 pub async fn serve_stdio(options: McpOptions) -> Result<(), Error> {
     let handler = Lakehouse::new(options);
-    handler.check_connection().await;
+    check_in_background(&handler);
     let running = handler
         .serve(rmcp::transport::stdio())
         .await
@@ -106,7 +106,7 @@ pub async fn serve_http(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let handler = Lakehouse::new(options);
-    handler.check_connection().await;
+    check_in_background(&handler);
     let cancel = CancellationToken::new();
     let mut config = StreamableHttpServerConfig::default();
     config.cancellation_token = cancel.clone();
@@ -130,4 +130,11 @@ pub async fn serve_http(
         })
         .await
         .map_err(|e| Error::Transport(e.to_string()))
+}
+
+/// Connects beside the MCP handshake, so that a wrong address or password shows on stderr at
+/// start without holding up `initialize`.
+fn check_in_background(handler: &Lakehouse) {
+    let handler = handler.clone();
+    tokio::spawn(async move { handler.check_connection().await });
 }

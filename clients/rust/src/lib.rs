@@ -82,6 +82,10 @@ pub enum IngestProgress {
     Server(IngestFileResult),
 }
 
+/// How long [`Client::connect_with`] waits for the TCP (and TLS) connection before
+/// [`Error::Connect`]: 10 s, not the operating system's minutes for an unreachable host.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Size of the chunks [`Client::ingest_file`] sends, in bytes.
 pub const INGEST_CHUNK_BYTES: usize = 1024 * 1024;
 
@@ -203,6 +207,7 @@ impl Client {
         // clients do), not fixed at 64 KiB: large results arrive without waiting on updates.
         let mut endpoint = Endpoint::from_shared(uri.clone())
             .map_err(|e| invalid(e.to_string()))?
+            .connect_timeout(CONNECT_TIMEOUT)
             .http2_adaptive_window(true);
         if uri.starts_with("https://") {
             install_crypto_provider();
