@@ -9,7 +9,8 @@
 # used instead of the generated one.
 #
 # Build times, measured on 2 cores (2026-12-03, see README): the first (cold) build of the debug
-# binary took 25 min 37 s (cargo shows the crates as they compile); later builds take seconds,
+# binary took 25 min 37 s, before the MCP/candle/PDF dependencies added ~2 min (cargo shows
+# the crates as they compile); later builds take seconds,
 # and a warm start is serving in about 1 second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
