@@ -305,7 +305,8 @@ pub struct VectorSearch {
 /// `hybrid_search` arguments.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct HybridSearch {
-    /// A Lance table with a vector column and a full-text index (documents tables have both).
+    /// A Lance table with a vector column and a full-text index on its text (a documents
+    /// table gets one with CREATE INDEX name ON table USING FTS (text)).
     pub table: String,
     /// The text to search for, by meaning and by its words (BM25), fused by rank.
     pub query: String,
