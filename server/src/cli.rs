@@ -543,12 +543,7 @@ async fn mcp(args: McpArgs) -> Result<()> {
         None => lakehouse_mcp::serve_stdio(options).await.map_err(transport),
         Some(listen) => {
             let address = crate::config::listen_address(listen);
-            let listener = TcpListener::bind(&address)
-                .await
-                .map_err(|source| Error::Io {
-                    context: format!("cannot listen on {address} (--http)"),
-                    source,
-                })?;
+            let listener = bind(&address, "--http").await?;
             let local = listener.local_addr().map_err(|source| Error::Io {
                 context: "the MCP listener's address".into(),
                 source,
@@ -1171,12 +1166,7 @@ async fn serve(args: ServeArgs, worker_only: bool) -> Result<()> {
         })?;
     let server = match config.observability.metrics_address() {
         Some(address) => {
-            let metrics = TcpListener::bind(&address)
-                .await
-                .map_err(|source| Error::Io {
-                    context: format!("cannot listen on {address} (--metrics-listen)"),
-                    source,
-                })?;
+            let metrics = bind(&address, "--metrics-listen").await?;
             tracing::info!(%address, "serving /metrics, /healthz and /readyz");
             server.with_metrics_listener(metrics)
         }
@@ -1223,6 +1213,19 @@ async fn doctor(args: DoctorArgs) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// A listener on `address`, for the command-line `flag` that asked for it.
+///
+/// # Errors
+/// [`Error::Io`] "cannot listen on ADDRESS (FLAG)" when the address is taken or invalid.
+async fn bind(address: &str, flag: &str) -> Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Io {
+            context: format!("cannot listen on {address} ({flag})"),
+            source,
+        })
 }
 
 /// Registers SIGINT and SIGTERM handlers now; the future completes with the signal's name.

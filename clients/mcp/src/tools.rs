@@ -151,6 +151,16 @@ impl Lakehouse {
         .await
     }
 
+    /// The first row of `sql`'s (one-row) result, as the batch holding it; `what` names the
+    /// function for the error when there is none.
+    async fn one_row(&self, sql: &str, what: &str) -> Result<RecordBatch, String> {
+        self.batches(sql)
+            .await?
+            .into_iter()
+            .find(|b| b.num_rows() > 0)
+            .ok_or_else(|| format!("{what} answered no row"))
+    }
+
     /// Runs `sql` read-only and collects its (small) result.
     async fn batches(&self, sql: &str) -> Result<Vec<RecordBatch>, String> {
         self.with_client(false, |mut client| {
@@ -469,11 +479,7 @@ impl Lakehouse {
             table.literal(),
             literal(&options.to_string())
         );
-        let batches = self.batches(&sql).await?;
-        let batch = batches
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .ok_or("rag answered no row")?;
+        let batch = self.one_row(&sql, "rag").await?;
         let answer_text = batch.column(0).as_string::<i32>().value(0).to_string();
         let sources = batch.column(1).as_list::<i32>().value(0);
         let formatter = ArrayFormatter::try_new(sources.as_ref(), &FormatOptions::default())
@@ -500,11 +506,7 @@ impl Lakehouse {
             "SELECT sql, valid, error FROM nl2sql({})",
             literal(&args.question)
         );
-        let batches = self.batches(&sql).await?;
-        let batch = batches
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .ok_or("nl2sql answered no row")?;
+        let batch = self.one_row(&sql, "nl2sql").await?;
         let query = batch.column(0).as_string::<i32>().value(0).to_string();
         let valid = batch.column(1).as_boolean().value(0);
         let error = batch.column(2).as_string::<i32>();
