@@ -12,11 +12,16 @@ when it is a chunk of that page overlapping that range. For k in 1, 5, 10: recal
 of queries with a relevant chunk among the first k; MRR is the mean of 1/rank of the first
 relevant chunk within the top 10 (0 when none).
 
-Prints a Markdown table (and writes it to --out) with the ingest throughput.
+Reranking: on an evenly spaced sample of the queries (--rerank-queries), vector and hybrid
+search again with the `rerank` option (--rerank-candidates candidates rated by the test model
+server's chat model, SmolLM2-135M), beside the same queries without it.
+
+Prints Markdown tables (and writes them to --out) with the ingest throughput.
 """
 
 import argparse
 import html.parser
+import json
 import os
 import re
 import shutil
@@ -114,6 +119,33 @@ def ingest(args, server, processes):
     return seconds, cpu
 
 
+def evaluate(cur, method, queries, options=""):
+    """(rank of the first relevant chunk or None, milliseconds) of each query's top K by
+    `method` with the JSON `options`."""
+    ranks, millis = [], []
+    for title, page, start, end in queries:
+        t0 = time.monotonic()
+        quoted = title.replace("'", "''")
+        extra = f", '{options}'" if options else ""
+        cur.execute(f"SELECT doc_id, byte_start, byte_end FROM {method}("
+                    f"'howto', '{quoted}', {K}{extra})")
+        hits = cur.fetchall()
+        millis.append((time.monotonic() - t0) * 1000)
+        ranks.append(next((i + 1 for i, (doc, s, e) in enumerate(hits)
+                           if doc == page and s < end and e > start), None))
+    return ranks, millis
+
+
+def table_row(label, ranks, millis):
+    """A Markdown table row: recall@1/5/10, MRR@10, p50 and p99 milliseconds."""
+    n, millis = len(ranks), sorted(millis)
+    recall = [sum(1 for r in ranks if r is not None and r <= k) / n for k in (1, 5, 10)]
+    mrr = sum(1 / r for r in ranks if r is not None) / n
+    p50, p99 = millis[n // 2], millis[min(n - 1, int(n * 0.99))]
+    return (f"| {label} | {recall[0]:.3f} | {recall[1]:.3f} | {recall[2]:.3f} | {mrr:.3f} | "
+            f"{p50:.0f} | {p99:.0f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -123,6 +155,10 @@ def main():
     ap.add_argument("--out", type=Path)
     ap.add_argument("--chunk-size", type=int, default=1000)
     ap.add_argument("--chunk-overlap", type=int, default=200)
+    ap.add_argument("--rerank-queries", type=int, default=30,
+                    help="queries of the rerank rows (an evenly spaced sample; 0: none)")
+    ap.add_argument("--rerank-candidates", type=int, default=20,
+                    help="candidates the chat model rates per reranked query (>= 10)")
     args = ap.parse_args()
     conftest.BIN = args.bin
 
@@ -131,7 +167,7 @@ def main():
     pages = sorted(p.name for p in args.corpus.glob("*.html"))
     models = conftest.ModelServer()
     config = args.work / "lakehouse.toml"
-    config.write_text(models.embedding_toml())
+    config.write_text(models.embedding_toml() + models.chat_toml(timeout_ms=600000))
     server = conftest.LakehouseServer(args.work / "data", "--config", str(config),
                                       log_path=args.work / "server.log")
     try:
@@ -159,20 +195,14 @@ def main():
                 counts[title.lower()] = counts.get(title.lower(), 0) + 1
             queries = [c for c in candidates if counts[c[0].lower()] == 1]
 
-            results = {}
-            for method in METHODS:
-                ranks, millis = [], []
-                for title, page, start, end in queries:
-                    t0 = time.monotonic()
-                    quoted = title.replace("'", "''")
-                    cur.execute(f"SELECT doc_id, byte_start, byte_end FROM {method}("
-                                f"'howto', '{quoted}', {K})")
-                    hits = cur.fetchall()
-                    millis.append((time.monotonic() - t0) * 1000)
-                    rank = next((i + 1 for i, (doc, s, e) in enumerate(hits)
-                                 if doc == page and s < end and e > start), None)
-                    ranks.append(rank)
-                results[method] = (ranks, sorted(millis))
+            results = {method: evaluate(cur, method, queries) for method in METHODS}
+            step = max(1, len(queries) // max(1, args.rerank_queries))
+            sample = list(range(0, len(queries), step))[:args.rerank_queries]
+            options = json.dumps({"rerank": {"candidates": args.rerank_candidates}})
+            reranked = {}
+            for method in ["vector_search", "hybrid_search"] if sample else []:
+                print(f"reranking {len(sample)} queries with {method}", file=sys.stderr)
+                reranked[method] = evaluate(cur, method, [queries[i] for i in sample], options)
     finally:
         server.stop()
         models.stop()
@@ -202,14 +232,23 @@ def main():
         "| search | recall@1 | recall@5 | recall@10 | MRR@10 | p50 ms | p99 ms |",
         "|---|---|---|---|---|---|---|",
     ]
-    for method in METHODS:
-        ranks, millis = results[method]
-        n = len(ranks)
-        recall = [sum(1 for r in ranks if r is not None and r <= k) / n for k in (1, 5, 10)]
-        mrr = sum(1 / r for r in ranks if r is not None) / n
-        p50, p99 = millis[n // 2], millis[min(n - 1, int(n * 0.99))]
-        lines.append(f"| {LABELS[method]} | {recall[0]:.3f} | {recall[1]:.3f} | "
-                     f"{recall[2]:.3f} | {mrr:.3f} | {p50:.0f} | {p99:.0f} |")
+    lines += [table_row(LABELS[method], *results[method]) for method in METHODS]
+    if reranked:
+        lines += [
+            "",
+            f"Reranked: {len(sample)} of the queries (every {step}th), the top "
+            f"{args.rerank_candidates} candidates of each rated by SmolLM2-135M-Instruct "
+            f"(Q4_1, the test model server: one llama.cpp thread, one call at a time) with "
+            f"`'{options}'`; beside them the same queries without reranking.",
+            "",
+            "| search | recall@1 | recall@5 | recall@10 | MRR@10 | p50 ms | p99 ms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for method, (ranks, millis) in reranked.items():
+            first = results[method]
+            lines.append(table_row(LABELS[method], [first[0][i] for i in sample],
+                                   [first[1][i] for i in sample]))
+            lines.append(table_row(LABELS[method] + " + rerank", ranks, millis))
     lines += [
         "",
         "| ingest | documents | chunks | seconds | documents/s | chunks/s |",

@@ -3,7 +3,9 @@
 # python3.11-doc package (its HTML, as shipped), ingested with `lakehouse ingest --embed`
 # (chunked, embedded by the real MiniLM model server). Queries are the pages' section titles;
 # the relevant chunks are those of that section. Prints recall@1/5/10 and MRR for vector, BM25
-# and hybrid search side by side, and the ingest throughput; writes bench/retrieval/results.md.
+# and hybrid search side by side, the same with reranking by the test chat model on a sample of
+# the queries (--rerank-queries N, --rerank-candidates C), and the ingest throughput; writes
+# bench/retrieval/results.md.
 # A benchmark, not a test: CI does not run it.
 #   bench/retrieval/run.sh [--chunk-size N] [--chunk-overlap M]
 # PROFILE=release builds and runs the release binary (~35 min the first time); the default

@@ -4,11 +4,13 @@ The binary comes from LAKEHOUSE_BIN (scripts/test.sh builds it). Every server is
 SIGTERM at the end, and the tests require a clean exit: graceful shutdown is part of the suite.
 """
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flight_sql
@@ -124,6 +126,12 @@ class ModelServer:
         return (f'[chat]\nai_max_rows = {ai_max_rows}\n[chat.models.smollm2]\n'
                 f'provider = "ollama"\nbase_url = "{base_url or self.url}"\n'
                 f'model = "smollm2"\nmax_tokens = 48\ntimeout_ms = {timeout_ms}\n')
+
+    def stats(self):
+        """Requests answered since the server started (`GET /admin/stats`): `embed_requests`,
+        `embed_inputs`, `chat_requests`."""
+        with urllib.request.urlopen(f"{self.url}/admin/stats", timeout=10) as answer:
+            return json.load(answer)
 
     def stop(self):
         self.proc.terminate()

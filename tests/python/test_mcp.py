@@ -116,6 +116,12 @@ def test_stdio_tools_answer_from_the_tpch_sample_and_the_document_table(mcp_serv
                                                               "query": "bicycle cellar"})
             assert not hybrid.is_error, text(hybrid)
             assert "bicycle cellar" in text(hybrid) and "_score" in text(hybrid)
+            reranked = await client.call_tool("hybrid_search", {
+                "table": "docs", "query": "bicycle cellar", "k": 2, "rerank": 3})
+            assert not reranked.is_error, text(reranked)
+            assert "_relevance_score" in text(reranked) and "bicycle cellar" in text(reranked)
+            # The handbook is one chunk: the one candidate, rated.
+            assert reranked.structured_content == hybrid.structured_content
 
             rag = await client.call_tool("rag", {
                 "question": "Where do employees keep their bicycles?", "table": "docs", "k": 2})

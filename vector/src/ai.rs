@@ -7,10 +7,11 @@
 //! while the query runs (never while it is planned).
 //!
 //! Limits, so a runaway query cannot flood the model server:
-//! - **rows**: one query sends at most `max_rows` prompts (`[chat] ai_max_rows`, default 100).
-//!   Each batch is counted before any of its prompts is sent; a batch that would pass the cap
-//!   fails the query with `ResourcesExhausted` (gRPC `RESOURCE_EXHAUSTED`) naming the setting.
-//!   The count is per query: the server registers a fresh `ai` in each query's session.
+//! - **rows**: one query sends at most `max_rows` prompts (`[chat] ai_max_rows`, default 100),
+//!   counted together with `rerank()`'s rows ([`ChatRowLimit`]). Each batch is counted before
+//!   any of its prompts is sent; a batch that would pass the cap fails the query with
+//!   `ResourcesExhausted` (gRPC `RESOURCE_EXHAUSTED`) naming the setting. The count is per
+//!   query: the server registers a fresh `ai` in each query's session.
 //! - **concurrency**: the chat model's `concurrency` (default 1) bounds calls in flight, over
 //!   all queries; each call has the model's `timeout_ms`.
 
@@ -31,23 +32,86 @@ use futures::{StreamExt, TryStreamExt};
 use crate::args;
 use crate::chat::{ChatMessage, ChatModel, ChatModels};
 
-/// The `ai` function over `models`, with its own row count (one per query).
+/// How many rows one query may still send to chat models through `ai()` and `rerank()`
+/// (`[chat] ai_max_rows`): the server makes one per query and gives it to both functions.
+#[derive(Debug, Clone)]
+pub struct ChatRowLimit {
+    max_rows: usize,
+    sent: Arc<AtomicUsize>,
+}
+
+impl ChatRowLimit {
+    /// A limit of `max_rows` rows, none sent yet.
+    pub fn new(max_rows: usize) -> Self {
+        Self {
+            max_rows,
+            sent: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Counts `rows` more rows that `function` is about to send to `model`.
+    ///
+    /// # Errors
+    /// DataFusion's `ResourcesExhausted` (gRPC `RESOURCE_EXHAUSTED`) naming the setting when
+    /// the query would pass the limit; nothing of this batch may then be sent.
+    pub(crate) fn take(
+        &self,
+        function: &str,
+        rows: usize,
+        model: &str,
+    ) -> datafusion::error::Result<()> {
+        let before = self.sent.fetch_add(rows, Ordering::Relaxed);
+        if before + rows > self.max_rows {
+            return Err(DataFusionError::ResourcesExhausted(format!(
+                "{function}(): this query would send more than {max} rows to chat model {model} \
+                 ([chat] ai_max_rows = {max}, shared by ai() and rerank()); add a LIMIT or a \
+                 filter, or raise ai_max_rows",
+                max = self.max_rows,
+            )));
+        }
+        Ok(())
+    }
+
+    fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.sent, &other.sent)
+    }
+}
+
+/// Calls `call` once per item, at most `model`'s `concurrency` at a time, answers in order.
+///
+/// # Errors
+/// The first failed call's error.
+pub(crate) async fn per_row<I, T, F, Fut>(
+    model: &ChatModel,
+    items: Vec<I>,
+    call: F,
+) -> crate::Result<Vec<T>>
+where
+    F: Fn(I) -> Fut,
+    Fut: std::future::Future<Output = crate::Result<T>>,
+{
+    futures::stream::iter(items)
+        .map(call)
+        .buffered(model.config().concurrency)
+        .try_collect()
+        .await
+}
+
+/// The `ai` function over `models`, counting its rows in one query's [`ChatRowLimit`].
 #[derive(Debug)]
 pub struct AiFunction {
     models: Arc<ChatModels>,
-    max_rows: usize,
-    sent: Arc<AtomicUsize>,
+    limit: ChatRowLimit,
     signature: Signature,
 }
 
 impl AiFunction {
-    /// `ai` as a DataFusion scalar UDF (async) allowing `max_rows` prompts in the query whose
-    /// session it is registered in.
-    pub fn udf(models: Arc<ChatModels>, max_rows: usize) -> ScalarUDF {
+    /// `ai` as a DataFusion scalar UDF (async) whose prompts count in `limit`, the limit of
+    /// the query whose session it is registered in.
+    pub fn udf(models: Arc<ChatModels>, limit: ChatRowLimit) -> ScalarUDF {
         let function = Self {
             models,
-            max_rows,
-            sent: Arc::new(AtomicUsize::new(0)),
+            limit,
             // Volatile: never evaluated at planning.
             signature: Signature::one_of(
                 vec![TypeSignature::String(1), TypeSignature::String(2)],
@@ -66,7 +130,7 @@ impl AiFunction {
 
 impl PartialEq for AiFunction {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.sent, &other.sent)
+        self.limit.same(&other.limit)
     }
 }
 
@@ -114,36 +178,17 @@ impl AsyncScalarUDFImpl for AiFunction {
             .as_any()
             .downcast_ref::<StringArray>()
             .expect("cast to Utf8");
-        let wanted = prompts.len() - prompts.null_count();
-        let before = self.sent.fetch_add(wanted, Ordering::Relaxed);
-        if before + wanted > self.max_rows {
-            return Err(DataFusionError::ResourcesExhausted(format!(
-                "ai(): this query would send more than {} rows to chat model {} \
-                 ([chat] ai_max_rows = {}); add a LIMIT or a filter, or raise ai_max_rows",
-                self.max_rows,
-                model.name(),
-                self.max_rows
-            )));
-        }
-        let concurrency = model.config().concurrency;
+        self.limit
+            .take("ai", prompts.len() - prompts.null_count(), model.name())?;
         let owned: Vec<Option<String>> = prompts.iter().map(|p| p.map(String::from)).collect();
-        let model = Arc::clone(model);
-        let answers: Vec<Option<String>> = futures::stream::iter(owned)
-            .map(move |prompt| {
-                let model = Arc::clone(&model);
-                async move {
-                    match prompt {
-                        None => Ok(None),
-                        Some(prompt) => {
-                            model.complete(&[ChatMessage::user(prompt)]).await.map(Some)
-                        }
-                    }
-                }
-            })
-            .buffered(concurrency)
-            .try_collect()
-            .await
-            .map_err(args::to_datafusion)?;
+        let answers = per_row(model, owned, |prompt| async move {
+            match prompt {
+                None => Ok(None),
+                Some(prompt) => model.complete(&[ChatMessage::user(prompt)]).await.map(Some),
+            }
+        })
+        .await
+        .map_err(args::to_datafusion)?;
         Ok(ColumnarValue::Array(Arc::new(StringArray::from(answers))))
     }
 }

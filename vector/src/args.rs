@@ -56,6 +56,18 @@ pub(crate) fn table_ref(
         .map_err(|e| plan_err(function, e))
 }
 
+/// Whether `schema` has a string column (`Utf8`, `LargeUtf8`, `Utf8View`) named `name`.
+pub(crate) fn has_string_column(schema: &arrow::datatypes::Schema, name: &str) -> bool {
+    schema.field_with_name(name).is_ok_and(|f| {
+        matches!(
+            f.data_type(),
+            arrow::datatypes::DataType::Utf8
+                | arrow::datatypes::DataType::LargeUtf8
+                | arrow::datatypes::DataType::Utf8View
+        )
+    })
+}
+
 /// A planning error of SQL function `function` (gRPC `InvalidArgument` for clients):
 /// `"{function}: {message}"`.
 pub(crate) fn plan_err(function: &str, message: impl std::fmt::Display) -> DataFusionError {

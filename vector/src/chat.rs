@@ -223,15 +223,30 @@ impl ChatModel {
     /// (429/5xx), until the timeout; [`Error::Refused`] (e.g. an unknown model);
     /// [`Error::InvalidResponse`].
     pub async fn complete(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.complete_with_max_tokens(messages, self.config.max_tokens)
+            .await
+    }
+
+    /// [`Self::complete`] with an answer of at most `max_tokens` tokens instead of the
+    /// configured `max_tokens` (e.g. a relevance rating, which needs two).
+    ///
+    /// # Errors
+    /// As [`Self::complete`].
+    pub async fn complete_with_max_tokens(
+        &self,
+        messages: &[ChatMessage],
+        max_tokens: u32,
+    ) -> Result<String> {
         let started = std::time::Instant::now();
         let span = tracing::info_span!("model_call", kind = "chat", model = %self.name);
-        let answer = tracing::Instrument::instrument(self.complete_once(messages), span).await;
+        let answer =
+            tracing::Instrument::instrument(self.complete_once(messages, max_tokens), span).await;
         crate::observe::model_call("chat", &self.name, started, &answer);
         answer
     }
 
-    /// [`Self::complete`] without its metrics.
-    async fn complete_once(&self, messages: &[ChatMessage]) -> Result<String> {
+    /// [`Self::complete_with_max_tokens`] without its metrics.
+    async fn complete_once(&self, messages: &[ChatMessage], max_tokens: u32) -> Result<String> {
         let timeout = Duration::from_millis(self.config.timeout_ms);
         let deadline = tokio::time::Instant::now() + timeout;
         let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
@@ -253,7 +268,7 @@ impl ChatModel {
                 "options": {
                     "temperature": self.config.temperature,
                     "seed": self.config.seed,
-                    "num_predict": self.config.max_tokens,
+                    "num_predict": max_tokens,
                 },
             }),
             Format::OpenAi => json!({
@@ -261,7 +276,7 @@ impl ChatModel {
                 "messages": messages,
                 "temperature": self.config.temperature,
                 "seed": self.config.seed,
-                "max_tokens": self.config.max_tokens,
+                "max_tokens": max_tokens,
             }),
         };
         let bytes = with_retries(&self.endpoint.describe(), timeout, deadline, || {

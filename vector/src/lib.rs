@@ -13,6 +13,8 @@
 //! - [`indexes`]: the `vector_indexes()` SQL table function (the index listing).
 //! - [`search`]: the `vector_search`, `text_search` and `hybrid_search` SQL table functions.
 //! - [`rag`]: the `rag(question, table [, options])` SQL table function.
+//! - [`rerank`]: second-stage reranking by a chat model: the `rerank(query, text [, model])`
+//!   SQL function and the `rerank` option of the search functions and `rag`.
 //! - [`session`]: the tables one query's session resolved, where the functions find them.
 //! - [`nl2sql`]: the `nl2sql(question [, options])` SQL table function (plans, never runs).
 //! - [`error`]: the crate's error type.
@@ -32,6 +34,7 @@ pub mod ingest;
 pub mod nl2sql;
 mod observe;
 pub mod rag;
+pub mod rerank;
 pub mod search;
 pub mod session;
 pub mod table;
@@ -65,8 +68,9 @@ pub const ALL_LANCE_TABLES_FUNCTIONS: [&str; 1] = ["vector_indexes"];
 /// Registers Lakehouse's SQL functions in `state`: `embed` (scalar, async) and the table
 /// functions `vector_search`, `text_search`, `hybrid_search`, `rag`, `nl2sql` and
 /// `vector_indexes`, over the Lance tables each session resolved ([`session`]), embedding
-/// with `models` and answering with `chat`. (`ai` counts rows per query, so the server
-/// registers it per session: [`ai::AiFunction::udf`].)
+/// with `models` and answering (and reranking) with `chat`. (`ai` and `rerank` count rows per
+/// query, so the server registers them per session: [`ai::AiFunction::udf`],
+/// [`rerank::RerankFunction::udf`].)
 ///
 /// # Errors
 /// [`Error::Config`] when DataFusion refuses the registration (not expected).
@@ -81,18 +85,27 @@ pub fn register_functions(
         .map_err(|e| Error::Config(format!("registering embed: {e}")))?;
     state.register_udtf(
         "vector_search",
-        Arc::new(search::VectorSearchFunction::new(Arc::clone(models))),
+        Arc::new(search::VectorSearchFunction::new(
+            Arc::clone(models),
+            Arc::clone(chat),
+        )),
     );
-    state.register_udtf("text_search", Arc::new(search::TextSearchFunction));
+    state.register_udtf(
+        "text_search",
+        Arc::new(search::TextSearchFunction::new(Arc::clone(chat))),
+    );
     state.register_udtf(
         "hybrid_search",
-        Arc::new(search::HybridSearchFunction::new(Arc::clone(models))),
+        Arc::new(search::HybridSearchFunction::new(
+            Arc::clone(models),
+            Arc::clone(chat),
+        )),
     );
     state.register_udtf(
         "rag",
         Arc::new(rag::RagFunction::new(
-            search::VectorSearchFunction::new(Arc::clone(models)),
-            search::HybridSearchFunction::new(Arc::clone(models)),
+            search::VectorSearchFunction::new(Arc::clone(models), Arc::clone(chat)),
+            search::HybridSearchFunction::new(Arc::clone(models), Arc::clone(chat)),
             Arc::clone(chat),
         )),
     );

@@ -14,14 +14,17 @@
 //!
 //! `doc_id` comes from the table's `doc_id` column (else `id`), `chunk_index` from
 //! `chunk_index`, when present. `score` is higher-is-better: cosine similarity (`1 - _distance`)
-//! for cosine columns, `-_distance` for l2/dot, the RRF `_score` in hybrid mode. Passages scoring
+//! for cosine columns, `-_distance` for l2/dot, the RRF `_score` in hybrid mode, the chat model's
+//! rating (`_relevance_score`, 0–1; 0 when it gave none) when reranked. Passages scoring
 //! below `min_score` are dropped; when none is left the model is not asked and the answer says
 //! that the table has nothing relevant ("I don't know ..."), rather than letting it invent one.
 //!
 //! Options (a JSON object string): `k` (passages, default 5), `mode` (`vector` or `hybrid`),
 //! `column` (vector column), `text_column` (default `text`), `filter` (pre-filter predicate),
-//! `min_score` (default 0.3 for cosine in vector mode, else none), `model` (chat model),
-//! `system` (system prompt) and `template` (user prompt, with `{sources}` and `{question}`).
+//! `min_score` (default 0.3 for cosine in vector mode without reranking, else none), `model`
+//! (chat model), `system` (system prompt), `template` (user prompt, with `{sources}` and
+//! `{question}`) and `rerank` (re-score the retrieved candidates with a chat model before the
+//! `k` best become sources: [`crate::rerank`]; its `text_column` defaults to `text_column`).
 //!
 //! The work runs when the query executes (a streaming table), not while it is planned.
 
@@ -43,6 +46,7 @@ use serde::Deserialize;
 
 use crate::args::{self, Deferred, string_literal};
 use crate::chat::{ChatMessage, ChatModel, ChatModels};
+use crate::rerank::{RELEVANCE_COLUMN, RerankOptions};
 use crate::search::{
     Call, HybridOptions, HybridSearchFunction, SearchOptions, VectorSearchFunction,
 };
@@ -98,6 +102,7 @@ struct RagOptions {
     model: Option<String>,
     system: Option<String>,
     template: Option<String>,
+    rerank: Option<RerankOptions>,
 }
 
 fn plan_err(message: impl std::fmt::Display) -> DataFusionError {
@@ -155,10 +160,16 @@ impl TableFunctionImpl for RagFunction {
         }
         let (table, resolved) = crate::session::resolved("rag", table, args.session())?;
         let question_expr = Expr::Literal(ScalarValue::Utf8(Some(question.to_string())), None);
+        let text_column = options.text_column.clone().unwrap_or_else(|| "text".into());
+        let rerank = options.rerank.clone().map(|mut r| {
+            r.text_column.get_or_insert_with(|| text_column.clone());
+            r
+        });
+        let reranked = rerank.is_some();
         let (search, metric): (Arc<dyn TableProvider>, Option<VectorMetric>) =
             match options.mode.as_deref() {
                 None | Some("vector") => {
-                    let search = self.vector.search(Call {
+                    let mut call = Call {
                         table: table.clone(),
                         resolved,
                         query: &question_expr,
@@ -168,9 +179,11 @@ impl TableFunctionImpl for RagFunction {
                             filter: options.filter.clone(),
                             ..Default::default()
                         },
-                    })?;
+                    };
+                    let rerank = call.plan_rerank("rag", self.vector.chat(), |_| rerank)?;
+                    let search = self.vector.search(call)?;
                     let metric = search.metric();
-                    (Arc::new(search), Some(metric))
+                    (search.finish("rag", rerank)?, Some(metric))
                 }
                 Some("hybrid") => {
                     let search = self.hybrid.fused(
@@ -183,33 +196,26 @@ impl TableFunctionImpl for RagFunction {
                                 column: options.column.clone(),
                                 text_column: options.text_column.clone(),
                                 filter: options.filter.clone(),
+                                rerank,
                                 ..Default::default()
                             },
                         },
                         None,
                     )?;
-                    (Arc::new(search), None)
+                    (search, None)
                 }
                 Some(other) => {
                     return Err(plan_err(format!("mode {other:?}: use vector or hybrid")));
                 }
             };
-        let text_column = options.text_column.clone().unwrap_or_else(|| "text".into());
         let search_schema = search.schema();
-        match search_schema.field_with_name(&text_column) {
-            Ok(f)
-                if matches!(
-                    f.data_type(),
-                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-                ) => {}
-            _ => {
-                return Err(plan_err(format!(
-                    "{table} has no text column {text_column}; name it with {{\"text_column\": ...}}"
-                )));
-            }
+        if !args::has_string_column(&search_schema, &text_column) {
+            return Err(plan_err(format!(
+                "{table} has no text column {text_column}; name it with {{\"text_column\": ...}}"
+            )));
         }
         let min_score = options.min_score.or(match metric {
-            Some(VectorMetric::Cosine) => Some(DEFAULT_MIN_COSINE),
+            Some(VectorMetric::Cosine) if !reranked => Some(DEFAULT_MIN_COSINE),
             _ => None,
         });
         let run = RagRun {
@@ -217,6 +223,7 @@ impl TableFunctionImpl for RagFunction {
             table,
             search,
             metric,
+            reranked,
             text_column,
             min_score,
             chat,
@@ -235,6 +242,8 @@ struct RagRun {
     search: Arc<dyn TableProvider>,
     /// `Some` in vector mode (the column's metric), `None` in hybrid mode.
     metric: Option<VectorMetric>,
+    /// Whether the chat model re-scored the candidates (the score is its rating).
+    reranked: bool,
     text_column: String,
     min_score: Option<f64>,
     chat: Arc<ChatModel>,
@@ -280,9 +289,10 @@ impl RagRun {
             None => column("id", &DataType::Utf8)?,
         };
         let chunk_index = column("chunk_index", &DataType::Int64)?;
-        let score = match self.metric {
-            Some(_) => column("_distance", &DataType::Float64)?,
-            None => column("_score", &DataType::Float64)?,
+        let score = match (self.reranked, self.metric) {
+            (true, _) => column(RELEVANCE_COLUMN, &DataType::Float64)?,
+            (false, Some(_)) => column("_distance", &DataType::Float64)?,
+            (false, None) => column("_score", &DataType::Float64)?,
         };
         let score = score.ok_or_else(|| DataFusionError::Internal("rag: no score".into()))?;
         let score = score.as_primitive::<arrow::datatypes::Float64Type>();
@@ -290,11 +300,15 @@ impl RagRun {
         let mut passages: Vec<Passage> = (0..batch.num_rows())
             .filter(|&i| !text.is_null(i))
             .map(|i| {
-                let raw = score.value(i);
-                let score = match self.metric {
-                    Some(VectorMetric::Cosine) => 1.0 - raw,
-                    Some(_) => -raw,
-                    None => raw,
+                let raw = if score.is_null(i) {
+                    0.0
+                } else {
+                    score.value(i)
+                };
+                let score = match (self.reranked, self.metric) {
+                    (false, Some(VectorMetric::Cosine)) => 1.0 - raw,
+                    (false, Some(_)) => -raw,
+                    _ => raw,
                 };
                 Passage {
                     doc_id: doc_id

@@ -8,7 +8,8 @@
 //! - `options`: a JSON object string with any of `column` (the vector column; needed when
 //!   the table has several), `filter` (a SQL predicate applied *before* the nearest-neighbour
 //!   step, so `k` rows come back whenever `k` rows match), `nprobes`, `refine_factor`, `ef`
-//!   (index search knobs, used once the column has an index).
+//!   (index search knobs, used once the column has an index), and `rerank` (re-score the top
+//!   candidates with a chat model: [`crate::rerank`]).
 //!
 //! The result has the table's columns plus `_distance` (Float32) in the column's metric
 //! (cosine: `1 - cos`, l2: squared Euclidean, dot: negative dot product), nearest first.
@@ -36,7 +37,9 @@ use lakehouse_catalog::{TableRef, VectorColumn};
 use serde::Deserialize;
 
 use crate::args::{json_options, literal, plan_err, string_literal, to_datafusion};
+use crate::chat::ChatModels;
 use crate::embedding::EmbeddingModels;
+use crate::rerank::{Rerank, RerankOptions};
 use crate::session::{ResolvedTable, resolved};
 use crate::table::distance_type;
 
@@ -58,6 +61,8 @@ pub struct SearchOptions {
     pub refine_factor: Option<u32>,
     /// HNSW search breadth.
     pub ef: Option<usize>,
+    /// Re-score the top candidates with a chat model ([`crate::rerank`]).
+    pub rerank: Option<RerankOptions>,
 }
 
 /// What to search for.
@@ -71,12 +76,13 @@ enum Query {
 #[derive(Debug)]
 pub struct VectorSearchFunction {
     models: Arc<EmbeddingModels>,
+    chat: Arc<ChatModels>,
 }
 
 impl VectorSearchFunction {
-    /// The function, embedding text queries with `models`.
-    pub fn new(models: Arc<EmbeddingModels>) -> Self {
-        Self { models }
+    /// The function, embedding text queries with `models` and reranking with `chat`.
+    pub fn new(models: Arc<EmbeddingModels>, chat: Arc<ChatModels>) -> Self {
+        Self { models, chat }
     }
 }
 
@@ -154,6 +160,28 @@ fn parse_call<'e, O: serde::de::DeserializeOwned + Default>(
     })
 }
 
+impl<O> Call<'_, O> {
+    /// Plans the `rerank` option (taken out of the options by `take`) of `function`: the rerank
+    /// step, with `k` raised to the candidates the first stage must rank.
+    ///
+    /// # Errors
+    /// As [`Rerank::plan`].
+    pub(crate) fn plan_rerank(
+        &mut self,
+        function: &str,
+        chat: &ChatModels,
+        take: impl FnOnce(&mut O) -> Option<RerankOptions>,
+    ) -> datafusion::error::Result<Option<Rerank>> {
+        let Some(options) = take(&mut self.options) else {
+            return Ok(None);
+        };
+        let (rerank, candidates) =
+            Rerank::plan(function, options, chat, string_literal(self.query), self.k)?;
+        self.k = candidates;
+        Ok(Some(rerank))
+    }
+}
+
 /// The pinned Lance dataset of `table`, its Lance record and its columns; `needs` says what
 /// the function needs, for the Parquet case.
 fn lance_table(
@@ -180,6 +208,11 @@ fn with_column(schema: &Schema, name: &str, data_type: DataType) -> SchemaRef {
 }
 
 impl VectorSearchFunction {
+    /// The chat models it reranks with.
+    pub(crate) fn chat(&self) -> &ChatModels {
+        &self.chat
+    }
+
     /// The search of `query` (a text or vector literal) in `table` as the session resolved
     /// it, checked against the table's vector columns and the configured models.
     pub(crate) fn search(
@@ -247,6 +280,7 @@ impl VectorSearchFunction {
         }
         Ok(SearchTable {
             schema: with_column(&schema, "_distance", DataType::Float32),
+            computed: 1,
             search: VectorSearch {
                 dataset,
                 models: Arc::clone(&self.models),
@@ -264,7 +298,10 @@ impl TableFunctionImpl for VectorSearchFunction {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        Ok(Arc::new(self.search(parse_call("vector_search", &args)?)?))
+        const F: &str = "vector_search";
+        let mut call = parse_call(F, &args)?;
+        let rerank = call.plan_rerank(F, &self.chat, |o: &mut SearchOptions| o.rerank.take())?;
+        self.search(call)?.finish(F, rerank)
     }
 }
 
@@ -272,6 +309,9 @@ impl TableFunctionImpl for VectorSearchFunction {
 /// the given table columns (by name) and its score column.
 #[async_trait::async_trait]
 pub(crate) trait Search: Clone + std::fmt::Debug + Send + Sync + 'static {
+    /// The score column it ranks by, and whether lower is better.
+    const ORDER: (&'static str, bool);
+
     /// Runs the search, reading only `columns` of the table.
     async fn run(
         self,
@@ -280,13 +320,39 @@ pub(crate) trait Search: Clone + std::fmt::Debug + Send + Sync + 'static {
     ) -> datafusion::error::Result<SendableRecordBatchStream>;
 }
 
-/// The result of one search function call: the table's columns and a score column (the last
-/// one); the search runs when a query scanning it executes, reading only the projected
-/// columns.
+/// The result of one search function call: the table's columns and `computed` score columns
+/// (the last ones); the search runs when a query scanning it executes, reading only the
+/// projected columns.
 #[derive(Debug)]
 pub(crate) struct SearchTable<S> {
     schema: SchemaRef,
+    /// How many of the last columns the search computes (its score, the rerank rating).
+    computed: usize,
     search: S,
+}
+
+impl<S: Search> SearchTable<S> {
+    /// This search as a table, reranked by `rerank` when given (the rating column added).
+    ///
+    /// # Errors
+    /// A planning error of `function` when the table lacks the column `rerank` rates.
+    pub(crate) fn finish(
+        self,
+        function: &str,
+        rerank: Option<Rerank>,
+    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        let Some(rerank) = rerank else {
+            return Ok(Arc::new(self));
+        };
+        Ok(Arc::new(SearchTable {
+            schema: rerank.schema(function, &self.schema)?,
+            computed: self.computed + 1,
+            search: Reranked {
+                inner: self.search,
+                rerank,
+            },
+        }))
+    }
 }
 
 impl SearchTable<VectorSearch> {
@@ -317,12 +383,12 @@ impl<S: Search> TableProvider for SearchTable<S> {
             Some(p) => self.schema.project(p)?,
             None => self.schema.as_ref().clone(),
         });
-        let score = self.schema.fields().len() - 1;
+        let table_columns = self.schema.fields().len() - self.computed;
         let columns = projection
             .cloned()
             .unwrap_or_else(|| (0..self.schema.fields().len()).collect())
             .into_iter()
-            .filter(|&i| i != score)
+            .filter(|&i| i < table_columns)
             .map(|i| self.schema.field(i).name().clone())
             .collect();
         let stream = SearchStream {
@@ -346,7 +412,7 @@ impl<S: Search> TableProvider for SearchTable<S> {
 struct SearchStream<S> {
     /// The projected schema.
     schema: SchemaRef,
-    /// The projected table columns (not the score).
+    /// The projected table columns (not the computed ones).
     columns: Vec<String>,
     search: S,
 }
@@ -493,6 +559,8 @@ impl VectorSearch {
 
 #[async_trait::async_trait]
 impl Search for VectorSearch {
+    const ORDER: (&'static str, bool) = ("_distance", true);
+
     async fn run(
         self,
         columns: Vec<String>,
@@ -506,11 +574,21 @@ impl Search for VectorSearch {
 /// `text_search(table, query, k [, options])`: BM25 full-text search over the FTS-indexed text
 /// columns of a Lance table (`CREATE INDEX ... USING FTS (column)`).
 ///
-/// `options` is a JSON object string with `column` (search only that indexed column) and
-/// `filter` (a SQL predicate applied before ranking). The result has the table's columns plus
+/// `options` is a JSON object string with `column` (search only that indexed column),
+/// `filter` (a SQL predicate applied before ranking) and `rerank` ([`crate::rerank`]). The
+/// result has the table's columns plus
 /// `_score` (Float32, BM25, higher is better), best first, at most `k` rows.
-#[derive(Debug, Default)]
-pub struct TextSearchFunction;
+#[derive(Debug)]
+pub struct TextSearchFunction {
+    chat: Arc<ChatModels>,
+}
+
+impl TextSearchFunction {
+    /// The function, reranking with `chat`.
+    pub fn new(chat: Arc<ChatModels>) -> Self {
+        Self { chat }
+    }
+}
 
 /// The `options` of `text_search`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -518,6 +596,7 @@ pub struct TextSearchFunction;
 struct TextOptions {
     column: Option<String>,
     filter: Option<String>,
+    rerank: Option<RerankOptions>,
 }
 
 impl TextSearchFunction {
@@ -545,6 +624,7 @@ impl TextSearchFunction {
         )?;
         Ok(SearchTable {
             schema: with_column(&schema, "_score", DataType::Float32),
+            computed: 1,
             search: TextSearch {
                 dataset,
                 query: query.to_string(),
@@ -560,7 +640,10 @@ impl TableFunctionImpl for TextSearchFunction {
         &self,
         args: TableFunctionArgs,
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        Ok(Arc::new(self.search(parse_call("text_search", &args)?)?))
+        const F: &str = "text_search";
+        let mut call = parse_call(F, &args)?;
+        let rerank = call.plan_rerank(F, &self.chat, |o: &mut TextOptions| o.rerank.take())?;
+        self.search(call)?.finish(F, rerank)
     }
 }
 
@@ -601,6 +684,8 @@ impl TextSearch {
 
 #[async_trait::async_trait]
 impl Search for TextSearch {
+    const ORDER: (&'static str, bool) = ("_score", false);
+
     async fn run(
         self,
         columns: Vec<String>,
@@ -626,7 +711,8 @@ pub const DEFAULT_RRF_K: f64 = 60.0;
 /// (rrf_k + text_rank)` (a side where the row is not among the candidates adds nothing).
 /// `options` (JSON): `column` (vector column), `text_column`, `filter` (pre-filter for both
 /// sides), `vector_weight`, `text_weight` (default 1.0 each), `rrf_k` (default 60),
-/// `nprobes`, `refine_factor`, `ef`. The result has the table's columns plus `_score`
+/// `nprobes`, `refine_factor`, `ef`, `rerank` ([`crate::rerank`]: the fused top candidates
+/// re-scored by a chat model). The result has the table's columns plus `_score`
 /// (Float64, higher is better), best first, at most `k` rows. Both searches and the fusion
 /// run when the query executes.
 #[derive(Debug)]
@@ -636,11 +722,11 @@ pub struct HybridSearchFunction {
 }
 
 impl HybridSearchFunction {
-    /// The function, embedding queries with `models`.
-    pub fn new(models: Arc<EmbeddingModels>) -> Self {
+    /// The function, embedding queries with `models` and reranking with `chat`.
+    pub fn new(models: Arc<EmbeddingModels>, chat: Arc<ChatModels>) -> Self {
         Self {
-            vector: VectorSearchFunction::new(models),
-            text: TextSearchFunction,
+            vector: VectorSearchFunction::new(models, Arc::clone(&chat)),
+            text: TextSearchFunction::new(chat),
         }
     }
 }
@@ -658,13 +744,28 @@ pub(crate) struct HybridOptions {
     pub(crate) nprobes: Option<usize>,
     pub(crate) refine_factor: Option<u32>,
     pub(crate) ef: Option<usize>,
+    pub(crate) rerank: Option<RerankOptions>,
 }
 
 impl HybridSearchFunction {
-    /// The fused search of the text `query` in `table` as the session resolved it: `k` rows
+    /// The fused search of the text `query` in `table` as the session resolved it, reranked
+    /// when its options ask ([`crate::rerank`]): `k` rows
     /// from the `3k` best of each side (see [`DEFAULT_RRF_K`]). The vector side searches
     /// `vector` (a vector literal) when given, else `query` embedded with the column's model.
     pub(crate) fn fused(
+        &self,
+        mut call: Call<'_, HybridOptions>,
+        query_vector: Option<&Expr>,
+    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        const F: &str = "hybrid_search";
+        let rerank = call.plan_rerank(F, &self.vector.chat, |o: &mut HybridOptions| {
+            o.rerank.take()
+        })?;
+        self.unreranked(call, query_vector)?.finish(F, rerank)
+    }
+
+    /// [`Self::fused`] without its `rerank` option.
+    fn unreranked(
         &self,
         call: Call<'_, HybridOptions>,
         query_vector: Option<&Expr>,
@@ -683,10 +784,12 @@ impl HybridSearchFunction {
             nprobes: options.nprobes,
             refine_factor: options.refine_factor,
             ef: options.ef,
+            rerank: None,
         };
         let text_options = TextOptions {
             column: options.text_column,
             filter: options.filter,
+            rerank: None,
         };
         let vector = self.vector.search(Call {
             table: table.clone(),
@@ -707,6 +810,7 @@ impl HybridSearchFunction {
         let table_schema = Schema::new(text.schema.fields()[..table_columns].to_vec());
         Ok(SearchTable {
             schema: with_column(&table_schema, "_score", DataType::Float64),
+            computed: 1,
             search: HybridSearch {
                 vector: vector.search,
                 text: text.search,
@@ -736,7 +840,7 @@ impl TableFunctionImpl for HybridSearchFunction {
             let mut rest = exprs[..2].to_vec();
             rest.extend_from_slice(&exprs[3..]);
             let call = parse_call(F, &TableFunctionArgs::new(&rest, args.session()))?;
-            return Ok(Arc::new(self.fused(call, Some(&exprs[2]))?));
+            return self.fused(call, Some(&exprs[2]));
         }
         if exprs.len() == 5 {
             return Err(plan_err(
@@ -745,7 +849,7 @@ impl TableFunctionImpl for HybridSearchFunction {
                  literal like [0.1, 0.2] third",
             ));
         }
-        Ok(Arc::new(self.fused(parse_call(F, &args)?, None)?))
+        self.fused(parse_call(F, &args)?, None)
     }
 }
 
@@ -767,7 +871,15 @@ async fn ranked(
     order: &str,
     ascending: bool,
 ) -> datafusion::error::Result<RecordBatch> {
-    let stream = run_scanner(scanner, ctx).await?;
+    sorted(run_scanner(scanner, ctx).await?, order, ascending).await
+}
+
+/// Everything `stream` yields as one batch, best first by `order` (ascending or not).
+async fn sorted(
+    stream: SendableRecordBatchStream,
+    order: &str,
+    ascending: bool,
+) -> datafusion::error::Result<RecordBatch> {
     let schema = stream.schema();
     let batches: Vec<RecordBatch> = stream.try_collect().await?;
     let batch = arrow::compute::concat_batches(&schema, &batches)?;
@@ -782,6 +894,8 @@ async fn ranked(
 
 #[async_trait::async_trait]
 impl Search for HybridSearch {
+    const ORDER: (&'static str, bool) = ("_score", false);
+
     async fn run(
         self,
         columns: Vec<String>,
@@ -831,6 +945,35 @@ impl Search for HybridSearch {
         let batch = RecordBatch::try_new_with_options(Arc::clone(&schema), arrays, &options)?;
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
+            futures::stream::iter([Ok(batch)]),
+        )))
+    }
+}
+
+/// A search whose candidates a chat model re-scores ([`crate::rerank`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Reranked<S> {
+    inner: S,
+    rerank: Rerank,
+}
+
+#[async_trait::async_trait]
+impl<S: Search> Search for Reranked<S> {
+    const ORDER: (&'static str, bool) = (crate::rerank::RELEVANCE_COLUMN, false);
+
+    async fn run(
+        self,
+        mut columns: Vec<String>,
+        ctx: Arc<TaskContext>,
+    ) -> datafusion::error::Result<SendableRecordBatchStream> {
+        if !columns.iter().any(|c| c == self.rerank.text_column()) {
+            columns.push(self.rerank.text_column().to_string());
+        }
+        let (order, ascending) = S::ORDER;
+        let candidates = sorted(self.inner.run(columns, ctx).await?, order, ascending).await?;
+        let batch = self.rerank.apply(candidates).await?;
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            batch.schema(),
             futures::stream::iter([Ok(batch)]),
         )))
     }

@@ -294,6 +294,24 @@ pub struct Query {
     pub max_rows: Option<usize>,
 }
 
+/// The `rerank` option of the search functions: `candidates` rated by the default chat model.
+fn rerank(candidates: u32) -> serde_json::Value {
+    serde_json::json!({ "candidates": candidates })
+}
+
+/// A search function's trailing options argument: empty without options, else
+/// `, '{"key": ...}'`.
+fn options_arg(options: serde_json::Map<String, serde_json::Value>) -> String {
+    if options.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", {}",
+            literal(&serde_json::Value::Object(options).to_string())
+        )
+    }
+}
+
 /// `vector_search` arguments.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct VectorSearch {
@@ -310,6 +328,11 @@ pub struct VectorSearch {
     /// The vector column, when the table has several.
     #[serde(default)]
     pub column: Option<String>,
+    /// Re-score this many top candidates (k..100) with the server's chat model and return
+    /// the k it rates most relevant, with their _relevance_score (0..1). Slower: one model
+    /// call per candidate; needs a chat model on the server.
+    #[serde(default)]
+    pub rerank: Option<u32>,
 }
 
 /// `hybrid_search` arguments.
@@ -323,6 +346,11 @@ pub struct HybridSearch {
     /// How many rows to return (1..100, default 5).
     #[serde(default)]
     pub k: Option<u32>,
+    /// Re-score this many top candidates (k..100) with the server's chat model and return
+    /// the k it rates most relevant, with their _relevance_score (0..1). Slower: one model
+    /// call per candidate; needs a chat model on the server.
+    #[serde(default)]
+    pub rerank: Option<u32>,
 }
 
 /// `rag` arguments.
@@ -338,6 +366,11 @@ pub struct Rag {
     /// "vector" (default) or "hybrid" (vector and full-text, needs a full-text index).
     #[serde(default)]
     pub mode: Option<String>,
+    /// Re-score this many top candidates (k..100) with the server's chat model and cite
+    /// the k it rates most relevant. Slower: one model
+    /// call per candidate; needs a chat model on the server.
+    #[serde(default)]
+    pub rerank: Option<u32>,
 }
 
 /// `nl2sql` arguments.
@@ -424,14 +457,10 @@ impl Lakehouse {
         if let Some(column) = args.column {
             options.insert("column".into(), column.into());
         }
-        let options = if options.is_empty() {
-            String::new()
-        } else {
-            format!(
-                ", {}",
-                literal(&serde_json::Value::Object(options).to_string())
-            )
-        };
+        if let Some(candidates) = args.rerank {
+            options.insert("rerank".into(), rerank(candidates));
+        }
+        let options = options_arg(options);
         let sql = format!(
             "SELECT * FROM vector_search({}, {}, {k}{options})",
             table.literal(),
@@ -451,10 +480,15 @@ impl Lakehouse {
     async fn hybrid_search(&self, Parameters(args): Parameters<HybridSearch>) -> Answer {
         let table = TableName::parse(&args.table)?;
         let k = k_or_default(args.k)?;
+        let mut options = serde_json::Map::new();
+        if let Some(candidates) = args.rerank {
+            options.insert("rerank".into(), rerank(candidates));
+        }
         let sql = format!(
-            "SELECT * FROM hybrid_search({}, {}, {k})",
+            "SELECT * FROM hybrid_search({}, {}, {k}{})",
             table.literal(),
-            literal(&args.query)
+            literal(&args.query),
+            options_arg(options)
         );
         Ok(table_answer(
             self.table(&sql, self.shared.options.max_rows).await?,
@@ -472,6 +506,9 @@ impl Lakehouse {
         let mut options = serde_json::json!({"k": k_or_default(args.k)?});
         if let Some(mode) = args.mode {
             options["mode"] = mode.into();
+        }
+        if let Some(candidates) = args.rerank {
+            options["rerank"] = rerank(candidates);
         }
         let sql = format!(
             "SELECT answer, sources FROM rag({}, {}, {})",

@@ -423,10 +423,15 @@ impl QueryEngine {
             .with_catalog_list(Arc::new(catalogs) as Arc<dyn CatalogProviderList>)
             .build();
         let ctx = SessionContext::new_with_state(state);
-        // Per session, so each query counts its own ai() rows.
+        // Per session, so each query counts its own ai() and rerank() rows.
+        let chat_rows = lakehouse_vector::ai::ChatRowLimit::new(self.ai_max_rows);
         ctx.register_udf(lakehouse_vector::ai::AiFunction::udf(
             Arc::clone(&self.chat),
-            self.ai_max_rows,
+            chat_rows.clone(),
+        ));
+        ctx.register_udf(lakehouse_vector::rerank::RerankFunction::udf(
+            Arc::clone(&self.chat),
+            chat_rows,
         ));
         Ok(ctx)
     }
