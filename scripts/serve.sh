@@ -9,15 +9,15 @@
 # used instead of the generated one.
 #
 # Build times, measured on 2 cores (2026-12-03, see README): the first (cold) build of the debug
-# binary took 25 min 37 s, before the MCP/candle/PDF dependencies added ~2 min (cargo shows
-# the crates as they compile); later builds take seconds,
-# and a warm start is serving in about 1 second.
+# binary took 20 min 53 s on a fresh machine (25 min 37 s on a slower day; cargo shows the
+# crates as they compile); later builds take seconds, and a warm start is serving in about
+# 1 second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 . scripts/cargo-env.sh
 if [ ! -x "$CARGO_TARGET_DIR/debug/lakehouse" ]; then
-  echo "serve.sh: first build of lakehouse (~25 min on 2 cores; later builds take seconds)" >&2
+  echo "serve.sh: first build of lakehouse (20-26 min on 2 cores; later builds take seconds)" >&2
 else
   echo "serve.sh: building lakehouse (incremental: seconds unless the sources changed)" >&2
 fi
