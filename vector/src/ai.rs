@@ -19,7 +19,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use arrow::array::{Array, ArrayRef, StringArray};
+use arrow::array::StringArray;
 use arrow::datatypes::DataType;
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
@@ -72,7 +72,7 @@ impl ChatRowLimit {
         Ok(())
     }
 
-    fn same(&self, other: &Self) -> bool {
+    pub(crate) fn same(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.sent, &other.sent)
     }
 }
@@ -172,16 +172,10 @@ impl AsyncScalarUDFImpl for AiFunction {
         args: ScalarFunctionArgs,
     ) -> datafusion::error::Result<ColumnarValue> {
         let model = self.model(args.args.get(1))?;
-        let prompts: ArrayRef = args.args[0].to_array(args.number_rows)?;
-        let prompts = arrow::compute::cast(&prompts, &DataType::Utf8)?;
-        let prompts = prompts
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("cast to Utf8");
+        let prompts = args::strings(&args, 0)?;
         self.limit
-            .take("ai", prompts.len() - prompts.null_count(), model.name())?;
-        let owned: Vec<Option<String>> = prompts.iter().map(|p| p.map(String::from)).collect();
-        let answers = per_row(model, owned, |prompt| async move {
+            .take("ai", prompts.iter().flatten().count(), model.name())?;
+        let answers = per_row(model, prompts, |prompt| async move {
             match prompt {
                 None => Ok(None),
                 Some(prompt) => model.complete(&[ChatMessage::user(prompt)]).await.map(Some),

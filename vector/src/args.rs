@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::{DataFusionError, ScalarValue};
@@ -56,14 +56,37 @@ pub(crate) fn table_ref(
         .map_err(|e| plan_err(function, e))
 }
 
+/// `schema` with one more column `name: data_type` (nullable) at the end.
+pub(crate) fn with_column(schema: &Schema, name: &str, data_type: DataType) -> SchemaRef {
+    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(name, data_type, true)));
+    Arc::new(Schema::new(fields))
+}
+
+/// Argument `i` of a scalar function call as `Utf8` strings, one per row (NULL as `None`).
+///
+/// # Errors
+/// Arrow's, when the argument does not cast to `Utf8`.
+pub(crate) fn strings(
+    args: &datafusion::logical_expr::ScalarFunctionArgs,
+    i: usize,
+) -> datafusion::error::Result<Vec<Option<String>>> {
+    use arrow::array::AsArray;
+    let array = args.args[i].to_array(args.number_rows)?;
+    let array = arrow::compute::cast(&array, &DataType::Utf8)?;
+    Ok(array
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.map(String::from))
+        .collect())
+}
+
 /// Whether `schema` has a string column (`Utf8`, `LargeUtf8`, `Utf8View`) named `name`.
-pub(crate) fn has_string_column(schema: &arrow::datatypes::Schema, name: &str) -> bool {
+pub(crate) fn has_string_column(schema: &Schema, name: &str) -> bool {
     schema.field_with_name(name).is_ok_and(|f| {
         matches!(
             f.data_type(),
-            arrow::datatypes::DataType::Utf8
-                | arrow::datatypes::DataType::LargeUtf8
-                | arrow::datatypes::DataType::Utf8View
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
         )
     })
 }

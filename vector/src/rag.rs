@@ -165,65 +165,67 @@ impl TableFunctionImpl for RagFunction {
             r.text_column.get_or_insert_with(|| text_column.clone());
             r
         });
-        let reranked = rerank.is_some();
-        let (search, metric): (Arc<dyn TableProvider>, Option<VectorMetric>) =
-            match options.mode.as_deref() {
-                None | Some("vector") => {
-                    let mut call = Call {
+        let rated = rerank.is_some();
+        let (search, score): (Arc<dyn TableProvider>, Score) = match options.mode.as_deref() {
+            None | Some("vector") => {
+                let mut call = Call {
+                    table: table.clone(),
+                    resolved,
+                    query: &question_expr,
+                    k,
+                    options: SearchOptions {
+                        column: options.column.clone(),
+                        filter: options.filter.clone(),
+                        ..Default::default()
+                    },
+                };
+                let rerank = call.plan_rerank("rag", self.vector.chat(), |_| rerank)?;
+                let search = self.vector.search(call)?;
+                let score = if rated {
+                    Score::Rating
+                } else {
+                    Score::Distance(search.metric())
+                };
+                (search.finish("rag", rerank)?, score)
+            }
+            Some("hybrid") => {
+                let search = self.hybrid.fused(
+                    Call {
                         table: table.clone(),
                         resolved,
                         query: &question_expr,
                         k,
-                        options: SearchOptions {
+                        options: HybridOptions {
                             column: options.column.clone(),
+                            text_column: options.text_column.clone(),
                             filter: options.filter.clone(),
+                            rerank,
                             ..Default::default()
                         },
-                    };
-                    let rerank = call.plan_rerank("rag", self.vector.chat(), |_| rerank)?;
-                    let search = self.vector.search(call)?;
-                    let metric = search.metric();
-                    (search.finish("rag", rerank)?, Some(metric))
-                }
-                Some("hybrid") => {
-                    let search = self.hybrid.fused(
-                        Call {
-                            table: table.clone(),
-                            resolved,
-                            query: &question_expr,
-                            k,
-                            options: HybridOptions {
-                                column: options.column.clone(),
-                                text_column: options.text_column.clone(),
-                                filter: options.filter.clone(),
-                                rerank,
-                                ..Default::default()
-                            },
-                        },
-                        None,
-                    )?;
-                    (search, None)
-                }
-                Some(other) => {
-                    return Err(plan_err(format!("mode {other:?}: use vector or hybrid")));
-                }
-            };
+                    },
+                    None,
+                )?;
+                (search, if rated { Score::Rating } else { Score::Fused })
+            }
+            Some(other) => {
+                return Err(plan_err(format!("mode {other:?}: use vector or hybrid")));
+            }
+        };
         let search_schema = search.schema();
         if !args::has_string_column(&search_schema, &text_column) {
             return Err(plan_err(format!(
                 "{table} has no text column {text_column}; name it with {{\"text_column\": ...}}"
             )));
         }
-        let min_score = options.min_score.or(match metric {
-            Some(VectorMetric::Cosine) if !reranked => Some(DEFAULT_MIN_COSINE),
+        let min_score = options.min_score.or(match score {
+            Score::Distance(VectorMetric::Cosine) => Some(DEFAULT_MIN_COSINE),
             _ => None,
         });
         let run = RagRun {
             question: question.to_string(),
             table,
             search,
-            metric,
-            reranked,
+            score,
             text_column,
             min_score,
             chat,
@@ -240,15 +242,35 @@ struct RagRun {
     question: String,
     table: TableRef,
     search: Arc<dyn TableProvider>,
-    /// `Some` in vector mode (the column's metric), `None` in hybrid mode.
-    metric: Option<VectorMetric>,
-    /// Whether the chat model re-scored the candidates (the score is its rating).
-    reranked: bool,
+    /// What a passage's score is.
+    score: Score,
     text_column: String,
     min_score: Option<f64>,
     chat: Arc<ChatModel>,
     system: String,
     template: String,
+}
+
+/// Where a passage's higher-is-better score comes from.
+#[derive(Debug, Clone, Copy)]
+enum Score {
+    /// Vector mode: from `_distance` in the column's metric.
+    Distance(VectorMetric),
+    /// Hybrid mode: the RRF `_score`.
+    Fused,
+    /// Reranked: the chat model's rating.
+    Rating,
+}
+
+impl Score {
+    /// The search result column it is read from.
+    fn column(self) -> &'static str {
+        match self {
+            Self::Distance(_) => "_distance",
+            Self::Fused => "_score",
+            Self::Rating => RELEVANCE_COLUMN,
+        }
+    }
 }
 
 /// One retrieved passage.
@@ -289,11 +311,7 @@ impl RagRun {
             None => column("id", &DataType::Utf8)?,
         };
         let chunk_index = column("chunk_index", &DataType::Int64)?;
-        let score = match (self.reranked, self.metric) {
-            (true, _) => column(RELEVANCE_COLUMN, &DataType::Float64)?,
-            (false, Some(_)) => column("_distance", &DataType::Float64)?,
-            (false, None) => column("_score", &DataType::Float64)?,
-        };
+        let score = column(self.score.column(), &DataType::Float64)?;
         let score = score.ok_or_else(|| DataFusionError::Internal("rag: no score".into()))?;
         let score = score.as_primitive::<arrow::datatypes::Float64Type>();
         let text = text.as_string::<i32>();
@@ -305,10 +323,10 @@ impl RagRun {
                 } else {
                     score.value(i)
                 };
-                let score = match (self.reranked, self.metric) {
-                    (false, Some(VectorMetric::Cosine)) => 1.0 - raw,
-                    (false, Some(_)) => -raw,
-                    _ => raw,
+                let score = match self.score {
+                    Score::Distance(VectorMetric::Cosine) => 1.0 - raw,
+                    Score::Distance(_) => -raw,
+                    Score::Fused | Score::Rating => raw,
                 };
                 Passage {
                     doc_id: doc_id

@@ -32,7 +32,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, RecordBatch, RecordBatchOptions};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::DataFusionError;
 use datafusion::logical_expr::async_udf::{AsyncScalarUDF, AsyncScalarUDFImpl};
 use datafusion::logical_expr::{
@@ -239,13 +239,11 @@ impl Rerank {
                 ),
             ));
         }
-        let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new(
+        Ok(args::with_column(
+            schema,
             RELEVANCE_COLUMN,
             DataType::Float64,
-            true,
-        )));
-        Ok(Arc::new(Schema::new(fields)))
+        ))
     }
 
     /// The column the first stage must also read to rate its rows.
@@ -287,17 +285,10 @@ impl Rerank {
         columns.push(Arc::new(Float64Array::from(
             order.iter().map(|&i| scores[i]).collect::<Vec<_>>(),
         )));
-        let mut fields: Vec<Arc<Field>> = batch.schema().fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new(
-            RELEVANCE_COLUMN,
-            DataType::Float64,
-            true,
-        )));
+        let schema = args::with_column(&batch.schema(), RELEVANCE_COLUMN, DataType::Float64);
         let options = RecordBatchOptions::new().with_row_count(Some(order.len()));
         Ok(RecordBatch::try_new_with_options(
-            Arc::new(Schema::new(fields)),
-            columns,
-            &options,
+            schema, columns, &options,
         )?)
     }
 }
@@ -330,7 +321,7 @@ impl RerankFunction {
 
 impl PartialEq for RerankFunction {
     fn eq(&self, other: &Self) -> bool {
-        std::ptr::eq(self, other)
+        self.limit.same(&other.limit)
     }
 }
 
@@ -365,17 +356,6 @@ impl ScalarUDFImpl for RerankFunction {
     }
 }
 
-/// Column `i` of `args` as `Utf8` strings, one per row.
-fn strings(args: &ScalarFunctionArgs, i: usize) -> datafusion::error::Result<Vec<Option<String>>> {
-    let array = args.args[i].to_array(args.number_rows)?;
-    let array = arrow::compute::cast(&array, &DataType::Utf8)?;
-    Ok(array
-        .as_string::<i32>()
-        .iter()
-        .map(|s| s.map(String::from))
-        .collect())
-}
-
 #[async_trait::async_trait]
 impl AsyncScalarUDFImpl for RerankFunction {
     async fn invoke_async_with_args(
@@ -386,8 +366,8 @@ impl AsyncScalarUDFImpl for RerankFunction {
             .models
             .get(args::model_arg("rerank", args.args.get(2))?)
             .map_err(|e| args::plan_err("rerank", e))?;
-        let queries = strings(&args, 0)?;
-        let texts = strings(&args, 1)?;
+        let queries = args::strings(&args, 0)?;
+        let texts = args::strings(&args, 1)?;
         let pairs: Vec<Option<(String, String)>> = queries
             .into_iter()
             .zip(texts)

@@ -36,7 +36,7 @@ use futures::{StreamExt, TryStreamExt};
 use lakehouse_catalog::{TableRef, VectorColumn};
 use serde::Deserialize;
 
-use crate::args::{json_options, literal, plan_err, string_literal, to_datafusion};
+use crate::args::{json_options, literal, plan_err, string_literal, to_datafusion, with_column};
 use crate::chat::ChatModels;
 use crate::embedding::EmbeddingModels;
 use crate::rerank::{Rerank, RerankOptions};
@@ -198,13 +198,6 @@ fn lance_table(
     };
     let schema = Schema::from(dataset.schema());
     Ok((Arc::clone(dataset), lance.clone(), schema))
-}
-
-/// `schema` with one more column `name: data_type` (nullable) at the end.
-fn with_column(schema: &Schema, name: &str, data_type: DataType) -> SchemaRef {
-    let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
-    fields.push(Arc::new(Field::new(name, data_type, true)));
-    Arc::new(Schema::new(fields))
 }
 
 impl VectorSearchFunction {
@@ -868,8 +861,7 @@ pub(crate) struct HybridSearch {
 async fn ranked(
     scanner: &lance::dataset::scanner::Scanner,
     ctx: Arc<TaskContext>,
-    order: &str,
-    ascending: bool,
+    (order, ascending): (&str, bool),
 ) -> datafusion::error::Result<RecordBatch> {
     sorted(run_scanner(scanner, ctx).await?, order, ascending).await
 }
@@ -905,8 +897,8 @@ impl Search for HybridSearch {
         let vector_scanner = self.vector.scanner(&columns, true).await?;
         let text_scanner = self.text.scanner(&columns, true)?;
         let (vector, text) = futures::try_join!(
-            ranked(&vector_scanner, Arc::clone(&ctx), "_distance", true),
-            ranked(&text_scanner, ctx, "_score", false),
+            ranked(&vector_scanner, Arc::clone(&ctx), VectorSearch::ORDER),
+            ranked(&text_scanner, ctx, TextSearch::ORDER),
         )?;
         // Rows are matched by Lance row id: both sides read the same dataset version.
         let mut fused: HashMap<u64, (f64, usize, usize)> = HashMap::new();
